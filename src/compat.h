@@ -1,0 +1,37 @@
+/*-------------------------------------------------------------------------
+ *
+ * compat.h
+ *		Differences between the PostgreSQL major versions workflow builds
+ *		against (15, 16 and 17), kept in one place so that the rest of the
+ *		code reads as if there were only one version.
+ *
+ * Copyright (c) 2026, the workflow developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WORKFLOW_COMPAT_H
+#define WORKFLOW_COMPAT_H
+
+#include "postgres.h"
+#include "storage/proc.h"
+
+#if PG_VERSION_NUM < 150000
+#error "workflow requires PostgreSQL 15 or later"
+#endif
+
+/*
+ * Index of this backend's PGPROC in the proc array: pgprocno up to 16,
+ * ProcNumber from 17 on.
+ */
+#if PG_VERSION_NUM >= 170000
+#define WF_MY_PROC_NUMBER		MyProcNumber
+#else
+#define WF_MY_PROC_NUMBER		(MyProc->pgprocno)
+#endif
+
+/* varatt.h was split out of postgres.h in 16 */
+#if PG_VERSION_NUM >= 160000
+#include "varatt.h"
+#endif
+
+#endif							/* WORKFLOW_COMPAT_H */

@@ -1,0 +1,133 @@
+/*-------------------------------------------------------------------------
+ *
+ * definitions.c
+ *		Checks used when a workflow definition or a payload is accepted:
+ *		SQL task bodies are parsed, not run, so that syntax errors show up
+ *		at create_workflow() rather than when a runner reaches the task;
+ *		documents larger than workflow.max_payload_size are refused.
+ *
+ * Copyright (c) 2026, the workflow developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/detoast.h"
+#include "fmgr.h"
+#include "nodes/parsenodes.h"
+#include "parser/parser.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+#include "compat.h"
+#include "workflow.h"
+
+PG_FUNCTION_INFO_V1(workflow_check_sql);
+PG_FUNCTION_INFO_V1(workflow_check_payload);
+
+/* the field being parsed, for the error context callback */
+typedef struct CheckSqlContext
+{
+	const char *field;
+	const char *body;
+} CheckSqlContext;
+
+/*
+ * Error context: name the definition field whose SQL failed to parse, and
+ * turn the parser's cursor position (which points into the task body, not
+ * into the statement that called create_workflow) into an internal
+ * position within the body, so that the error shows the body.
+ */
+static void
+check_sql_error_callback(void *arg)
+{
+	CheckSqlContext *ctx = (CheckSqlContext *) arg;
+	int			pos = geterrposition();
+
+	if (pos > 0)
+	{
+		errposition(0);
+		internalerrposition(pos);
+		internalerrquery(ctx->body);
+	}
+	errcontext("SQL of workflow definition field \"%s\"", ctx->field);
+}
+
+/*
+ * workflow._check_sql(body text, field text): parse an SQL task body with
+ * the raw parser.  A syntax error is raised as the parser raises it, with a
+ * context line naming the field.  Transaction control is refused: a task
+ * runs inside the transaction that also records its result, so COMMIT or
+ * ROLLBACK in a task would break exactly-once.
+ */
+Datum
+workflow_check_sql(PG_FUNCTION_ARGS)
+{
+	char	   *body = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *field = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	CheckSqlContext ctx;
+	ErrorContextCallback errcallback;
+	List	   *stmts;
+	ListCell   *lc;
+
+	ctx.field = field;
+	ctx.body = body;
+	errcallback.callback = check_sql_error_callback;
+	errcallback.arg = &ctx;
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
+
+	stmts = raw_parser(body, RAW_PARSE_DEFAULT);
+
+	error_context_stack = errcallback.previous;
+
+	if (stmts == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid workflow definition: field \"%s\" contains no SQL statement",
+						field)));
+
+	foreach(lc, stmts)
+	{
+		RawStmt    *raw = lfirst_node(RawStmt, lc);
+
+		if (IsA(raw->stmt, TransactionStmt))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid workflow definition: field \"%s\" contains a transaction control statement",
+							field),
+					 errdetail("A task runs in the transaction that records its result; it cannot commit, roll back or use savepoints itself.")));
+	}
+
+	PG_RETURN_VOID();
+}
+
+/*
+ * workflow._check_payload(value jsonb, what text): refuse a NULL document
+ * and one larger than workflow.max_payload_size (checked on the stored
+ * size, without converting it to text).
+ */
+Datum
+workflow_check_payload(PG_FUNCTION_ARGS)
+{
+	char	   *what;
+	Size		size;
+
+	what = PG_ARGISNULL(1) ? "value" : text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", what)));
+
+	size = toast_raw_datum_size(PG_GETARG_DATUM(0)) - VARHDRSZ;
+	if (size > (Size) workflow_max_payload_size * 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s is too large", what),
+				 errdetail("Its size is %zu bytes; the limit is %d kB.",
+						   size, workflow_max_payload_size),
+				 errhint("Store large data in a table and pass its key, or raise workflow.max_payload_size.")));
+
+	PG_RETURN_VOID();
+}
