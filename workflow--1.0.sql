@@ -43,6 +43,7 @@ CREATE TABLE workflow.workflows (
     initial_delay   interval NOT NULL,
     max_delay       interval NOT NULL,
     on_stale        text,                -- NULL = workflow.stale_job_action
+    search_path     text NOT NULL,       -- pinned for the SQL of its tasks
     UNIQUE (name, version),
     CHECK (version > 0),
     CHECK (on_stale IN ('cancel', 'retry'))
@@ -109,6 +110,7 @@ CREATE TABLE workflow.jobs (
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     started_at      timestamptz,
     finished_at     timestamptz,
+    deadline        timestamptz,          -- job timeout of this attempt; infinity once timed out
     result          jsonb,
     error           jsonb
 ) WITH (fillfactor = 70);
@@ -481,6 +483,7 @@ DECLARE
     new_id      bigint;
     v_timeout   interval;
     v_attempts  integer;
+    v_search_path text;
 BEGIN
     IF definition IS NULL THEN
         RAISE EXCEPTION 'workflow definition must not be null'
@@ -494,7 +497,7 @@ BEGIN
     END IF;
     FOR key IN SELECT jsonb_object_keys(definition) LOOP
         IF key NOT IN ('name', 'chain', 'onerror', 'oncancel', 'timeout', 'max_attempts',
-                       'initial_delay', 'max_delay', 'on_stale', 'description') THEN
+                       'initial_delay', 'max_delay', 'on_stale', 'search_path', 'description') THEN
             PERFORM workflow._invalid(key, 'is not a known workflow field');
         END IF;
     END LOOP;
@@ -519,6 +522,14 @@ BEGIN
     END IF;
 
     v_timeout := coalesce(workflow._interval(definition -> 'timeout', 'timeout'), interval '3600 s');
+    v_search_path := coalesce(workflow._string(definition -> 'search_path', 'search_path', NULL, NULL),
+                              'public');
+    BEGIN
+        PERFORM set_config('search_path', v_search_path, true);
+    EXCEPTION WHEN invalid_parameter_value THEN
+        PERFORM workflow._invalid('search_path', format('must be a list of schema names, not %s',
+                                                        definition -> 'search_path'));
+    END;
     v_attempts := coalesce(workflow._integer(definition -> 'max_attempts', 'max_attempts', 1, 1000), 1);
 
     -- one version number at a time per name
@@ -527,14 +538,16 @@ BEGIN
       FROM workflow.workflows w WHERE w.name = wf_name;
 
     INSERT INTO workflow.workflows AS w
-        (name, version, definition, owner, timeout, max_attempts, initial_delay, max_delay, on_stale)
+        (name, version, definition, owner, timeout, max_attempts, initial_delay, max_delay, on_stale,
+         search_path)
     VALUES (wf_name, new_version, definition,
             (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user)::regrole,
             nullif(v_timeout, interval '0'),
             v_attempts,
             coalesce(workflow._interval(definition -> 'initial_delay', 'initial_delay'), interval '1 s'),
             coalesce(workflow._interval(definition -> 'max_delay', 'max_delay'), interval '5 min'),
-            workflow._string(definition -> 'on_stale', 'on_stale', '^(cancel|retry)$', '"cancel" or "retry"'))
+            workflow._string(definition -> 'on_stale', 'on_stale', '^(cancel|retry)$', '"cancel" or "retry"'),
+            v_search_path)
     RETURNING w.id INTO new_id;
 
     INSERT INTO workflow.steps
@@ -761,7 +774,7 @@ DECLARE
 BEGIN
     SELECT * INTO w FROM workflow.workflows WHERE id = j.workflow_id;
     IF j.attempt < w.max_attempts THEN
-        UPDATE workflow.jobs SET attempt = attempt + 1, error = err WHERE id = j.id
+        UPDATE workflow.jobs SET attempt = attempt + 1, error = err, deadline = NULL WHERE id = j.id
         RETURNING * INTO j;
         RETURN workflow._enqueue_step(j, 'chain', 0, 1,
                    now() + workflow._backoff('exponential', w.initial_delay, w.max_delay, j.attempt - 1));
@@ -786,6 +799,11 @@ DECLARE
     cur     workflow.steps;
     nxt     workflow.steps;
 BEGIN
+    IF j.execution NOT IN ('running', 'waiting') THEN
+        RAISE EXCEPTION 'job % has no task in progress', j.id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('The job is %s.', j.execution);
+    END IF;
     cur := workflow._step(j);
     INSERT INTO workflow.task_runs
         (job_id, job_attempt, phase, step, task, attempt, fallback, status, runner_id,
@@ -831,6 +849,11 @@ AS $$
 DECLARE
     cur     workflow.steps;
 BEGIN
+    IF j.execution NOT IN ('running', 'waiting') THEN
+        RAISE EXCEPTION 'job % has no task in progress', j.id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('The job is %s.', j.execution);
+    END IF;
     cur := workflow._step(j);
     err := jsonb_build_object('task', cur.name, 'phase', j.phase, 'attempt', j.task_attempt) || coalesce(err, '{}');
     INSERT INTO workflow.task_runs
@@ -1025,6 +1048,10 @@ BEGIN
     END IF;
     err := jsonb_build_object('message', 'job canceled', 'reason', cancel_job.reason,
                               'canceled_by', current_user);
+    IF j.execution = 'running' THEN
+        -- stop the SQL the runner executes for it, once this cancel commits
+        PERFORM workflow._interrupt_at_commit(j.id);
+    END IF;
     UPDATE workflow.jobs SET error = err WHERE workflow.jobs.id = j.id RETURNING * INTO j;
     IF EXISTS (SELECT 1 FROM workflow.steps s
                 WHERE s.workflow_id = j.workflow_id AND s.phase = 'oncancel') THEN
@@ -1087,7 +1114,7 @@ BEGIN
                           AND r.phase = 'chain' AND r.step = s.position
                           AND r.status = 'succeeded');
     UPDATE workflow.jobs
-       SET result = NULL, error = NULL, finished_at = NULL
+       SET result = NULL, error = NULL, finished_at = NULL, deadline = NULL
      WHERE workflow.jobs.id = j.id
     RETURNING * INTO j;
     PERFORM workflow._enqueue_step(j, 'chain', coalesce(from_step, 0), 1, now());
@@ -1310,7 +1337,9 @@ BEGIN
     j := workflow._lock_job(finish_job.id);
     -- a repeated call is answered, not refused
     IF j.execution = finish_job.execution AND j.runner_id = finish_job.runner_id
-       AND j.result IS NOT DISTINCT FROM finish_job.result THEN
+       AND (finish_job.result IS NULL
+            OR (CASE WHEN j.execution = 'succeeded' THEN j.result ELSE j.error END)
+               IS NOT DISTINCT FROM finish_job.result) THEN
         RETURN j;
     END IF;
     IF j.execution <> 'running' OR j.runner_id IS DISTINCT FROM finish_job.runner_id THEN
@@ -1405,6 +1434,295 @@ COMMENT ON FUNCTION workflow.stale_jobs() IS
     'running jobs whose runner is inactive or unknown, or whose lease has expired: what the sweeper acts on';
 
 -------------------------------------------------------------------------------
+-- In-server runners and the sweeper (called by src/runner.c, src/sweeper.c)
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION workflow._interrupt_at_commit(job_id bigint)
+RETURNS void
+LANGUAGE c STRICT PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'workflow_interrupt_at_commit';
+COMMENT ON FUNCTION workflow._interrupt_at_commit(bigint) IS
+    'internal: when this transaction commits, cancel the SQL a runner is executing for this job';
+
+CREATE FUNCTION workflow.requeue("after" interval DEFAULT '0')
+RETURNS void
+LANGUAGE c PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'workflow_task_requeue';
+COMMENT ON FUNCTION workflow.requeue(interval) IS
+    'from inside an SQL task: when the task ends, queue the job again at the same task after the delay';
+
+CREATE FUNCTION workflow.wait()
+RETURNS void
+LANGUAGE c PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'workflow_task_wait';
+COMMENT ON FUNCTION workflow.wait() IS
+    'from inside an SQL task: when the task ends, park the job as waiting until workflow.resume_job()';
+
+CREATE FUNCTION workflow.add_info(info jsonb)
+RETURNS void
+LANGUAGE c PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'workflow_task_add_info';
+COMMENT ON FUNCTION workflow.add_info(jsonb) IS
+    'from inside an SQL task: append progress information to the job, stored with the task outcome';
+
+-- Claim the next runnable job of the runners' queue.  One row at a time
+-- (LIMIT 1 ... SKIP LOCKED) so that concurrent runners never lock more
+-- than they take.  A job found past its deadline is claimed too: the
+-- runner then handles the timeout.
+CREATE FUNCTION workflow._runner_claim(p_runner text)
+RETURNS workflow.jobs
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j       workflow.jobs;
+    got     bigint;
+BEGIN
+    SELECT * INTO j FROM workflow.jobs
+     WHERE execution = 'queued' AND task_type IS NULL AND run_at <= now()
+       AND (target IS NULL OR workflow._target_free(id, target, priority, run_at))
+     ORDER BY priority DESC, run_at, id
+     LIMIT 1
+       FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF j.target IS NOT NULL THEN
+        INSERT INTO workflow.target_locks AS l (target, job_id) VALUES (j.target, j.id)
+            ON CONFLICT (target) DO UPDATE SET locked_at = l.locked_at
+            WHERE l.job_id = EXCLUDED.job_id
+        RETURNING l.job_id INTO got;
+        IF got IS NULL THEN
+            RETURN NULL;        -- lost the target to a concurrent claim
+        END IF;
+    END IF;
+    UPDATE workflow.jobs
+       SET execution = 'running', runner_id = p_runner,
+           lease = nextval('workflow.lease_seq'),
+           started_at = coalesce(started_at, now()),
+           deadline = coalesce(deadline,
+                               now() + (SELECT w.timeout FROM workflow.workflows w WHERE w.id = j.workflow_id))
+     WHERE id = j.id
+    RETURNING * INTO j;
+    RETURN j;
+END
+$$;
+COMMENT ON FUNCTION workflow._runner_claim(text) IS
+    'internal: claim the next runnable job of the in-server runners (SKIP LOCKED, lock by target)';
+
+-- The job ran out of its whole-job time: the current task fails for good
+-- without retries or fallback, the onerror chain runs (itself without a
+-- deadline), then whole-job attempts apply.
+CREATE FUNCTION workflow._job_timed_out(j workflow.jobs, started timestamptz)
+RETURNS workflow.jobs
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cur     workflow.steps;
+    err     jsonb;
+BEGIN
+    cur := workflow._step(j);
+    err := jsonb_build_object('task', cur.name, 'phase', j.phase, 'attempt', j.task_attempt,
+                              'sqlstate', '57014', 'message', 'job timed out',
+                              'detail', format('The job did not finish within its timeout of %s.',
+                                               (SELECT w.timeout FROM workflow.workflows w WHERE w.id = j.workflow_id)));
+    INSERT INTO workflow.task_runs
+        (job_id, job_attempt, phase, step, task, attempt, fallback, status, runner_id,
+         started_at, error)
+    VALUES (j.id, j.attempt, j.phase, j.step, cur.name, j.task_attempt, j.in_fallback,
+            'failed', j.runner_id, coalesce(started, now()), err);
+    UPDATE workflow.jobs SET error = err, deadline = 'infinity' WHERE id = j.id RETURNING * INTO j;
+    IF j.phase = 'chain' AND EXISTS (SELECT 1 FROM workflow.steps
+                                      WHERE workflow_id = j.workflow_id AND phase = 'onerror') THEN
+        RETURN workflow._enqueue_step(j, 'onerror', 0, 1, now());
+    ELSIF j.phase = 'oncancel' THEN
+        RETURN workflow._terminate(j, 'canceled', NULL, err);
+    END IF;
+    RETURN workflow._job_failed(j, err);
+END
+$$;
+COMMENT ON FUNCTION workflow._job_timed_out(workflow.jobs, timestamptz) IS
+    'internal: whole-job timeout: fail the current task for good, then onerror and whole-job attempts';
+
+-- Record the outcome of a task a runner executed, in the transaction of
+-- the task itself, guarded by the lease: when the job was canceled, timed
+-- out or handed to another runner meanwhile, nothing is recorded and NULL
+-- is returned, and the runner rolls the task's effects back.
+--
+-- outcome: succeeded | failed | requeue | wait | wait_step | timeout | release
+CREATE FUNCTION workflow._runner_record(p_job bigint, p_lease bigint, p_outcome text,
+                                        p_output jsonb, p_error jsonb, p_started timestamptz,
+                                        p_delay interval, p_info jsonb[])
+RETURNS workflow.jobs
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j       workflow.jobs;
+    cur     workflow.steps;
+    status  text;
+BEGIN
+    SELECT * INTO j FROM workflow.jobs
+     WHERE id = p_job AND lease = p_lease AND execution = 'running'
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF p_info IS NOT NULL THEN
+        INSERT INTO workflow.job_info (job_id, info) SELECT p_job, i FROM unnest(p_info) i;
+    END IF;
+
+    CASE p_outcome
+        WHEN 'succeeded' THEN
+            RETURN workflow._step_succeeded(j, p_output, p_started, true);
+        WHEN 'failed' THEN
+            RETURN workflow._step_failed(j, p_error, p_started, true);
+        WHEN 'timeout' THEN
+            RETURN workflow._job_timed_out(j, p_started);
+        WHEN 'wait_step' THEN
+            cur := workflow._step(j);
+            UPDATE workflow.jobs
+               SET execution = 'waiting', lease = NULL, runner_id = NULL,
+                   run_at = CASE WHEN cur.wait_for IS NULL THEN 'infinity'
+                                 ELSE now() + cur.wait_for END
+             WHERE id = j.id
+            RETURNING * INTO j;
+            RETURN j;
+        WHEN 'requeue', 'wait', 'release' THEN
+            cur := workflow._step(j);
+            status := CASE p_outcome WHEN 'wait' THEN 'waiting' ELSE 'requeued' END;
+            INSERT INTO workflow.task_runs
+                (job_id, job_attempt, phase, step, task, attempt, fallback, status, runner_id,
+                 started_at, output, error)
+            VALUES (j.id, j.attempt, j.phase, j.step, cur.name, j.task_attempt, j.in_fallback,
+                    status, j.runner_id, coalesce(p_started, now()), p_output, p_error);
+            IF p_outcome = 'wait' THEN
+                UPDATE workflow.jobs
+                   SET execution = 'waiting', lease = NULL, runner_id = NULL, run_at = 'infinity'
+                 WHERE id = j.id
+                RETURNING * INTO j;
+                RETURN j;
+            END IF;
+            RETURN workflow._enqueue_step(j, j.phase, j.step, j.task_attempt,
+                                          now() + coalesce(p_delay, interval '0'), j.in_fallback);
+        ELSE
+            RAISE EXCEPTION 'unknown task outcome "%"', p_outcome
+                USING ERRCODE = 'invalid_parameter_value';
+    END CASE;
+END
+$$;
+COMMENT ON FUNCTION workflow._runner_record(bigint, bigint, text, jsonb, jsonb, timestamptz, interval, jsonb[]) IS
+    'internal: record the outcome of a task executed by a runner, guarded by its lease';
+
+-- Heartbeats of the in-server workers, written by the sweeper from shared
+-- memory (a runner inside a long task cannot write its own).
+CREATE FUNCTION workflow._heartbeat(p_ids text[], p_pids integer[], p_idle boolean[])
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    UPDATE workflow.runners r
+       SET active_at = now(), idle = v.idle, pid = v.pid
+      FROM unnest(p_ids, p_pids, p_idle) AS v(id, pid, idle)
+     WHERE r.id = v.id;
+END;
+COMMENT ON FUNCTION workflow._heartbeat(text[], integer[], boolean[]) IS
+    'internal: heartbeat of the in-server workers, from shared memory';
+
+-- One pass of the sweeper; returns what it did.
+CREATE FUNCTION workflow._sweep(p_stale_action text, p_retention interval, p_batch integer)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j           workflow.jobs;
+    action      text;
+    err         jsonb;
+    n_timers    integer := 0;
+    n_timeouts  integer := 0;
+    n_stale     integer := 0;
+    n_pruned    integer := 0;
+    ids         bigint[];
+BEGIN
+    -- timers of wait tasks that have elapsed
+    FOR j IN SELECT * FROM workflow.jobs
+              WHERE execution = 'waiting' AND run_at <= now()
+              ORDER BY run_at LIMIT p_batch
+                FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM workflow._step_succeeded(j, NULL, j.run_at);
+        n_timers := n_timers + 1;
+    END LOOP;
+
+    -- whole-job timeouts of running and waiting jobs (queued ones are
+    -- handled by the runner that claims them)
+    FOR j IN SELECT * FROM workflow.jobs
+              WHERE execution IN ('running', 'waiting') AND deadline < now()
+              LIMIT p_batch
+                FOR UPDATE SKIP LOCKED
+    LOOP
+        IF j.execution = 'running' THEN
+            PERFORM workflow._interrupt_at_commit(j.id);
+        END IF;
+        PERFORM workflow._job_timed_out(j, NULL);
+        n_timeouts := n_timeouts + 1;
+    END LOOP;
+
+    -- stale jobs of runners that stopped reporting
+    FOR j IN SELECT s.* FROM workflow.stale_jobs() s LIMIT p_batch
+    LOOP
+        SELECT * INTO j FROM workflow.jobs WHERE id = j.id AND lease = j.lease AND execution = 'running'
+           FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        action := coalesce((SELECT w.on_stale FROM workflow.workflows w WHERE w.id = j.workflow_id),
+                           p_stale_action);
+        err := jsonb_build_object('message', format('runner "%s" stopped reporting', j.runner_id),
+                                  'stale', true);
+        IF action = 'retry' THEN
+            INSERT INTO workflow.task_runs
+                (job_id, job_attempt, phase, step, task, attempt, fallback, status, runner_id,
+                 started_at, error)
+            VALUES (j.id, j.attempt, j.phase, j.step, (workflow._step(j)).name, j.task_attempt,
+                    j.in_fallback, 'failed', j.runner_id, now(), err);
+            PERFORM workflow._enqueue_step(j, j.phase, j.step, j.task_attempt + 1, now(), j.in_fallback);
+        ELSIF j.phase = 'oncancel' THEN
+            PERFORM workflow._terminate(j, 'canceled', NULL, err);
+        ELSE
+            UPDATE workflow.jobs SET error = err WHERE id = j.id RETURNING * INTO j;
+            IF EXISTS (SELECT 1 FROM workflow.steps s
+                        WHERE s.workflow_id = j.workflow_id AND s.phase = 'oncancel') THEN
+                PERFORM workflow._enqueue_step(j, 'oncancel', 0, 1, now());
+            ELSE
+                PERFORM workflow._terminate(j, 'canceled', NULL, err);
+            END IF;
+        END IF;
+        n_stale := n_stale + 1;
+    END LOOP;
+
+    -- retention: finished jobs older than the retention, a batch at a time
+    IF p_retention > interval '0' THEN
+        ids := ARRAY(SELECT id FROM workflow.jobs
+                      WHERE finished_at < now() - p_retention
+                      ORDER BY finished_at LIMIT p_batch
+                        FOR UPDATE SKIP LOCKED);
+        IF cardinality(ids) > 0 THEN
+            DELETE FROM workflow.task_runs WHERE job_id = ANY (ids);
+            DELETE FROM workflow.job_info WHERE job_id = ANY (ids);
+            DELETE FROM workflow.jobs WHERE id = ANY (ids);
+            n_pruned := cardinality(ids);
+        END IF;
+    END IF;
+
+    RETURN jsonb_build_object('timers', n_timers, 'timeouts', n_timeouts,
+                              'stale', n_stale, 'pruned', n_pruned);
+END
+$$;
+COMMENT ON FUNCTION workflow._sweep(text, interval, integer) IS
+    'internal: one pass of the sweeper: elapsed timers, job timeouts, stale jobs, retention';
+
+-------------------------------------------------------------------------------
 -- Views
 -------------------------------------------------------------------------------
 
@@ -1457,3 +1775,13 @@ REVOKE ALL ON SCHEMA workflow FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA workflow FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA workflow FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA workflow FROM PUBLIC;
+
+-- runners already connected to this database notice the new extension now
+-- (nothing to wake when the library is not preloaded)
+DO $$
+BEGIN
+    PERFORM workflow._wake_at_commit(NULL);
+EXCEPTION WHEN object_not_in_prerequisite_state THEN
+    NULL;
+END
+$$;

@@ -4,6 +4,8 @@
  *		Wake-up at commit: a transaction that makes work runnable (a new
  *		job, a resumed or re-queued one, a completed task) sets the latch
  *		of a backend waiting for that kind of work as soon as it commits.
+ *		The same commit callback interrupts the runner executing a job that
+ *		the transaction canceled or timed out.
  *		No LISTEN/NOTIFY and no polling; workflow.run_interval is only a
  *		fallback (e.g. for COMMIT PREPARED, which runs no callback in the
  *		preparing backend).
@@ -18,8 +20,16 @@
  * the commit is visible to other snapshots, claims up to `count' waiters of
  * each queue by an atomic exchange of `waiting' and sets their latches.
  * The callback runs in post-commit cleanup where an ERROR is not allowed,
- * so it does nothing but atomics and SetLatch.  On abort the record is
- * simply dropped.
+ * so it does nothing but atomics, SetLatch and kill().  On abort the
+ * record is simply dropped.
+ *
+ * Interrupts.  cancel_job() (and the sweeper, for timeouts) records the job
+ * ids whose running SQL must stop.  At commit the callback looks for the
+ * worker slot executing each job, stores the job id in the slot's
+ * `interrupt_job' and sends the worker SIGINT, which cancels its current
+ * statement exactly like pg_cancel_backend().  Doing it at commit means
+ * that the runner's own guarded bookkeeping already sees the new state of
+ * the job and rolls the task back.
  *
  * Copyright (c) 2026, the workflow developers
  *
@@ -39,7 +49,10 @@
 #include "compat.h"
 #include "workflow.h"
 
+#include <signal.h>
+
 PG_FUNCTION_INFO_V1(workflow_wake_at_commit);
+PG_FUNCTION_INFO_V1(workflow_interrupt_at_commit);
 
 /* queues to wake when the current transaction commits */
 #define MAX_PENDING_QUEUES 16
@@ -55,11 +68,19 @@ static int	npending = 0;
 static bool pending_overflow = false;
 static bool callback_registered = false;
 
+/* jobs whose running SQL to interrupt when the transaction commits */
+#define MAX_PENDING_INTERRUPTS 64
+
+static int64 pending_interrupts[MAX_PENDING_INTERRUPTS];
+static int	ninterrupts = 0;
+
 /* this backend's entry while it waits, or NULL */
 static WorkflowWaiter *my_waiter = NULL;
 
 static void wakeup_xact_callback(XactEvent event, void *arg);
 static void wake_waiters(uint32 queue, int count);
+static void interrupt_jobs(void);
+static void register_callback(void);
 
 /*
  * Shared memory needed: one waiter entry per PGPROC that can exist.
@@ -81,6 +102,21 @@ workflow_wakeup_shmem_init(WorkflowShared *shared)
 {
 	int			i;
 
+	SpinLockInit(&shared->mutex);
+	shared->launcher = NULL;
+	for (i = 0; i < WF_NUM_SLOTS; i++)
+	{
+		WorkflowWorkerSlot *slot = &shared->slots[i];
+
+		slot->pid = 0;
+		slot->proc = NULL;
+		slot->generation = 0;
+		slot->started_at = 0;
+		slot->alive_at = 0;
+		slot->idle = true;
+		pg_atomic_init_u64(&slot->job_id, 0);
+		pg_atomic_init_u64(&slot->interrupt_job, 0);
+	}
 	pg_atomic_init_u64(&shared->wakeups, 0);
 	shared->nwaiters = MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
 	for (i = 0; i < shared->nwaiters; i++)
@@ -116,12 +152,7 @@ workflow_wake_queue_at_commit(uint32 queue)
 	int			i;
 
 	workflow_require_shmem();
-
-	if (!callback_registered)
-	{
-		RegisterXactCallback(wakeup_xact_callback, NULL);
-		callback_registered = true;
-	}
+	register_callback();
 
 	for (i = 0; i < npending; i++)
 	{
@@ -140,6 +171,84 @@ workflow_wake_queue_at_commit(uint32 queue)
 	}
 	else
 		pending_overflow = true;	/* wake every waiter at commit */
+}
+
+/*
+ * Register the transaction callback once per backend, lazily, so that
+ * backends that never touch a job pay nothing.
+ */
+static void
+register_callback(void)
+{
+	if (!callback_registered)
+	{
+		RegisterXactCallback(wakeup_xact_callback, NULL);
+		callback_registered = true;
+	}
+}
+
+/*
+ * Remember to interrupt, at commit, the worker executing `job_id'.
+ */
+void
+workflow_interrupt_job_at_commit(int64 job_id)
+{
+	int			i;
+
+	workflow_require_shmem();
+	register_callback();
+
+	for (i = 0; i < ninterrupts; i++)
+		if (pending_interrupts[i] == job_id)
+			return;
+	if (ninterrupts < MAX_PENDING_INTERRUPTS)
+		pending_interrupts[ninterrupts++] = job_id;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("cannot interrupt more than %d running jobs in one transaction",
+						MAX_PENDING_INTERRUPTS),
+				 errhint("Cancel running jobs in smaller transactions.")));
+}
+
+/*
+ * workflow._interrupt_at_commit(job_id bigint): SQL entry point of the above.
+ */
+Datum
+workflow_interrupt_at_commit(PG_FUNCTION_ARGS)
+{
+	workflow_interrupt_job_at_commit(PG_GETARG_INT64(0));
+	PG_RETURN_VOID();
+}
+
+/*
+ * Signal the workers executing the jobs recorded for interruption.  Runs
+ * in the commit callback: only atomics, a spinlock and kill().
+ */
+static void
+interrupt_jobs(void)
+{
+	int			i,
+				k;
+
+	for (k = 0; k < ninterrupts; k++)
+	{
+		for (i = 0; i < WF_NUM_SLOTS; i++)
+		{
+			WorkflowWorkerSlot *slot = &WorkflowShmem->slots[i];
+			pid_t		pid;
+
+			if (pg_atomic_read_u64(&slot->job_id) != (uint64) pending_interrupts[k])
+				continue;
+			SpinLockAcquire(&WorkflowShmem->mutex);
+			pid = slot->pid;
+			SpinLockRelease(&WorkflowShmem->mutex);
+			if (pid == 0)
+				continue;
+			pg_atomic_write_u64(&slot->interrupt_job, (uint64) pending_interrupts[k]);
+			kill(pid, SIGINT);
+		}
+	}
 }
 
 /*
@@ -197,6 +306,7 @@ wakeup_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (WorkflowShmem != NULL)
 			{
+				interrupt_jobs();
 				if (pending_overflow)
 					wake_waiters(PG_UINT32_MAX, INT_MAX);
 				else
@@ -204,12 +314,14 @@ wakeup_xact_callback(XactEvent event, void *arg)
 						wake_waiters(pending[i].queue, pending[i].count);
 			}
 			npending = 0;
+			ninterrupts = 0;
 			pending_overflow = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			npending = 0;
+			ninterrupts = 0;
 			pending_overflow = false;
 			break;
 		default:

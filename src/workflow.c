@@ -5,7 +5,9 @@
  *		shared memory, and (from shared_preload_libraries) the background
  *		workers.
  *
- * The library is meant to be loaded with shared_preload_libraries.  Loaded
+ * From shared_preload_libraries the library reserves its shared memory and
+ * registers the launcher (src/launcher.c), which starts the sweeper and
+ * the runners.  The library is meant to be loaded that way.  Loaded
  * any other way (CREATE EXTENSION or LOAD in a server that did not preload
  * it) it still defines its configuration variables, so that SHOW and
  * postgresql.conf behave, but it has no shared memory: every function that
@@ -75,6 +77,8 @@ _PG_init(void)
 	shmem_request_hook = workflow_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = workflow_shmem_startup;
+
+	workflow_register_launcher();
 }
 
 /*
@@ -85,14 +89,20 @@ _PG_init(void)
 static void
 workflow_define_gucs(void)
 {
-	DefineCustomStringVariable("workflow.database",
-							   "Database whose jobs the background workers run.",
-							   NULL,
-							   &workflow_database,
-							   "postgres",
-							   PGC_POSTMASTER,
-							   0,
-							   NULL, NULL, NULL);
+	/*
+	 * A PGC_POSTMASTER variable can only be created while the postmaster
+	 * starts; loaded later, the library goes without it (it has no workers
+	 * to point at a database anyway).
+	 */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomStringVariable("workflow.database",
+								   "Database whose jobs the background workers run.",
+								   NULL,
+								   &workflow_database,
+								   "postgres",
+								   PGC_POSTMASTER,
+								   0,
+								   NULL, NULL, NULL);
 
 	DefineCustomIntVariable("workflow.runners",
 							"Number of runner background workers (node-workflow forks).",

@@ -18,6 +18,8 @@
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
+#include "storage/spin.h"
+#include "utils/timestamp.h"
 
 /* stale_job_action values */
 typedef enum WorkflowStaleAction
@@ -49,9 +51,39 @@ typedef struct WorkflowWaiter
 	PGPROC	   *proc;			/* whose latch to set */
 } WorkflowWaiter;
 
+/* most runner workers (the upper bound of workflow.runners) */
+#define WF_MAX_RUNNERS 64
+
+/* slot 0 is the sweeper, 1..WF_MAX_RUNNERS the runners */
+#define WF_SWEEPER_SLOT 0
+#define WF_NUM_SLOTS (WF_MAX_RUNNERS + 1)
+
+/*
+ * One slot per in-server worker.  pid/proc/generation are written by the
+ * worker under `mutex' when it starts and cleared when it exits; job_id is
+ * the job whose task the worker executes right now (0 = none), readable
+ * without a lock; interrupt_job is set by a committing cancel_job() (or the
+ * sweeper) before it signals the worker, so the worker can tell a cancel
+ * from a timeout or an administrator's pg_cancel_backend().
+ */
+typedef struct WorkflowWorkerSlot
+{
+	pid_t		pid;			/* 0 when free */
+	PGPROC	   *proc;
+	uint32		generation;		/* incremented at every start */
+	TimestampTz started_at;
+	TimestampTz alive_at;		/* last sign of life (loop iteration) */
+	bool		idle;
+	pg_atomic_uint64 job_id;
+	pg_atomic_uint64 interrupt_job;
+} WorkflowWorkerSlot;
+
 /* the shared-memory area of the extension */
 typedef struct WorkflowShared
 {
+	slock_t		mutex;			/* protects the slots' pid/proc/generation */
+	PGPROC	   *launcher;		/* to poke the launcher, or NULL */
+	WorkflowWorkerSlot slots[WF_NUM_SLOTS];
 	pg_atomic_uint64 wakeups;	/* latches set by committing transactions */
 	int			nwaiters;		/* entries in waiters[] */
 	WorkflowWaiter waiters[FLEXIBLE_ARRAY_MEMBER];
@@ -62,7 +94,49 @@ extern WorkflowShared *WorkflowShmem;
 /* src/workflow.c */
 extern void workflow_require_shmem(void);
 
+/* src/launcher.c */
+extern void workflow_register_launcher(void);
+extern PGDLLEXPORT void workflow_launcher_main(Datum main_arg);
+
+/* src/runner.c */
+extern PGDLLEXPORT void workflow_runner_main(Datum main_arg);
+extern void workflow_runner_id(int slot, char *buf, size_t len);
+
+/* src/sweeper.c */
+extern PGDLLEXPORT void workflow_sweeper_main(Datum main_arg);
+
+/* src/worker.c: what runners and the sweeper share */
+extern WorkflowWorkerSlot *workflow_worker_attach(int slot);
+extern Oid	workflow_extension_ready(void);
+extern void workflow_begin_spi(void);
+extern void workflow_end_spi(bool commit);
+extern void workflow_worker_reload_if_needed(void);
+
+/* src/task.c */
+typedef enum WorkflowTaskRequest
+{
+	WF_TASK_DONE,				/* no request: the task finished */
+	WF_TASK_REQUEUE,			/* workflow.requeue(after) */
+	WF_TASK_WAIT				/* workflow.wait() */
+} WorkflowTaskRequest;
+
+typedef struct WorkflowTaskResult
+{
+	bool		ok;				/* body ran to completion */
+	WorkflowTaskRequest request;
+	int64		requeue_ms;		/* delay asked by workflow.requeue() */
+	Datum		output;			/* jsonb, or 0 for SQL NULL */
+	Datum		error;			/* jsonb describing the error when !ok */
+	int			sqlerrcode;		/* when !ok */
+	Datum		info;			/* jsonb[] added by workflow.add_info(), or 0 */
+} WorkflowTaskResult;
+
+extern void workflow_execute_task(int64 job_id, const char *body, Datum context,
+								  Oid owner, const char *search_path, int timeout_ms,
+								  WorkflowTaskResult *result);
+
 /* src/wakeup.c */
+extern void workflow_interrupt_job_at_commit(int64 job_id);
 extern Size workflow_wakeup_shmem_size(void);
 extern void workflow_wakeup_shmem_init(WorkflowShared *shared);
 extern uint32 workflow_queue_hash(const char *queue);

@@ -1,0 +1,512 @@
+/*-------------------------------------------------------------------------
+ *
+ * runner.c
+ *		The runner background worker: claims runnable jobs of the in-server
+ *		queue and executes their SQL and wait tasks (node-workflow runner
+ *		with `forks' = workflow.runners).
+ *
+ * Crash accounting and exactly-once.  A job is claimed in a short
+ * transaction of its own (execution = running, runner id, a new lease)
+ * that commits before any task runs.  Each task then runs in one
+ * transaction together with the record of its outcome and the advance of
+ * the job (workflow._runner_record, guarded by the lease): the task's
+ * effects and the job's progress commit or roll back together.  If the job
+ * was canceled, timed out or given to another runner meanwhile, the guard
+ * finds nothing and the runner rolls the whole transaction back.  A runner
+ * that dies leaves the job `running' under a runner that stopped
+ * reporting; the sweeper applies the workflow's on_stale policy.
+ *
+ * When the next task of the job is again an SQL task, the runner keeps the
+ * job (no re-claim) and goes on with it.
+ *
+ * Signals.  SIGTERM asks for a graceful stop: an idle runner exits; a busy
+ * one cancels the statement of its task, and hands the job back to the
+ * queue (same task, no attempt counted) before exiting, so that a fast
+ * shutdown leaves nothing stale.  SIGINT keeps PostgreSQL's handler: it
+ * cancels the running statement (statement timeouts, cancel_job,
+ * pg_cancel_backend).  SIGHUP reloads the configuration.
+ *
+ * Copyright (c) 2026, the workflow developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "compat.h"
+#include "workflow.h"
+
+/* set by SIGTERM */
+static volatile sig_atomic_t shutdown_requested = false;
+
+/* true while a task body runs: SIGTERM then also cancels its statement */
+static volatile sig_atomic_t task_running = false;
+
+static WorkflowWorkerSlot *my_slot = NULL;
+static char my_runner_id[NAMEDATALEN];
+static Oid	registered_extension = InvalidOid;
+
+/* the job in hand */
+typedef struct ClaimedJob
+{
+	int64		id;
+	int64		lease;
+} ClaimedJob;
+
+/* what the step loop should do next */
+typedef enum StepNext
+{
+	STEP_CONTINUE,				/* the job is still ours at its next SQL task */
+	STEP_DONE					/* the job left us (advanced, waiting, finished...) */
+} StepNext;
+
+static void runner_sigterm(SIGNAL_ARGS);
+static bool claim_job(ClaimedJob *job);
+static StepNext run_step(ClaimedJob *job);
+static void record_unexpected(ClaimedJob *job, ErrorData *edata);
+
+/*
+ * The identifier of the runner of slot `slot' in workflow.runners.
+ */
+void
+workflow_runner_id(int slot, char *buf, size_t len)
+{
+	snprintf(buf, len, "runner-%d", slot);
+}
+
+/*
+ * SIGTERM: stop gracefully.  While a task runs, cancel its statement too
+ * (as StatementCancelHandler would), so the job is handed back promptly.
+ */
+static void
+runner_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	shutdown_requested = true;
+	if (task_running)
+	{
+		InterruptPending = true;
+		QueryCancelPending = true;
+	}
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/*
+ * Entry point of a runner.
+ */
+void
+workflow_runner_main(Datum main_arg)
+{
+	int			slot = DatumGetInt32(main_arg);
+	Oid			dboid;
+	MemoryContext loop_context;
+
+	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, runner_sigterm);
+	BackgroundWorkerUnblockSignals();
+
+	my_slot = workflow_worker_attach(slot);
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	workflow_runner_id(slot, my_runner_id, sizeof(my_runner_id));
+	pgstat_report_appname(my_runner_id);
+
+	loop_context = AllocSetContextCreate(TopMemoryContext, "workflow runner",
+										 ALLOCSET_DEFAULT_SIZES);
+
+	while (!shutdown_requested)
+	{
+		ClaimedJob	job = {0, 0};
+		volatile bool claimed = false;
+
+		CHECK_FOR_INTERRUPTS();
+		workflow_worker_reload_if_needed();
+		MemoryContextReset(loop_context);
+		MemoryContextSwitchTo(loop_context);
+		my_slot->alive_at = GetCurrentTimestamp();
+
+		if (workflow_enabled)
+		{
+			/* announce before looking, so that no wake-up is lost */
+			workflow_wait_begin(0);
+			ResetLatch(MyLatch);
+
+			PG_TRY();
+			{
+				claimed = claim_job(&job);
+				if (claimed)
+				{
+					workflow_wait_end();
+					my_slot->idle = false;
+					while (run_step(&job) == STEP_CONTINUE && !shutdown_requested)
+						;
+				}
+			}
+			PG_CATCH();
+			{
+				ErrorData  *edata;
+
+				HOLD_INTERRUPTS();
+				task_running = false;
+				MemoryContextSwitchTo(loop_context);
+				edata = CopyErrorData();
+				EmitErrorReport();
+				FlushErrorState();
+				AbortOutOfAnyTransaction();
+				QueryCancelPending = false;
+				RESUME_INTERRUPTS();
+				if (claimed)
+					record_unexpected(&job, edata);
+				/* never loop hot on a persistent error */
+				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 1000L, PG_WAIT_EXTENSION);
+			}
+			PG_END_TRY();
+			my_slot->idle = true;
+			pgstat_report_activity(STATE_IDLE, NULL);
+			if (claimed)
+				continue;		/* there may be more work */
+		}
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 workflow_run_interval, PG_WAIT_EXTENSION);
+		workflow_wait_end();
+	}
+
+	proc_exit(0);
+}
+
+/*
+ * Claim the next runnable job in a transaction of its own.  Registers the
+ * runner first when the extension is new to us.  Returns false when there
+ * is nothing to do (or no extension yet).
+ */
+static bool
+claim_job(ClaimedJob *job)
+{
+	Oid			extoid;
+	bool		found = false;
+
+	workflow_begin_spi();
+	extoid = workflow_extension_ready();
+	if (!OidIsValid(extoid))
+	{
+		registered_extension = InvalidOid;
+		workflow_end_spi(true);
+		return false;
+	}
+	if (extoid != registered_extension)
+	{
+		Oid			argtypes[1] = {TEXTOID};
+		Datum		values[1];
+
+		values[0] = CStringGetTextDatum(my_runner_id);
+		if (SPI_execute_with_args("SELECT workflow.register_runner($1, 'runner')",
+								  1, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("workflow runner could not register itself")));
+		registered_extension = extoid;
+	}
+
+	{
+		static SPIPlanPtr plan = NULL;
+		Datum		values[1];
+		bool		isnull;
+
+		if (plan == NULL)
+		{
+			Oid			argtypes[1] = {TEXTOID};
+
+			plan = SPI_prepare("SELECT id, lease FROM workflow._runner_claim($1) WHERE id IS NOT NULL",
+							   1, argtypes);
+			if (plan == NULL || SPI_keepplan(plan) != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INTERNAL_ERROR),
+						 errmsg("workflow runner could not prepare its claim")));
+		}
+		values[0] = CStringGetTextDatum(my_runner_id);
+		if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_SELECT)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("workflow runner could not claim a job")));
+		if (SPI_processed == 1)
+		{
+			job->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+												  SPI_tuptable->tupdesc, 1, &isnull));
+			job->lease = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc, 2, &isnull));
+			found = true;
+		}
+	}
+	workflow_end_spi(true);
+	return found;
+}
+
+/*
+ * Record an outcome through workflow._runner_record().  Returns true when
+ * the guard held (the job was still ours), and sets *still_running when
+ * the job stays claimed by us at its next SQL task.
+ */
+static bool
+record_outcome(ClaimedJob *job, const char *outcome, Datum output, Datum error,
+			   TimestampTz started, int64 delay_ms, Datum info, bool *still_running)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[8];
+	char		nulls[8];
+	bool		isnull;
+	Interval   *delay;
+
+	if (plan == NULL)
+	{
+		Oid			argtypes[8] = {INT8OID, INT8OID, TEXTOID, JSONBOID, JSONBOID,
+		TIMESTAMPTZOID, INTERVALOID, JSONBARRAYOID};
+
+		plan = SPI_prepare("SELECT execution::text, runner_id FROM "
+						   "workflow._runner_record($1, $2, $3, $4, $5, $6, $7, $8) "
+						   "WHERE id IS NOT NULL",
+						   8, argtypes);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("workflow runner could not prepare its bookkeeping")));
+	}
+
+	delay = palloc0(sizeof(Interval));
+	delay->time = delay_ms * 1000;
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = Int64GetDatum(job->id);
+	values[1] = Int64GetDatum(job->lease);
+	values[2] = CStringGetTextDatum(outcome);
+	values[3] = output;
+	nulls[3] = output == (Datum) 0 ? 'n' : ' ';
+	values[4] = error;
+	nulls[4] = error == (Datum) 0 ? 'n' : ' ';
+	values[5] = TimestampTzGetDatum(started);
+	values[6] = IntervalPGetDatum(delay);
+	values[7] = info;
+	nulls[7] = info == (Datum) 0 ? 'n' : ' ';
+
+	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_SELECT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("workflow runner could not record the outcome of job %lld",
+						(long long) job->id)));
+	*still_running = false;
+	if (SPI_processed != 1)
+		return false;
+	{
+		char	   *execution = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		char	   *runner = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+
+		(void) isnull;
+		*still_running = execution != NULL && strcmp(execution, "running") == 0 &&
+			runner != NULL && strcmp(runner, my_runner_id) == 0;
+	}
+	return true;
+}
+
+/*
+ * Run the current task of a claimed job in one transaction with the record
+ * of its outcome.
+ */
+static StepNext
+run_step(ClaimedJob *job)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[2];
+	bool		isnull;
+	HeapTuple	row;
+	TupleDesc	desc;
+	char	   *kind;
+	char	   *body;
+	Datum		context;
+	Oid			owner;
+	char	   *search_path;
+	bool		timed_out;
+	int64		timeout_ms;
+	char	   *workflow_name;
+	char	   *task_name;
+	TimestampTz started;
+	WorkflowTaskResult res;
+	const char *outcome;
+	bool		kept;
+	bool		still_running = false;
+	char		activity[256];
+
+	workflow_begin_spi();
+
+	if (plan == NULL)
+	{
+		Oid			argtypes[2] = {INT8OID, INT8OID};
+
+		plan = SPI_prepare(
+						   "SELECT s.kind, CASE WHEN j.in_fallback THEN s.fallback ELSE s.sql END, "
+						   "       workflow.job_context(j), j.created_by::oid, w.search_path, "
+						   "       coalesce(j.deadline <= now(), false), "
+						   "       (extract(epoch FROM LEAST(s.timeout, "
+						   "                CASE WHEN j.deadline < 'infinity' THEN j.deadline - now() END)) * 1000)::bigint, "
+						   "       w.name, s.name "
+						   "  FROM workflow.jobs j "
+						   "  JOIN workflow.steps s ON s.workflow_id = j.workflow_id "
+						   "       AND s.phase = j.phase AND s.position = j.step "
+						   "  JOIN workflow.workflows w ON w.id = j.workflow_id "
+						   " WHERE j.id = $1 AND j.lease = $2 AND j.execution = 'running'",
+						   2, argtypes);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("workflow runner could not prepare its task lookup")));
+	}
+
+	values[0] = Int64GetDatum(job->id);
+	values[1] = Int64GetDatum(job->lease);
+	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("workflow runner could not look up job %lld", (long long) job->id)));
+	if (SPI_processed != 1)
+	{
+		/* canceled or handed over meanwhile */
+		workflow_end_spi(true);
+		return STEP_DONE;
+	}
+
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	kind = SPI_getvalue(row, desc, 1);
+	body = SPI_getvalue(row, desc, 2);
+	context = SPI_datumTransfer(SPI_getbinval(row, desc, 3, &isnull), false, -1);
+	owner = DatumGetObjectId(SPI_getbinval(row, desc, 4, &isnull));
+	search_path = SPI_getvalue(row, desc, 5);
+	timed_out = DatumGetBool(SPI_getbinval(row, desc, 6, &isnull));
+	timeout_ms = DatumGetInt64(SPI_getbinval(row, desc, 7, &isnull));
+	if (isnull)
+		timeout_ms = 0;
+	workflow_name = SPI_getvalue(row, desc, 8);
+	task_name = SPI_getvalue(row, desc, 9);
+
+	/* copy out of SPI memory before the next SPI call */
+	kind = pstrdup(kind);
+	body = body ? pstrdup(body) : NULL;
+
+	started = GetCurrentTimestamp();
+
+	if (timed_out)
+	{
+		kept = record_outcome(job, "timeout", 0, 0, started, 0, 0, &still_running);
+		workflow_end_spi(kept);
+		return still_running ? STEP_CONTINUE : STEP_DONE;
+	}
+	if (strcmp(kind, "wait") == 0 && body == NULL)
+	{
+		kept = record_outcome(job, "wait_step", 0, 0, started, 0, 0, &still_running);
+		workflow_end_spi(kept);
+		return STEP_DONE;
+	}
+	if (body == NULL)
+	{
+		/* an external task reached through a stale path: hand it back */
+		kept = record_outcome(job, "release", 0, 0, started, 0, 0, &still_running);
+		workflow_end_spi(kept);
+		return STEP_DONE;
+	}
+
+	snprintf(activity, sizeof(activity), "workflow job %lld: %s/%s",
+			 (long long) job->id, workflow_name, task_name);
+	pgstat_report_activity(STATE_RUNNING, activity);
+	debug_query_string = body;
+
+	/* a timeout below 1 ms has already passed: give the task 1 ms */
+	if (timeout_ms < 0)
+		timeout_ms = 1;
+	if (timeout_ms > INT_MAX)
+		timeout_ms = INT_MAX;
+
+	pg_atomic_write_u64(&my_slot->interrupt_job, 0);
+	pg_atomic_write_u64(&my_slot->job_id, (uint64) job->id);
+	task_running = true;
+	if (shutdown_requested)
+	{
+		InterruptPending = true;
+		QueryCancelPending = true;
+	}
+	workflow_execute_task(job->id, body, context, owner, search_path,
+						  (int) timeout_ms, &res);
+	task_running = false;
+	pg_atomic_write_u64(&my_slot->job_id, 0);
+	debug_query_string = NULL;
+
+	if (res.ok)
+	{
+		outcome = res.request == WF_TASK_REQUEUE ? "requeue" :
+			res.request == WF_TASK_WAIT ? "wait" : "succeeded";
+	}
+	else if (res.sqlerrcode == ERRCODE_QUERY_CANCELED &&
+			 pg_atomic_read_u64(&my_slot->interrupt_job) == (uint64) job->id)
+	{
+		/* canceled (or timed out) by a committed transaction: nothing to do */
+		workflow_end_spi(false);
+		return STEP_DONE;
+	}
+	else if (res.sqlerrcode == ERRCODE_QUERY_CANCELED && shutdown_requested)
+		outcome = "release";
+	else
+		outcome = "failed";
+
+	kept = record_outcome(job, outcome, res.output, res.error, started,
+						  res.requeue_ms, res.info, &still_running);
+	/* not ours anymore: roll the task's effects back */
+	workflow_end_spi(kept);
+	return still_running ? STEP_CONTINUE : STEP_DONE;
+}
+
+/*
+ * After an error outside the task body (SPI, bookkeeping, an interrupt
+ * between statements), record it in a fresh transaction so that the job
+ * does not stay `running' under a live runner.  On shutdown the job is
+ * handed back instead.  An error here lets the runner exit; the launcher
+ * starts a new one and the sweeper handles the job.
+ */
+static void
+record_unexpected(ClaimedJob *job, ErrorData *edata)
+{
+	StringInfoData buf;
+	Datum		error;
+	bool		still_running;
+	bool		kept;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"sqlstate\": ");
+	escape_json(&buf, unpack_sql_state(edata->sqlerrcode));
+	appendStringInfoString(&buf, ", \"message\": ");
+	escape_json(&buf, edata->message ? edata->message : "unknown error");
+	appendStringInfoString(&buf, ", \"runner\": true}");
+
+	workflow_begin_spi();
+	error = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+	kept = record_outcome(job, shutdown_requested ? "release" : "failed", 0, error,
+						  GetCurrentTimestamp(), 0, 0, &still_running);
+	workflow_end_spi(kept);
+}

@@ -1,0 +1,376 @@
+/*-------------------------------------------------------------------------
+ *
+ * task.c
+ *		Executing the SQL of one task as the role that created the job, and
+ *		the functions a task may call while it runs: workflow.requeue(),
+ *		workflow.wait() and workflow.add_info(info).
+ *
+ * The caller (src/runner.c) has started the task's transaction.  The body
+ * runs in a subtransaction, so that its failure rolls back its effects but
+ * not the transaction that records the failure.  Inside it:
+ *
+ *	- the current user becomes the job's creator, with
+ *	  SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION, the way
+ *	  PostgreSQL runs maintenance code as a table owner: SET ROLE and SET
+ *	  SESSION AUTHORIZATION are refused, and so is everything that would
+ *	  outlive the task in the runner's session (temporary tables, PREPARE,
+ *	  LISTEN, cursors WITH HOLD);
+ *	- a new GUC nest level pins search_path to the workflow's and reverts
+ *	  every SET the task makes;
+ *	- the statement timeout is armed by hand (SPI does not), with the
+ *	  smaller of the task's timeout and what is left of the job's;
+ *	- after the body, deferred triggers are fired while still switched
+ *	  (SET CONSTRAINTS ALL IMMEDIATE): a deferred trigger never runs as the
+ *	  runner's superuser at commit.  Under the restriction PostgreSQL
+ *	  refuses to fire one, so such a task fails cleanly instead;
+ *	- session-level advisory locks the task took are released afterwards.
+ *
+ * The output is the first column of the first row of the last statement,
+ * converted to jsonb.
+ *
+ * Copyright (c) 2026, the workflow developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/detoast.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/timeout.h"
+
+#include "compat.h"
+#include "workflow.h"
+
+PG_FUNCTION_INFO_V1(workflow_task_requeue);
+PG_FUNCTION_INFO_V1(workflow_task_wait);
+PG_FUNCTION_INFO_V1(workflow_task_add_info);
+
+/* the task being executed by this backend, for the functions above */
+static int64 current_job = 0;
+static WorkflowTaskRequest current_request = WF_TASK_DONE;
+static int64 current_requeue_ms = 0;
+static List *current_info = NIL;
+static MemoryContext current_result_context = NULL;
+
+static Datum output_to_jsonb(Datum value, Oid type, MemoryContext target);
+static Datum error_to_jsonb(ErrorData *edata);
+static Datum info_array(List *infos);
+static void require_task(const char *function);
+
+/*
+ * Execute `body' with `context' as $1, as role `owner', with `search_path'
+ * pinned and at most `timeout_ms' (0 = no limit).  Never raises an error
+ * for what the body does: the outcome is in *result, allocated in the
+ * caller's memory context.
+ */
+void
+workflow_execute_task(int64 job_id, const char *body, Datum context,
+					  Oid owner, const char *search_path, int timeout_ms,
+					  WorkflowTaskResult *result)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	Oid			save_userid;
+	int			save_sec_context;
+
+	memset(result, 0, sizeof(*result));
+	current_job = job_id;
+	current_request = WF_TASK_DONE;
+	current_requeue_ms = 0;
+	current_info = NIL;
+	current_result_context = oldcontext;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+
+	PG_TRY();
+	{
+		Oid			argtypes[1] = {JSONBOID};
+		Datum		values[1];
+		int			nestlevel;
+		int			ret;
+
+		values[0] = context;
+
+		SetUserIdAndSecContext(owner, save_sec_context |
+							   SECURITY_LOCAL_USERID_CHANGE |
+							   SECURITY_RESTRICTED_OPERATION);
+		nestlevel = NewGUCNestLevel();
+		(void) set_config_option("search_path", search_path,
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+
+		if (timeout_ms > 0)
+			enable_timeout_after(STATEMENT_TIMEOUT, timeout_ms);
+
+		ret = SPI_execute_with_args(body, 1, argtypes, values, NULL, false, 0);
+		if (ret < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("SPI_execute_with_args failed for a task: %s",
+							SPI_result_code_string(ret))));
+
+		if (SPI_tuptable != NULL && SPI_processed > 0 &&
+			SPI_tuptable->tupdesc->natts >= 1)
+		{
+			bool		isnull;
+			Datum		value = SPI_getbinval(SPI_tuptable->vals[0],
+											  SPI_tuptable->tupdesc, 1, &isnull);
+
+			if (!isnull)
+				result->output = output_to_jsonb(value,
+												 SPI_gettypeid(SPI_tuptable->tupdesc, 1),
+												 oldcontext);
+		}
+
+		/* fire deferred triggers as the owner, under the restriction */
+		ret = SPI_execute("SET CONSTRAINTS ALL IMMEDIATE", false, 0);
+		if (ret < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not fire the deferred triggers of a task: %s",
+							SPI_result_code_string(ret))));
+
+		if (timeout_ms > 0)
+			disable_timeout(STATEMENT_TIMEOUT, false);
+
+		AtEOXact_GUC(false, nestlevel);
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+
+		result->ok = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		disable_timeout(STATEMENT_TIMEOUT, false);
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+
+		/* restores the user, the GUC nest level and the resource owner */
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+
+		result->ok = false;
+		result->sqlerrcode = edata->sqlerrcode;
+		result->error = error_to_jsonb(edata);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+
+	/* session-level advisory locks must not outlive the task */
+	LockReleaseSession(USER_LOCKMETHOD);
+
+	result->request = result->ok ? current_request : WF_TASK_DONE;
+	result->requeue_ms = current_requeue_ms;
+	result->info = current_info != NIL ? info_array(current_info) : (Datum) 0;
+
+	current_job = 0;
+	current_info = NIL;
+	current_result_context = NULL;
+}
+
+/*
+ * Convert a task's output to jsonb in `target': jsonb as is, json parsed,
+ * anything else through to_jsonb().
+ */
+static Datum
+output_to_jsonb(Datum value, Oid type, MemoryContext target)
+{
+	Datum		jb;
+	MemoryContext oldcontext;
+
+	if (type == JSONBOID)
+		jb = value;
+	else if (type == JSONOID)
+		jb = DirectFunctionCall1(jsonb_in,
+								 CStringGetDatum(TextDatumGetCString(value)));
+	else
+	{
+		Oid			argtypes[1];
+		Datum		values[1];
+		bool		isnull;
+		int			ret;
+
+		argtypes[0] = type;
+		values[0] = value;
+		ret = SPI_execute_with_args("SELECT pg_catalog.to_jsonb($1)", 1,
+									argtypes, values, NULL, true, 1);
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not convert the output of a task to jsonb")));
+		jb = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (isnull)
+			return (Datum) 0;
+	}
+
+	oldcontext = MemoryContextSwitchTo(target);
+	jb = PointerGetDatum(PG_DETOAST_DATUM_COPY(jb));
+	MemoryContextSwitchTo(oldcontext);
+	return jb;
+}
+
+/*
+ * Append `"key": "value"' to a JSON object being built, skipping NULLs.
+ */
+static void
+append_field(StringInfo buf, bool *first, const char *key, const char *value)
+{
+	if (value == NULL)
+		return;
+	if (!*first)
+		appendStringInfoString(buf, ", ");
+	*first = false;
+	escape_json(buf, key);
+	appendStringInfoString(buf, ": ");
+	escape_json(buf, value);
+}
+
+/*
+ * An error as stored in task_runs.error: sqlstate, message, detail, hint,
+ * context.
+ */
+static Datum
+error_to_jsonb(ErrorData *edata)
+{
+	StringInfoData buf;
+	bool		first = true;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	append_field(&buf, &first, "sqlstate", unpack_sql_state(edata->sqlerrcode));
+	append_field(&buf, &first, "message", edata->message);
+	append_field(&buf, &first, "detail", edata->detail);
+	append_field(&buf, &first, "hint", edata->hint);
+	append_field(&buf, &first, "context", edata->context);
+	appendStringInfoChar(&buf, '}');
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+}
+
+/*
+ * The jsonb[] of the infos a task added.
+ */
+static Datum
+info_array(List *infos)
+{
+	int			n = list_length(infos);
+	Datum	   *elems = palloc(sizeof(Datum) * n);
+	ListCell   *lc;
+	int			i = 0;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	foreach(lc, infos)
+		elems[i++] = PointerGetDatum(lfirst(lc));
+	get_typlenbyvalalign(JSONBOID, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_array(elems, n, JSONBOID, typlen, typbyval, typalign));
+}
+
+/*
+ * Refuse a task function called outside a task.
+ */
+static void
+require_task(const char *function)
+{
+	if (current_job == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s can only be called from a task executed by a workflow runner",
+						function),
+				 errhint("Outside a task, use workflow.add_info(id, info), workflow.cancel_job() or workflow.resume_job().")));
+}
+
+/*
+ * workflow.requeue(after interval): when the task ends, queue the job
+ * again at the same task, after the delay (the task is run again then).
+ */
+Datum
+workflow_task_requeue(PG_FUNCTION_ARGS)
+{
+	Interval   *after;
+	int64		ms;
+
+	require_task("workflow.requeue()");
+	if (PG_ARGISNULL(0))
+		ms = 0;
+	else
+	{
+		after = PG_GETARG_INTERVAL_P(0);
+		ms = (after->time + ((int64) after->day * USECS_PER_DAY) +
+			  ((int64) after->month * DAYS_PER_MONTH * USECS_PER_DAY)) / 1000;
+		if (ms < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("requeue delay must not be negative")));
+	}
+	current_request = WF_TASK_REQUEUE;
+	current_requeue_ms = ms;
+	PG_RETURN_VOID();
+}
+
+/*
+ * workflow.wait(): when the task ends, park the job as waiting until
+ * workflow.resume_job() is called for it.
+ */
+Datum
+workflow_task_wait(PG_FUNCTION_ARGS)
+{
+	require_task("workflow.wait()");
+	current_request = WF_TASK_WAIT;
+	PG_RETURN_VOID();
+}
+
+/*
+ * workflow.add_info(info jsonb): append progress information to the job;
+ * it is stored with the task's outcome, in the same transaction.
+ */
+Datum
+workflow_task_add_info(PG_FUNCTION_ARGS)
+{
+	MemoryContext oldcontext;
+	Jsonb	   *info;
+
+	require_task("workflow.add_info()");
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("info must not be null")));
+	if (toast_raw_datum_size(PG_GETARG_DATUM(0)) - VARHDRSZ >
+		(Size) workflow_max_payload_size * 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("info is too large"),
+				 errhint("Raise workflow.max_payload_size or add less information.")));
+
+	oldcontext = MemoryContextSwitchTo(current_result_context);
+	info = PG_GETARG_JSONB_P_COPY(0);
+	current_info = lappend(current_info, info);
+	MemoryContextSwitchTo(oldcontext);
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,149 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *		What the in-server workers (runners and the sweeper) share: their
+ *		slot in shared memory, connecting to the database, reloading the
+ *		configuration, and checking quietly whether the extension exists.
+ *
+ * A worker takes the slot the launcher gave it (bgw_main_arg), records its
+ * pid and PGPROC there, and clears them when it exits (on_shmem_exit), so
+ * that the launcher, cancel_job() and the sweeper can find it.  Slots are
+ * never written to tables from exit callbacks: a job left `running' by a
+ * worker that died is reconciled by the sweeper.
+ *
+ * Copyright (c) 2026, the workflow developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "utils/guc.h"
+#include "utils/snapmgr.h"
+
+#include "compat.h"
+#include "workflow.h"
+
+static int	my_slot = -1;
+
+static void worker_slot_release(int code, Datum arg);
+
+/*
+ * Take slot `slot' for this process.
+ */
+WorkflowWorkerSlot *
+workflow_worker_attach(int slot)
+{
+	WorkflowWorkerSlot *s;
+
+	workflow_require_shmem();
+	if (slot < 0 || slot >= WF_NUM_SLOTS)
+		elog(FATAL, "workflow worker started with invalid slot %d", slot);
+
+	s = &WorkflowShmem->slots[slot];
+	SpinLockAcquire(&WorkflowShmem->mutex);
+	s->pid = MyProcPid;
+	s->proc = MyProc;
+	s->generation++;
+	s->started_at = GetCurrentTimestamp();
+	s->alive_at = s->started_at;
+	s->idle = true;
+	SpinLockRelease(&WorkflowShmem->mutex);
+	pg_atomic_write_u64(&s->job_id, 0);
+	pg_atomic_write_u64(&s->interrupt_job, 0);
+
+	my_slot = slot;
+	on_shmem_exit(worker_slot_release, Int32GetDatum(slot));
+	return s;
+}
+
+/*
+ * Exit callback: free our slot and tell the launcher.
+ */
+static void
+worker_slot_release(int code, Datum arg)
+{
+	WorkflowWorkerSlot *s = &WorkflowShmem->slots[DatumGetInt32(arg)];
+	PGPROC	   *launcher;
+
+	SpinLockAcquire(&WorkflowShmem->mutex);
+	if (s->pid == MyProcPid)
+	{
+		s->pid = 0;
+		s->proc = NULL;
+	}
+	launcher = WorkflowShmem->launcher;
+	SpinLockRelease(&WorkflowShmem->mutex);
+	pg_atomic_write_u64(&s->job_id, 0);
+	if (launcher != NULL)
+		SetLatch(&launcher->procLatch);
+}
+
+/*
+ * The OID of the extension in the database we are connected to, or
+ * InvalidOid while it does not exist or is being created.  Must run inside
+ * a transaction; never raises an error for a missing extension.
+ */
+Oid
+workflow_extension_ready(void)
+{
+	Oid			extoid = get_extension_oid("workflow", true);
+
+	if (!OidIsValid(extoid))
+		return InvalidOid;
+	if (creating_extension && CurrentExtensionObject == extoid)
+		return InvalidOid;
+	return extoid;
+}
+
+/*
+ * Apply a pending configuration reload (SIGHUP).
+ */
+void
+workflow_worker_reload_if_needed(void)
+{
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+}
+
+/*
+ * Start a transaction with SPI and a snapshot (the order of worker_spi).
+ */
+void
+workflow_begin_spi(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("workflow worker could not connect to SPI")));
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+/*
+ * Finish SPI and commit (or roll back) the transaction, then flush
+ * statistics (PG15 only flushes them when a process asks).
+ */
+void
+workflow_end_spi(bool commit)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	if (commit)
+		CommitTransactionCommand();
+	else
+		AbortCurrentTransaction();
+	pgstat_report_stat(false);
+}
