@@ -8,6 +8,9 @@
  *		the jobs of runners that stopped reporting and whose process is
  *		gone, and prunes finished jobs older than workflow.retention.
  *
+ * With workflow.enabled = off it only writes heartbeats: a paused system
+ * neither runs nor cancels anything.
+ *
  * The work itself is SQL (workflow._sweep) in small batches with SKIP
  * LOCKED, so the sweeper never blocks the queue; when a batch was full it
  * goes on at once instead of waiting for the next period.
@@ -116,6 +119,13 @@ sweep_once(void)
 	}
 
 	heartbeat();
+
+	/* workflow.enabled = off pauses the sweeper's changes to jobs too */
+	if (!workflow_enabled)
+	{
+		workflow_end_spi(true);
+		return false;
+	}
 
 	retention = palloc0(sizeof(Interval));
 	retention->time = (int64) workflow_retention * USECS_PER_SEC;
