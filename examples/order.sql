@@ -1,42 +1,84 @@
 -- examples/order.sql: the order workflow of the quick start.
 --
 -- reserve -> payment -> ship, with an onerror branch that releases the
--- reservation.  Until the in-server runners execute it, this script plays
--- the runner itself through the node-workflow protocol (next_jobs, run_job,
--- finish_job) so every step is visible.
+-- reservation.  The in-server runners execute every task; this script
+-- only creates jobs and watches them progress.
 
 \set ON_ERROR_STOP on
 \pset footer off
 
-CREATE TABLE IF NOT EXISTS public.orders (
-    id      bigint PRIMARY KEY,
-    item    text NOT NULL,
-    state   text NOT NULL
-);
+CREATE TABLE public.stock (item text PRIMARY KEY, available int NOT NULL);
+CREATE TABLE public.orders (id bigint PRIMARY KEY, item text NOT NULL, amount numeric NOT NULL,
+                            state text NOT NULL);
+CREATE TABLE public.payments (order_id bigint PRIMARY KEY, amount numeric NOT NULL);
+INSERT INTO public.stock VALUES ('book', 10), ('lamp', 1);
+
+-- the application's own functions; the tasks call them
+CREATE FUNCTION public.reserve(p jsonb) RETURNS bigint LANGUAGE plpgsql AS $f$
+BEGIN
+    UPDATE stock SET available = available - 1 WHERE item = p->>'item' AND available > 0;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'out of stock: %', p->>'item';
+    END IF;
+    INSERT INTO orders VALUES ((p->>'order')::bigint, p->>'item', (p->>'amount')::numeric, 'reserved');
+    RETURN (p->>'order')::bigint;
+END $f$;
+
+CREATE FUNCTION public.charge(order_id bigint) RETURNS numeric LANGUAGE plpgsql AS $f$
+DECLARE
+    total numeric;
+BEGIN
+    SELECT amount INTO total FROM orders WHERE id = order_id;
+    IF total > 500 THEN
+        RAISE EXCEPTION 'card declined for order %', order_id;
+    END IF;
+    INSERT INTO payments VALUES (order_id, total);
+    RETURN total;
+END $f$;
 
 SELECT workflow.create_workflow($${
   "name": "order",
   "chain": [
-    {"name": "reserve", "sql": "insert into public.orders values (($1->'job'->'params'->>'order')::bigint, $1->'job'->'params'->>'item', 'reserved') returning to_jsonb(orders.*)"},
-    {"name": "payment", "task_type": "payment", "attempts": 3, "backoff": "exponential", "delay": "1 s"},
-    {"name": "ship", "sql": "update public.orders set state = 'shipped' where id = ($1->'job'->'params'->>'order')::bigint returning state"}
+    {"name": "reserve", "sql": "select reserve($1->'job'->'params')"},
+    {"name": "payment", "sql": "select charge(($1->'results'->>'reserve')::bigint)",
+     "attempts": 2, "backoff": "fixed", "delay": "100 ms"},
+    {"name": "ship",
+     "sql": "update orders set state = 'shipped' where id = ($1->'results'->>'reserve')::bigint returning state"}
   ],
   "onerror": [
-    {"name": "release", "sql": "update public.orders set state = 'released' where id = ($1->'job'->'params'->>'order')::bigint"}
+    {"name": "release",
+     "sql": "update orders set state = 'released' where id = ($1->'job'->'params'->>'order')::bigint"}
   ],
-  "timeout": "10 min"
+  "timeout": "1 min"
 }$$::jsonb) AS version;
 
--- an application creates jobs inside its own transactions
-SELECT workflow.create_job('order', '{"order": 1001, "item": "book"}', target => 'customer-7') AS job \gset
+-- an application creates jobs inside its own transactions; each commit wakes a runner
+BEGIN;
+SELECT workflow.create_job('order', '{"order": 1, "item": "book", "amount": 20}');
+SELECT workflow.create_job('order', '{"order": 2, "item": "lamp", "amount": 90}');
+SELECT workflow.create_job('order', '{"order": 3, "item": "lamp", "amount": 40}');
+SELECT workflow.create_job('order', '{"order": 4, "item": "book", "amount": 900}');
+COMMIT;
 
--- a runner asks for work and claims it (FOR UPDATE SKIP LOCKED)
-SELECT * FROM workflow.next_jobs(0, 9);
-SELECT id, workflow, execution, runner_id FROM workflow.run_job(:job, 'quickstart-runner');
+-- watch them: wait (at most 30 s) until every job has finished
+DO $$
+BEGIN
+    FOR i IN 1..300 LOOP
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM workflow.jobs WHERE execution IN ('queued', 'running', 'waiting'));
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END
+$$;
 
--- ... runs it, and reports the outcome with a guarded transition
-SELECT id, execution, result FROM workflow.finish_job(:job, 'quickstart-runner', 'succeeded', '{"shipped": true}');
-
--- the whole story of the job
-SELECT jsonb_pretty(workflow.get_job(:job) - 'tasks' - 'info') AS job;
+\echo
+\echo 'jobs:'
+SELECT id, params->>'order' AS "order", execution, result, error->>'message' AS error
+  FROM workflow.jobs ORDER BY id;
+\echo 'what the tasks did:'
+SELECT * FROM public.orders ORDER BY id;
+\echo 'every task attempt of job 4 (payment declined twice, then the onerror chain):'
+SELECT phase, task, attempt, status, output, error->>'message' AS error
+  FROM workflow.task_runs WHERE job_id = 4 ORDER BY id;
+\echo 'the runners:'
+SELECT id, kind, alive, idle FROM workflow.runner_status ORDER BY id;
 SELECT workflow, execution, jobs FROM workflow.job_summary ORDER BY 1, 2;
