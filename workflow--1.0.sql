@@ -272,17 +272,20 @@ BEGIN
     IF value IS NULL OR jsonb_typeof(value) = 'null' THEN
         RETURN NULL;
     ELSIF jsonb_typeof(value) = 'number' THEN
-        IF value::numeric > 100000000 THEN
-            PERFORM workflow._invalid(field, 'is out of range');
+        IF abs(value::numeric) > 100000000 THEN
+            PERFORM workflow._invalid(field, format('is out of range: %s seconds', value));
         END IF;
-        result := make_interval(secs => value::numeric::double precision);
+        -- rounded to microseconds first: a tiny number is 0, not an error
+        result := make_interval(secs => round(value::numeric, 6)::double precision);
     ELSIF jsonb_typeof(value) = 'string' THEN
         BEGIN
             result := (value #>> '{}')::interval;
-        EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow
-                       OR interval_field_overflow OR invalid_parameter_value THEN
-            PERFORM workflow._invalid(field,
-                format('must be an interval such as "30 s" or a number of seconds, not %s', value));
+        EXCEPTION
+            WHEN datetime_field_overflow OR interval_field_overflow THEN
+                PERFORM workflow._invalid(field, format('is out of range: %s', value));
+            WHEN invalid_datetime_format OR invalid_parameter_value THEN
+                PERFORM workflow._invalid(field,
+                    format('must be an interval such as "30 s" or a number of seconds, not %s', value));
         END;
     ELSE
         PERFORM workflow._invalid(field,
@@ -428,9 +431,17 @@ BEGIN
             IF task -> 'wait' = '"signal"' THEN
                 wait_for := NULL;
             ELSE
+                IF jsonb_typeof(task -> 'wait') = 'string' THEN
+                    BEGIN
+                        PERFORM (task ->> 'wait')::interval;
+                    EXCEPTION WHEN invalid_datetime_format OR invalid_parameter_value THEN
+                        PERFORM workflow._invalid(f || '.wait',
+                            format('must be "signal" or an interval such as "10 min", not %s', task -> 'wait'));
+                    END;
+                END IF;
                 wait_for := workflow._interval(task -> 'wait', f || '.wait');
                 IF wait_for IS NULL THEN
-                    PERFORM workflow._invalid(f || '.wait', 'must be "signal" or an interval');
+                    PERFORM workflow._invalid(f || '.wait', 'must be "signal" or an interval such as "10 min"');
                 END IF;
             END IF;
             IF task ? 'fallback' THEN
@@ -479,6 +490,7 @@ DECLARE
     key         text;
     steps       jsonb[];
     dup         text;
+    dup_field   text;
     new_version integer;
     new_id      bigint;
     v_timeout   interval;
@@ -515,14 +527,19 @@ BEGIN
         UNION ALL
         SELECT s FROM workflow._compile_chain(definition -> 'oncancel', 'oncancel', false) s);
 
-    SELECT s ->> 'name' INTO dup
-      FROM unnest(steps) s GROUP BY s ->> 'name' HAVING count(*) > 1 LIMIT 1;
+    SELECT format('%s[%s].name', d.phase, d.position), d.name INTO dup_field, dup
+      FROM (SELECT s ->> 'phase' AS phase, s ->> 'position' AS position, s ->> 'name' AS name,
+                   row_number() OVER (PARTITION BY s ->> 'name' ORDER BY o) AS n
+              FROM unnest(steps) WITH ORDINALITY AS u(s, o)) d
+     WHERE d.n = 2
+     LIMIT 1;
     IF dup IS NOT NULL THEN
-        PERFORM workflow._invalid('chain', format('has more than one task named "%s"; task names must be unique within a workflow', dup));
+        PERFORM workflow._invalid(dup_field, format('repeats the task name "%s"; task names must be unique within a workflow', dup));
     END IF;
 
     v_timeout := coalesce(workflow._interval(definition -> 'timeout', 'timeout'), interval '3600 s');
-    v_search_path := coalesce(workflow._string(definition -> 'search_path', 'search_path', NULL, NULL),
+    v_search_path := coalesce(workflow._string(definition -> 'search_path', 'search_path', '\S',
+                                               'a non-empty list of schema names'),
                               'public');
     BEGIN
         PERFORM set_config('search_path', v_search_path, true);
@@ -1039,6 +1056,9 @@ DECLARE
     j   workflow.jobs;
     err jsonb;
 BEGIN
+    IF cancel_job.reason IS NOT NULL THEN
+        PERFORM workflow._check_payload(to_jsonb(cancel_job.reason), 'cancel reason');
+    END IF;
     j := workflow._lock_job(cancel_job.id);
     IF j.execution = 'canceled' OR (j.phase = 'oncancel' AND j.execution IN ('queued', 'running', 'waiting')) THEN
         RETURN false;       -- already canceled or being canceled
@@ -1080,6 +1100,9 @@ BEGIN
     END IF;
     IF resume_job.result IS NOT NULL THEN
         PERFORM workflow._check_payload(resume_job.result, 'result');
+    END IF;
+    IF resume_job.error IS NOT NULL THEN
+        PERFORM workflow._check_payload(to_jsonb(resume_job.error), 'error');
     END IF;
     IF resume_job.error IS NOT NULL THEN
         PERFORM workflow._step_failed(j, jsonb_build_object('message', resume_job.error), j.started_at);
@@ -1299,8 +1322,8 @@ BEGIN
         END IF;
     END IF;
 
-    INSERT INTO workflow.runners AS r (id, kind, pid)
-    VALUES (run_job.runner_id, 'external', pg_backend_pid())
+    INSERT INTO workflow.runners AS r (id, kind, pid, idle)
+    VALUES (run_job.runner_id, 'external', pg_backend_pid(), false)
     ON CONFLICT (id) DO UPDATE SET active_at = now(), idle = false;
 
     UPDATE workflow.jobs jj
@@ -1326,8 +1349,12 @@ DECLARE
     j   workflow.jobs;
 BEGIN
     PERFORM workflow._check_runner_id(finish_job.runner_id);
-    IF finish_job.execution IS NULL OR finish_job.execution NOT IN ('succeeded', 'failed', 'canceled') THEN
-        RAISE EXCEPTION 'cannot finish a job as "%"', coalesce(finish_job.execution::text, 'null')
+    IF finish_job.execution IS NULL THEN
+        RAISE EXCEPTION 'execution must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF finish_job.execution NOT IN ('succeeded', 'failed', 'canceled') THEN
+        RAISE EXCEPTION 'cannot finish a job as "%"', finish_job.execution
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'A job finishes as succeeded, failed or canceled.';
     END IF;
@@ -1350,11 +1377,27 @@ BEGIN
                                   CASE WHEN j.runner_id IS NOT NULL
                                        THEN format(' (runner "%s")', j.runner_id) ELSE '' END);
     END IF;
-    RETURN workflow._terminate(j, finish_job.execution,
-                               CASE WHEN finish_job.execution = 'succeeded' THEN finish_job.result END,
-                               CASE WHEN finish_job.execution <> 'succeeded' THEN
-                                   coalesce(finish_job.result, jsonb_build_object('message', 'finished by runner as ' || finish_job.execution))
-                               END);
+    -- a job in its oncancel chain ends canceled, one in its onerror chain
+    -- cannot succeed: the chain's end decides, as for the runners
+    IF j.phase = 'oncancel' THEN
+        j := workflow._terminate(j, 'canceled', NULL,
+                                 coalesce(j.error, jsonb_build_object('message', 'job canceled')));
+    ELSIF j.phase = 'onerror' AND finish_job.execution = 'succeeded' THEN
+        j := workflow._terminate(j, 'failed', NULL, j.error);
+    ELSE
+        j := workflow._terminate(j, finish_job.execution,
+                                 CASE WHEN finish_job.execution = 'succeeded' THEN finish_job.result END,
+                                 CASE WHEN finish_job.execution <> 'succeeded' THEN
+                                     coalesce(finish_job.result,
+                                              jsonb_build_object('message', 'finished by runner as ' || finish_job.execution))
+                                 END);
+    END IF;
+    UPDATE workflow.runners r
+       SET active_at = now(),
+           idle = NOT EXISTS (SELECT 1 FROM workflow.jobs o
+                               WHERE o.execution = 'running' AND o.runner_id = finish_job.runner_id)
+     WHERE r.id = finish_job.runner_id;
+    RETURN j;
 END
 $$;
 COMMENT ON FUNCTION workflow.finish_job(bigint, text, workflow.execution, jsonb) IS
@@ -1368,8 +1411,12 @@ AS $$
 #variable_conflict use_column
 BEGIN
     PERFORM workflow._check_runner_id(register_runner.runner_id);
-    IF register_runner.kind IS NULL OR register_runner.kind NOT IN ('runner', 'sweeper', 'external') THEN
-        RAISE EXCEPTION 'invalid runner kind "%"', coalesce(register_runner.kind, 'null')
+    IF register_runner.kind IS NULL THEN
+        RAISE EXCEPTION 'runner kind must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF register_runner.kind NOT IN ('runner', 'sweeper', 'external') THEN
+        RAISE EXCEPTION 'invalid runner kind "%"', register_runner.kind
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'The kinds are runner, sweeper and external.';
     END IF;

@@ -124,7 +124,7 @@ workflow_check_payload(PG_FUNCTION_ARGS)
 	if (size > (Size) workflow_max_payload_size * 1024)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("%s is too large", what),
+				 errmsg("payload too large: %s", what),
 				 errdetail("Its size is %zu bytes; the limit is %d kB.",
 						   size, workflow_max_payload_size),
 				 errhint("Store large data in a table and pass its key, or raise workflow.max_payload_size.")));

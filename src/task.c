@@ -365,7 +365,7 @@ workflow_task_add_info(PG_FUNCTION_ARGS)
 		(Size) workflow_max_payload_size * 1024)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("info is too large"),
+				 errmsg("payload too large: info"),
 				 errhint("Raise workflow.max_payload_size or add less information.")));
 
 	oldcontext = MemoryContextSwitchTo(current_result_context);
