@@ -99,12 +99,14 @@ CREATE TABLE workflow.jobs (
     phase           workflow.phase NOT NULL DEFAULT 'chain',
     step            integer NOT NULL DEFAULT 0,
     task_type       text,                 -- NULL = in-server runners
+    domain          text,                 -- external tasks: only for pollers of this domain
     in_fallback     boolean NOT NULL DEFAULT false,
     attempt         integer NOT NULL DEFAULT 1,   -- whole-job attempt
     task_attempt    integer NOT NULL DEFAULT 1,   -- attempt of the current task
     runner_id       text,
     lease           bigint,
-    lease_expires_at timestamptz,
+    lease_expires_at timestamptz,         -- external tasks: taken back after this
+    claimed_at      timestamptz,          -- when the current lease was given
     idempotency_key text,
     created_by      regrole NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -125,7 +127,7 @@ COMMENT ON COLUMN workflow.jobs.lease IS
 CREATE INDEX jobs_runnable_sql ON workflow.jobs (priority DESC, run_at, id)
     WHERE execution = 'queued' AND task_type IS NULL;
 -- claim order per external task type
-CREATE INDEX jobs_runnable_external ON workflow.jobs (task_type, priority DESC, run_at, id)
+CREATE INDEX jobs_runnable_external ON workflow.jobs (task_type, domain, priority DESC, run_at, id)
     WHERE execution = 'queued' AND task_type IS NOT NULL;
 -- claim order within a target (lock by target)
 CREATE INDEX jobs_queued_target ON workflow.jobs (target, priority DESC, run_at, id)
@@ -167,6 +169,7 @@ CREATE TABLE workflow.task_runs (
     fallback        boolean NOT NULL DEFAULT false,
     status          text NOT NULL,
     runner_id       text,
+    lease           bigint,
     started_at      timestamptz NOT NULL,
     finished_at     timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     output          jsonb,
@@ -235,12 +238,12 @@ AS 'MODULE_PATHNAME', 'workflow_check_payload';
 COMMENT ON FUNCTION workflow._check_payload(jsonb, text) IS
     'internal: refuse NULL and payloads larger than workflow.max_payload_size';
 
-CREATE FUNCTION workflow._wake_at_commit(queue text)
+CREATE FUNCTION workflow._wake_at_commit(queue text, count integer DEFAULT 1)
 RETURNS void
 LANGUAGE c PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'workflow_wake_at_commit';
-COMMENT ON FUNCTION workflow._wake_at_commit(text) IS
-    'internal: wake an idle runner (queue NULL) or long-polling worker of a task type when this transaction commits';
+COMMENT ON FUNCTION workflow._wake_at_commit(text, integer) IS
+    'internal: wake count idle runners (queue NULL) or long-polling workers of a task type when this transaction commits';
 
 -------------------------------------------------------------------------------
 -- Definition helpers
@@ -642,7 +645,7 @@ BEGIN
         RAISE EXCEPTION 'job id must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    SELECT * INTO j FROM workflow.jobs WHERE id = job_id FOR UPDATE;
+    SELECT * INTO j FROM workflow.jobs WHERE id = job_id FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'job % does not exist', job_id
             USING ERRCODE = 'undefined_object';
@@ -770,7 +773,8 @@ BEGIN
        SET execution = 'queued', phase = new_phase, step = new_step,
            task_attempt = new_task_attempt, in_fallback = fallback,
            task_type = CASE WHEN fallback THEN NULL ELSE s.task_type END,
-           run_at = not_before, runner_id = NULL, lease = NULL, lease_expires_at = NULL
+           run_at = not_before, runner_id = NULL, lease = NULL, lease_expires_at = NULL,
+           claimed_at = NULL
      WHERE id = j.id
     RETURNING * INTO j;
     PERFORM workflow._wake_at_commit(j.task_type);
@@ -823,10 +827,10 @@ BEGIN
     END IF;
     cur := workflow._step(j);
     INSERT INTO workflow.task_runs
-        (job_id, job_attempt, phase, step, task, attempt, fallback, status, runner_id,
+        (job_id, job_attempt, phase, step, task, attempt, fallback, status, runner_id, lease,
          started_at, output)
     VALUES (j.id, j.attempt, j.phase, j.step, cur.name, j.task_attempt, j.in_fallback,
-            'succeeded', j.runner_id, coalesce(started, now()), output);
+            'succeeded', j.runner_id, j.lease, coalesce(started, now()), output);
 
     SELECT * INTO nxt FROM workflow.steps
      WHERE workflow_id = j.workflow_id AND phase = j.phase AND position = j.step + 1;
@@ -874,10 +878,10 @@ BEGIN
     cur := workflow._step(j);
     err := jsonb_build_object('task', cur.name, 'phase', j.phase, 'attempt', j.task_attempt) || coalesce(err, '{}');
     INSERT INTO workflow.task_runs
-        (job_id, job_attempt, phase, step, task, attempt, fallback, status, runner_id,
+        (job_id, job_attempt, phase, step, task, attempt, fallback, status, runner_id, lease,
          started_at, error)
     VALUES (j.id, j.attempt, j.phase, j.step, cur.name, j.task_attempt, j.in_fallback,
-            'failed', j.runner_id, coalesce(started, now()), err);
+            'failed', j.runner_id, j.lease, coalesce(started, now()), err);
     UPDATE workflow.jobs SET error = err WHERE id = j.id RETURNING * INTO j;
 
     -- another attempt of the same task
@@ -919,7 +923,8 @@ CREATE FUNCTION workflow.create_job(workflow text,
                                     run_at timestamptz DEFAULT now(),
                                     priority integer DEFAULT 0,
                                     idempotency_key text DEFAULT NULL,
-                                    version integer DEFAULT NULL)
+                                    version integer DEFAULT NULL,
+                                    domain text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -944,6 +949,11 @@ BEGIN
                   DETAIL = format('The value given is a JSON %s.', jsonb_typeof(create_job.params));
     END IF;
     PERFORM workflow._check_payload(create_job.params, 'job params');
+    IF create_job.domain IS NOT NULL AND create_job.domain !~ workflow._name_pattern() THEN
+        RAISE EXCEPTION 'invalid domain "%"', left(create_job.domain, 200)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A domain is 1 to 128 letters, digits, "_", "-" or ".".';
+    END IF;
     IF create_job.target = '' OR create_job.idempotency_key = '' THEN
         RAISE EXCEPTION 'target and idempotency key must not be empty strings'
             USING ERRCODE = 'invalid_parameter_value',
@@ -978,9 +988,9 @@ BEGIN
     LOOP
         INSERT INTO workflow.jobs AS j
             (workflow_id, workflow, version, params, target, priority, run_at,
-             task_type, idempotency_key, created_by)
+             task_type, domain, idempotency_key, created_by)
         VALUES (w.id, w.name, w.version, create_job.params, create_job.target,
-                create_job.priority, create_job.run_at, first.task_type,
+                create_job.priority, create_job.run_at, first.task_type, create_job.domain,
                 create_job.idempotency_key,
                 (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user)::regrole)
         ON CONFLICT (workflow, idempotency_key)
@@ -1002,8 +1012,8 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION workflow.create_job(text, jsonb, text, timestamptz, integer, text, integer) IS
-    'create a job of the latest (or given) version of a workflow; a live job with the same idempotency key is returned instead of a duplicate';
+COMMENT ON FUNCTION workflow.create_job(text, jsonb, text, timestamptz, integer, text, integer, text) IS
+    'create a job of the latest (or given) version of a workflow; a live job with the same idempotency key is returned instead of a duplicate; domain routes its external tasks to pollers of that domain';
 
 CREATE FUNCTION workflow.get_job(id bigint)
 RETURNS jsonb
@@ -1216,12 +1226,44 @@ $$;
 COMMENT ON FUNCTION workflow._check_runner_id(text) IS
     'internal: validate a runner identifier';
 
+-- Register a runner if it is new, else record its heartbeat, without ever
+-- waiting: several connections (forks, threads) may share one runner id,
+-- and a heartbeat another transaction is writing right now is as good.
+-- Returns the runner's kind.
+CREATE FUNCTION workflow._runner_seen(p_id text, p_kind text, p_idle boolean)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    k   text;
+BEGIN
+    SELECT r.kind INTO k FROM workflow.runners r WHERE r.id = p_id
+       FOR NO KEY UPDATE SKIP LOCKED;
+    IF FOUND THEN
+        UPDATE workflow.runners r SET active_at = now(), idle = coalesce(p_idle, r.idle)
+         WHERE r.id = p_id;
+        RETURN k;
+    END IF;
+    SELECT r.kind INTO k FROM workflow.runners r WHERE r.id = p_id;
+    IF FOUND THEN
+        RETURN k;
+    END IF;
+    INSERT INTO workflow.runners (id, kind, pid, idle)
+    VALUES (p_id, p_kind, pg_backend_pid(), coalesce(p_idle, true))
+    ON CONFLICT (id) DO NOTHING;
+    RETURN p_kind;
+END
+$$;
+COMMENT ON FUNCTION workflow._runner_seen(text, text, boolean) IS
+    'internal: register or heartbeat a runner without waiting for a concurrent heartbeat';
+
 -- Can a queued job run now as far as its target is concerned?  It can when
 -- it has no target, when it already holds its target (between two of its
 -- tasks), or when the target is free and no earlier runnable job of the
 -- same target is queued.
 CREATE FUNCTION workflow._target_free(p_id bigint, p_target text, p_priority integer,
-                                      p_run_at timestamptz)
+                                      p_run_at timestamptz, p_now timestamptz)
 RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -1232,12 +1274,12 @@ BEGIN ATOMIC
         OR (NOT EXISTS (SELECT 1 FROM workflow.target_locks l WHERE l.target = p_target)
             AND NOT EXISTS (SELECT 1 FROM workflow.jobs e
                              WHERE e.target = p_target AND e.execution = 'queued'
-                               AND e.run_at <= now() AND e.id <> p_id
+                               AND e.run_at <= p_now AND e.id <> p_id
                                AND (e.priority > p_priority
                                     OR (e.priority = p_priority
                                         AND (e.run_at, e.id) < (p_run_at, p_id)))));
 END;
-COMMENT ON FUNCTION workflow._target_free(bigint, text, integer, timestamptz) IS
+COMMENT ON FUNCTION workflow._target_free(bigint, text, integer, timestamptz, timestamptz) IS
     'internal: lock-by-target rule for a queued job';
 
 CREATE FUNCTION workflow.next_jobs(start integer, stop integer, queue text DEFAULT NULL)
@@ -1264,14 +1306,14 @@ BEGIN
         RETURN QUERY
             SELECT j.id FROM workflow.jobs j
              WHERE j.execution = 'queued' AND j.task_type IS NULL AND j.run_at <= now()
-               AND (j.target IS NULL OR workflow._target_free(j.id, j.target, j.priority, j.run_at))
+               AND (j.target IS NULL OR workflow._target_free(j.id, j.target, j.priority, j.run_at, now()))
              ORDER BY j.priority DESC, j.run_at, j.id
             OFFSET start LIMIT stop - start + 1;
     ELSE
         RETURN QUERY
             SELECT j.id FROM workflow.jobs j
              WHERE j.execution = 'queued' AND j.task_type = queue AND j.run_at <= now()
-               AND (j.target IS NULL OR workflow._target_free(j.id, j.target, j.priority, j.run_at))
+               AND (j.target IS NULL OR workflow._target_free(j.id, j.target, j.priority, j.run_at, now()))
              ORDER BY j.priority DESC, j.run_at, j.id
             OFFSET start LIMIT stop - start + 1;
     END IF;
@@ -1298,7 +1340,7 @@ BEGIN
 
     SELECT * INTO j FROM workflow.jobs jj
      WHERE jj.id = run_job.id AND jj.execution = 'queued' AND jj.run_at <= now()
-       FOR UPDATE SKIP LOCKED;
+       FOR NO KEY UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
         IF NOT EXISTS (SELECT 1 FROM workflow.jobs jj WHERE jj.id = run_job.id) THEN
             RAISE EXCEPTION 'job % does not exist', run_job.id
@@ -1308,7 +1350,7 @@ BEGIN
     END IF;
 
     IF j.target IS NOT NULL THEN
-        IF NOT workflow._target_free(j.id, j.target, j.priority, j.run_at) THEN
+        IF NOT workflow._target_free(j.id, j.target, j.priority, j.run_at, now()) THEN
             RETURN NULL;
         END IF;
         -- atomic: a concurrent claim of the same target waits here, then
@@ -1322,13 +1364,11 @@ BEGIN
         END IF;
     END IF;
 
-    INSERT INTO workflow.runners AS r (id, kind, pid, idle)
-    VALUES (run_job.runner_id, 'external', pg_backend_pid(), false)
-    ON CONFLICT (id) DO UPDATE SET active_at = now(), idle = false;
+    PERFORM workflow._runner_seen(run_job.runner_id, 'external', false);
 
     UPDATE workflow.jobs jj
        SET execution = 'running', runner_id = run_job.runner_id,
-           lease = nextval('workflow.lease_seq'),
+           lease = nextval('workflow.lease_seq'), claimed_at = now(),
            started_at = coalesce(jj.started_at, now())
      WHERE jj.id = j.id
     RETURNING * INTO j;
@@ -1336,7 +1376,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION workflow.run_job(bigint, text) IS
-    'claim a queued job for a runner (FOR UPDATE SKIP LOCKED); NULL when another runner has it, it is not due, or its target is held';
+    'claim a queued job for a runner (FOR NO KEY UPDATE SKIP LOCKED); NULL when another runner has it, it is not due, or its target is held';
 
 CREATE FUNCTION workflow.finish_job(id bigint, runner_id text, execution workflow.execution,
                                     result jsonb DEFAULT NULL)
@@ -1392,11 +1432,10 @@ BEGIN
                                               jsonb_build_object('message', 'finished by runner as ' || finish_job.execution))
                                  END);
     END IF;
-    UPDATE workflow.runners r
-       SET active_at = now(),
-           idle = NOT EXISTS (SELECT 1 FROM workflow.jobs o
-                               WHERE o.execution = 'running' AND o.runner_id = finish_job.runner_id)
-     WHERE r.id = finish_job.runner_id;
+    PERFORM workflow._runner_seen(finish_job.runner_id, 'external',
+                                  NOT EXISTS (SELECT 1 FROM workflow.jobs o
+                                               WHERE o.execution = 'running'
+                                                 AND o.runner_id = finish_job.runner_id));
     RETURN j;
 END
 $$;
@@ -1438,12 +1477,12 @@ AS $$
 #variable_conflict use_column
 BEGIN
     PERFORM workflow._check_runner_id(runner_active.runner_id);
-    UPDATE workflow.runners r SET active_at = now() WHERE r.id = runner_active.runner_id;
-    IF NOT FOUND THEN
+    IF NOT EXISTS (SELECT 1 FROM workflow.runners r WHERE r.id = runner_active.runner_id) THEN
         RAISE EXCEPTION 'runner "%" is not registered', runner_active.runner_id
             USING ERRCODE = 'undefined_object',
                   HINT = 'Call workflow.register_runner() first.';
     END IF;
+    PERFORM workflow._runner_seen(runner_active.runner_id, 'external', NULL);
 END
 $$;
 COMMENT ON FUNCTION workflow.runner_active(text) IS
@@ -1472,13 +1511,367 @@ BEGIN ATOMIC
     SELECT j.* FROM workflow.jobs j
      WHERE j.execution = 'running'
        AND (j.lease_expires_at < now()
-            OR j.runner_id IN (SELECT r.id FROM workflow.inactive_runners() r)
-            OR (NOT EXISTS (SELECT 1 FROM workflow.runners r WHERE r.id = j.runner_id)
-                AND j.started_at < now() - current_setting('workflow.stale_after')::interval))
+            OR (j.lease_expires_at IS NULL
+                AND (j.runner_id IN (SELECT r.id FROM workflow.inactive_runners() r)
+                     OR (NOT EXISTS (SELECT 1 FROM workflow.runners r WHERE r.id = j.runner_id)
+                         AND coalesce(j.claimed_at, j.started_at)
+                             < now() - current_setting('workflow.stale_after')::interval))))
      ORDER BY j.id;
 END;
 COMMENT ON FUNCTION workflow.stale_jobs() IS
-    'running jobs whose runner is inactive or unknown, or whose lease has expired: what the sweeper acts on';
+    'running jobs whose lease has expired (external tasks), or whose runner is inactive or unknown (other claims): what the sweeper acts on';
+
+-------------------------------------------------------------------------------
+-- External task protocol (Conductor's worker calls)
+-------------------------------------------------------------------------------
+
+CREATE TYPE workflow.task AS (
+    job_id           bigint,
+    task             text,
+    task_type        text,
+    domain           text,
+    input            jsonb,
+    attempt          integer,
+    lease            bigint,
+    lease_expires_at timestamptz
+);
+COMMENT ON TYPE workflow.task IS
+    'an external task handed to a worker by poll_tasks: its job, input (the job context), attempt and lease';
+
+CREATE TABLE workflow.task_types (
+    task_type       text PRIMARY KEY,
+    paused          boolean NOT NULL DEFAULT false,
+    paused_at       timestamptz,
+    paused_by       regrole
+);
+COMMENT ON TABLE workflow.task_types IS
+    'external task types an administrator paused: poll_tasks hands out none of their tasks';
+SELECT pg_catalog.pg_extension_config_dump('workflow.task_types', '');
+
+-- Validate a task type or domain name.
+CREATE FUNCTION workflow._check_name(value text, what text, nullable boolean)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF value IS NULL THEN
+        IF nullable THEN
+            RETURN;
+        END IF;
+        RAISE EXCEPTION '% must not be null', what
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF value !~ workflow._name_pattern() THEN
+        RAISE EXCEPTION 'invalid % "%"', what, left(value, 200)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('A %s is 1 to 128 letters, digits, "_", "-" or ".".', what);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION workflow._check_name(text, text, boolean) IS
+    'internal: validate a task type or domain name';
+
+-- Claim up to p_count runnable tasks of a type for a worker: the worker's
+-- domain first, then tasks without a domain.  Writes nothing when there is
+-- nothing to claim, so that a long poll holds no transaction id.
+CREATE FUNCTION workflow._claim_tasks(p_type text, p_worker text, p_count integer, p_domain text)
+RETURNS SETOF workflow.task
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j           workflow.jobs;
+    s           workflow.steps;
+    got         bigint;
+    remaining   integer := p_count;
+    pass        integer;
+    default_lease interval := current_setting('workflow.task_lease')::interval;
+BEGIN
+    IF EXISTS (SELECT 1 FROM workflow.task_types t WHERE t.task_type = p_type AND t.paused) THEN
+        RETURN;
+    END IF;
+    FOR pass IN 1..2 LOOP
+        CONTINUE WHEN pass = 1 AND p_domain IS NULL;
+        EXIT WHEN remaining = 0;
+        FOR j IN
+            SELECT * FROM workflow.jobs
+             WHERE execution = 'queued' AND task_type = p_type
+               AND ((pass = 1 AND domain = p_domain) OR (pass = 2 AND domain IS NULL))
+               -- the clock, not now(): a long poll's transaction is old
+               AND run_at <= clock_timestamp()
+               AND (target IS NULL
+                    OR workflow._target_free(id, target, priority, run_at, clock_timestamp()))
+             ORDER BY priority DESC, run_at, id
+             LIMIT remaining
+               FOR NO KEY UPDATE SKIP LOCKED
+        LOOP
+            IF j.target IS NOT NULL THEN
+                got := NULL;
+                INSERT INTO workflow.target_locks AS l (target, job_id) VALUES (j.target, j.id)
+                    ON CONFLICT (target) DO UPDATE SET locked_at = l.locked_at
+                    WHERE l.job_id = EXCLUDED.job_id
+                RETURNING l.job_id INTO got;
+                CONTINUE WHEN got IS NULL;
+            END IF;
+            s := workflow._step(j);
+            UPDATE workflow.jobs
+               SET execution = 'running', runner_id = p_worker,
+                   lease = nextval('workflow.lease_seq'), claimed_at = clock_timestamp(),
+                   lease_expires_at = clock_timestamp() + coalesce(s.timeout, default_lease),
+                   started_at = coalesce(started_at, clock_timestamp()),
+                   deadline = coalesce(deadline,
+                                       clock_timestamp() + (SELECT w.timeout FROM workflow.workflows w
+                                                             WHERE w.id = j.workflow_id))
+             WHERE id = j.id
+            RETURNING * INTO j;
+            RETURN NEXT ROW(j.id, s.name, p_type, j.domain, workflow.job_context(j),
+                            j.task_attempt, j.lease, j.lease_expires_at)::workflow.task;
+            remaining := remaining - 1;
+        END LOOP;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION workflow._claim_tasks(text, text, integer, text) IS
+    'internal: claim external tasks of a type for a worker (SKIP LOCKED, domain first, lock by target)';
+
+-- Register or heartbeat an external worker.
+CREATE FUNCTION workflow._touch_worker(p_worker text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    k   text;
+BEGIN
+    k := workflow._runner_seen(p_worker, 'external',
+                               NOT EXISTS (SELECT 1 FROM workflow.jobs o
+                                            WHERE o.execution = 'running' AND o.runner_id = p_worker));
+    IF k <> 'external' THEN
+        RAISE EXCEPTION 'runner id "%" belongs to an in-server worker', p_worker
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give every external worker an id of its own.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION workflow._touch_worker(text) IS
+    'internal: register or heartbeat an external worker';
+
+CREATE FUNCTION workflow.poll_tasks(task_type text, worker_id text, count integer DEFAULT 1,
+                                    wait interval DEFAULT '0', domain text DEFAULT NULL)
+RETURNS SETOF workflow.task
+LANGUAGE c CALLED ON NULL INPUT PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'workflow_poll_tasks';
+COMMENT ON FUNCTION workflow.poll_tasks(text, text, integer, interval, text) IS
+    'claim up to count external tasks of a type (SKIP LOCKED); with wait, block until one is committed or the wait ends (long poll, woken at commit)';
+
+-- The running job of a lease, locked, or the standard stale-lease error.
+-- Returns NULL when the lease's outcome was already recorded as `status'
+-- (a repeated call).
+CREATE FUNCTION workflow._leased_job(p_job bigint, p_lease bigint, p_status text)
+RETURNS workflow.jobs
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j   workflow.jobs;
+BEGIN
+    IF p_lease IS NULL THEN
+        RAISE EXCEPTION 'lease must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    j := workflow._lock_job(p_job);
+    IF j.execution = 'running' AND j.lease = p_lease THEN
+        RETURN j;
+    END IF;
+    IF p_status IS NOT NULL AND EXISTS (SELECT 1 FROM workflow.task_runs r
+                                         WHERE r.job_id = p_job AND r.lease = p_lease
+                                           AND r.status = p_status) THEN
+        RETURN NULL;
+    END IF;
+    RAISE EXCEPTION 'lease % of job % is no longer valid', p_lease, p_job
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              DETAIL = format('The job is %s%s.', j.execution,
+                              CASE WHEN j.lease IS NOT NULL THEN ' under another lease' ELSE '' END),
+              HINT = 'The lease expired and the task was handed out again, or the job was canceled; drop this result.';
+END
+$$;
+COMMENT ON FUNCTION workflow._leased_job(bigint, bigint, text) IS
+    'internal: lock the job a lease belongs to, refusing stale leases';
+
+CREATE FUNCTION workflow.complete_task(job_id bigint, lease bigint, output jsonb DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    j       workflow.jobs;
+    prev    jsonb;
+BEGIN
+    IF complete_task.output IS NOT NULL THEN
+        PERFORM workflow._check_payload(complete_task.output, 'output');
+    END IF;
+    j := workflow._leased_job(complete_task.job_id, complete_task.lease, 'succeeded');
+    IF j IS NULL THEN
+        -- completed before under this lease: the same output is an
+        -- idempotent repeat, another one a mistake
+        SELECT r.output INTO prev FROM workflow.task_runs r
+         WHERE r.job_id = complete_task.job_id AND r.lease = complete_task.lease
+           AND r.status = 'succeeded';
+        IF prev IS DISTINCT FROM complete_task.output THEN
+            RAISE EXCEPTION 'task of job % was already completed under lease % with another output',
+                            complete_task.job_id, complete_task.lease
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        RETURN false;
+    END IF;
+    PERFORM workflow._step_succeeded(j, complete_task.output, j.claimed_at);
+    PERFORM workflow._runner_seen(j.runner_id, 'external', NULL);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION workflow.complete_task(bigint, bigint, jsonb) IS
+    'report an external task done with its output; idempotent for the same lease and output, refused for a stale lease';
+
+CREATE FUNCTION workflow.fail_task(job_id bigint, lease bigint, error text,
+                                   retryable boolean DEFAULT true)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    j       workflow.jobs;
+BEGIN
+    IF fail_task.error IS NULL OR fail_task.retryable IS NULL THEN
+        RAISE EXCEPTION 'error and retryable must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM workflow._check_payload(to_jsonb(fail_task.error), 'error');
+    j := workflow._leased_job(fail_task.job_id, fail_task.lease, 'failed');
+    IF j IS NULL THEN
+        RETURN false;       -- reported before under this lease
+    END IF;
+    PERFORM workflow._step_failed(j, jsonb_build_object('message', fail_task.error,
+                                                        'worker', j.runner_id),
+                                  j.claimed_at, fail_task.retryable);
+    PERFORM workflow._runner_seen(j.runner_id, 'external', NULL);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION workflow.fail_task(bigint, bigint, text, boolean) IS
+    'report an external task failed; retried per its attempts and backoff unless retryable is false';
+
+CREATE FUNCTION workflow.extend_task(job_id bigint, lease bigint, by interval DEFAULT NULL)
+RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    j       workflow.jobs;
+    s       workflow.steps;
+BEGIN
+    IF extend_task.by IS NOT NULL
+       AND (extend_task.by <= interval '0' OR extend_task.by > interval '1 day') THEN
+        RAISE EXCEPTION 'a lease can be extended by more than 0 and at most 1 day, not %', extend_task.by
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    j := workflow._leased_job(extend_task.job_id, extend_task.lease, NULL);
+    s := workflow._step(j);
+    UPDATE workflow.jobs jj
+       SET lease_expires_at = now() + coalesce(extend_task.by, s.timeout,
+                                               current_setting('workflow.task_lease')::interval)
+     WHERE jj.id = j.id
+    RETURNING * INTO j;
+    PERFORM workflow._runner_seen(j.runner_id, 'external', NULL);
+    RETURN j.lease_expires_at;
+END
+$$;
+COMMENT ON FUNCTION workflow.extend_task(bigint, bigint, interval) IS
+    'heartbeat of a long external task: extend its lease (by the given time, the task timeout, or workflow.task_lease)';
+
+CREATE FUNCTION workflow.requeue_task(job_id bigint, lease bigint, "after" interval)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    j       workflow.jobs;
+    s       workflow.steps;
+BEGIN
+    IF requeue_task."after" IS NULL THEN
+        RAISE EXCEPTION 'after must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF requeue_task."after" < interval '0' THEN
+        RAISE EXCEPTION 'requeue delay must not be negative'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    j := workflow._leased_job(requeue_task.job_id, requeue_task.lease, 'requeued');
+    IF j IS NULL THEN
+        RETURN false;
+    END IF;
+    s := workflow._step(j);
+    INSERT INTO workflow.task_runs
+        (job_id, job_attempt, phase, step, task, attempt, fallback, status, runner_id, lease,
+         started_at)
+    VALUES (j.id, j.attempt, j.phase, j.step, s.name, j.task_attempt, j.in_fallback,
+            'requeued', j.runner_id, j.lease, coalesce(j.claimed_at, now()));
+    PERFORM workflow._enqueue_step(j, j.phase, j.step, j.task_attempt,
+                                   now() + requeue_task."after", j.in_fallback);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION workflow.requeue_task(bigint, bigint, interval) IS
+    'hand an external task back without counting an attempt; it is visible again after the delay';
+
+CREATE FUNCTION workflow.pause_task_type(task_type text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    changed boolean;
+BEGIN
+    PERFORM workflow._check_name(pause_task_type.task_type, 'task type', false);
+    INSERT INTO workflow.task_types AS t (task_type, paused, paused_at, paused_by)
+    VALUES (pause_task_type.task_type, true, now(),
+            (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user)::regrole)
+    ON CONFLICT (task_type) DO UPDATE
+       SET paused = true, paused_at = EXCLUDED.paused_at, paused_by = EXCLUDED.paused_by
+     WHERE NOT t.paused
+    RETURNING true INTO changed;
+    RETURN coalesce(changed, false);
+END
+$$;
+COMMENT ON FUNCTION workflow.pause_task_type(text) IS
+    'stop handing out tasks of an external task type (tasks already handed out go on); false if it was paused already';
+
+CREATE FUNCTION workflow.resume_task_type(task_type text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    changed boolean;
+BEGIN
+    PERFORM workflow._check_name(resume_task_type.task_type, 'task type', false);
+    UPDATE workflow.task_types t SET paused = false, paused_at = NULL, paused_by = NULL
+     WHERE t.task_type = resume_task_type.task_type AND t.paused
+    RETURNING true INTO changed;
+    IF changed THEN
+        PERFORM workflow._wake_at_commit(resume_task_type.task_type, 1000000);
+    END IF;
+    RETURN coalesce(changed, false);
+END
+$$;
+COMMENT ON FUNCTION workflow.resume_task_type(text) IS
+    'hand out tasks of a paused external task type again (long-polling workers are woken); false if it was not paused';
 
 -------------------------------------------------------------------------------
 -- In-server runners and the sweeper (called by src/runner.c, src/sweeper.c)
@@ -1527,10 +1920,10 @@ DECLARE
 BEGIN
     SELECT * INTO j FROM workflow.jobs
      WHERE execution = 'queued' AND task_type IS NULL AND run_at <= now()
-       AND (target IS NULL OR workflow._target_free(id, target, priority, run_at))
+       AND (target IS NULL OR workflow._target_free(id, target, priority, run_at, now()))
      ORDER BY priority DESC, run_at, id
      LIMIT 1
-       FOR UPDATE SKIP LOCKED;
+       FOR NO KEY UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
@@ -1545,7 +1938,7 @@ BEGIN
     END IF;
     UPDATE workflow.jobs
        SET execution = 'running', runner_id = p_runner,
-           lease = nextval('workflow.lease_seq'),
+           lease = nextval('workflow.lease_seq'), claimed_at = now(),
            started_at = coalesce(started_at, now()),
            deadline = coalesce(deadline,
                                now() + (SELECT w.timeout FROM workflow.workflows w WHERE w.id = j.workflow_id))
@@ -1575,10 +1968,10 @@ BEGIN
                               'detail', format('The job did not finish within its timeout of %s.',
                                                (SELECT w.timeout FROM workflow.workflows w WHERE w.id = j.workflow_id)));
     INSERT INTO workflow.task_runs
-        (job_id, job_attempt, phase, step, task, attempt, fallback, status, runner_id,
+        (job_id, job_attempt, phase, step, task, attempt, fallback, status, runner_id, lease,
          started_at, error)
     VALUES (j.id, j.attempt, j.phase, j.step, cur.name, j.task_attempt, j.in_fallback,
-            'failed', j.runner_id, coalesce(started, now()), err);
+            'failed', j.runner_id, j.lease, coalesce(started, now()), err);
     UPDATE workflow.jobs SET error = err, deadline = 'infinity' WHERE id = j.id RETURNING * INTO j;
     IF j.phase = 'chain' AND EXISTS (SELECT 1 FROM workflow.steps
                                       WHERE workflow_id = j.workflow_id AND phase = 'onerror') THEN
@@ -1612,7 +2005,7 @@ DECLARE
 BEGIN
     SELECT * INTO j FROM workflow.jobs
      WHERE id = p_job AND lease = p_lease AND execution = 'running'
-       FOR UPDATE;
+       FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
@@ -1697,7 +2090,7 @@ BEGIN
     FOR j IN SELECT * FROM workflow.jobs
               WHERE execution = 'waiting' AND run_at <= now()
               ORDER BY run_at LIMIT p_batch
-                FOR UPDATE SKIP LOCKED
+                FOR NO KEY UPDATE SKIP LOCKED
     LOOP
         PERFORM workflow._step_succeeded(j, NULL, j.run_at);
         n_timers := n_timers + 1;
@@ -1708,7 +2101,7 @@ BEGIN
     FOR j IN SELECT * FROM workflow.jobs
               WHERE execution IN ('running', 'waiting') AND deadline < now()
               LIMIT p_batch
-                FOR UPDATE SKIP LOCKED
+                FOR NO KEY UPDATE SKIP LOCKED
     LOOP
         IF j.execution = 'running' THEN
             PERFORM workflow._interrupt_at_commit(j.id);
@@ -1717,12 +2110,24 @@ BEGIN
         n_timeouts := n_timeouts + 1;
     END LOOP;
 
-    -- stale jobs of runners that stopped reporting
+    -- stale jobs: expired leases of external tasks, and the jobs of
+    -- runners that stopped reporting
     FOR j IN SELECT s.* FROM workflow.stale_jobs() s LIMIT p_batch
     LOOP
         SELECT * INTO j FROM workflow.jobs WHERE id = j.id AND lease = j.lease AND execution = 'running'
-           FOR UPDATE SKIP LOCKED;
+           FOR NO KEY UPDATE SKIP LOCKED;
         CONTINUE WHEN NOT FOUND;
+        IF j.lease_expires_at < now() THEN
+            -- the worker died or hung: a failed attempt, handed out again
+            -- per the task's attempts and backoff
+            PERFORM workflow._step_failed(j,
+                jsonb_build_object('sqlstate', '57014',
+                                   'message', format('lease of worker "%s" expired', j.runner_id),
+                                   'lease_expired', true),
+                j.claimed_at, true);
+            n_stale := n_stale + 1;
+            CONTINUE;
+        END IF;
         action := coalesce((SELECT w.on_stale FROM workflow.workflows w WHERE w.id = j.workflow_id),
                            p_stale_action);
         err := jsonb_build_object('message', format('runner "%s" stopped reporting', j.runner_id),

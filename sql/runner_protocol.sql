@@ -289,9 +289,9 @@ SELECT execution FROM workflow.run_job(:s_ghost_old, 'rp-ghost');
 SELECT execution FROM workflow.run_job(:s_ghost_new, 'rp-ghost');
 SELECT execution FROM workflow.run_job(:s_lease, 'rp-sweeper');
 SELECT execution FROM workflow.run_job(:s_fine, 'rp-sweeper');
--- rp-ghost is not registered; one of its jobs started long ago
+-- rp-ghost is not registered; one of its jobs was claimed long ago
 DELETE FROM workflow.runners WHERE id = 'rp-ghost';
-UPDATE workflow.jobs SET started_at = now() - interval '1 hour' WHERE id = :s_ghost_old;
+UPDATE workflow.jobs SET started_at = now() - interval '1 hour', claimed_at = now() - interval '1 hour' WHERE id = :s_ghost_old;
 -- a lease that expired
 UPDATE workflow.jobs SET lease_expires_at = now() - interval '1 s' WHERE id = :s_lease;
 SELECT pg_temp.labels(ARRAY(SELECT id FROM workflow.stale_jobs())) AS stale;

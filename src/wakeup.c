@@ -144,29 +144,31 @@ workflow_queue_hash(const char *queue)
 }
 
 /*
- * Remember that `queue' got one more runnable job in this transaction.
+ * Remember that `queue' got `count' more runnable jobs in this transaction.
  */
 void
-workflow_wake_queue_at_commit(uint32 queue)
+workflow_wake_queue_at_commit(uint32 queue, int count)
 {
 	int			i;
 
 	workflow_require_shmem();
 	register_callback();
 
+	if (count <= 0)
+		return;
 	for (i = 0; i < npending; i++)
 	{
 		if (pending[i].queue == queue)
 		{
-			if (pending[i].count < INT_MAX)
-				pending[i].count++;
+			pending[i].count = (pending[i].count > INT_MAX - count) ?
+				INT_MAX : pending[i].count + count;
 			return;
 		}
 	}
 	if (npending < MAX_PENDING_QUEUES)
 	{
 		pending[npending].queue = queue;
-		pending[npending].count = 1;
+		pending[npending].count = count;
 		npending++;
 	}
 	else
@@ -252,15 +254,16 @@ interrupt_jobs(void)
 }
 
 /*
- * workflow._wake_at_commit(queue text): SQL entry point of the above;
- * NULL means the in-server runners' queue.
+ * workflow._wake_at_commit(queue text, count int): SQL entry point of the
+ * above; NULL means the in-server runners' queue.
  */
 Datum
 workflow_wake_at_commit(PG_FUNCTION_ARGS)
 {
 	char	   *queue = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	int			count = PG_ARGISNULL(1) ? 1 : PG_GETARG_INT32(1);
 
-	workflow_wake_queue_at_commit(workflow_queue_hash(queue));
+	workflow_wake_queue_at_commit(workflow_queue_hash(queue), count);
 	PG_RETURN_VOID();
 }
 

@@ -40,6 +40,7 @@ int			workflow_stale_job_action = WF_STALE_CANCEL;
 int			workflow_retention = 7 * 24 * 3600;
 bool		workflow_enabled = true;
 int			workflow_max_payload_size = 1024;
+int			workflow_task_lease = 60;
 
 WorkflowShared *WorkflowShmem = NULL;
 
@@ -167,6 +168,15 @@ workflow_define_gucs(void)
 							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("workflow.task_lease",
+							"How long an external worker holds a task without a timeout before it is handed out again.",
+							"Workers extend their lease with workflow.extend_task().",
+							&workflow_task_lease,
+							60, 1, 7 * 24 * 3600,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("workflow.max_payload_size",
 							"Largest definition, params, result or info document accepted.",

@@ -38,6 +38,7 @@ extern int	workflow_stale_job_action;
 extern int	workflow_retention;
 extern bool workflow_enabled;
 extern int	workflow_max_payload_size;
+extern int	workflow_task_lease;
 
 /*
  * One entry per PGPROC: a backend (runner or long-polling worker) that is
@@ -140,7 +141,7 @@ extern void workflow_interrupt_job_at_commit(int64 job_id);
 extern Size workflow_wakeup_shmem_size(void);
 extern void workflow_wakeup_shmem_init(WorkflowShared *shared);
 extern uint32 workflow_queue_hash(const char *queue);
-extern void workflow_wake_queue_at_commit(uint32 queue);
+extern void workflow_wake_queue_at_commit(uint32 queue, int count);
 extern void workflow_wait_begin(uint32 queue);
 extern void workflow_wait_end(void);
 

@@ -358,7 +358,7 @@ SELECT pg_temp.claim(:s_old, 'ext-old'), pg_temp.claim(:s_new, 'ext-new'),
 -- claiming is a sign of life; make the silent ones silent again
 UPDATE workflow.runners SET active_at = now() - interval '1 hour' WHERE id IN ('ext-old', 'ghost');
 DELETE FROM workflow.runners WHERE id = 'ghost';
-UPDATE workflow.jobs SET started_at = now() - interval '1 hour' WHERE id = :s_ghost;
+UPDATE workflow.jobs SET started_at = now() - interval '1 hour', claimed_at = now() - interval '1 hour' WHERE id = :s_ghost;
 UPDATE workflow.jobs SET lease_expires_at = now() - interval '1 second' WHERE id = :s_lease;
 
 SELECT is(ARRAY(SELECT id FROM workflow.stale_jobs() ORDER BY id), ARRAY[:s_old, :s_ghost, :s_lease]::bigint[],
