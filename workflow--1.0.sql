@@ -1905,50 +1905,58 @@ AS 'MODULE_PATHNAME', 'workflow_task_add_info';
 COMMENT ON FUNCTION workflow.add_info(jsonb) IS
     'from inside an SQL task: append progress information to the job, stored with the task outcome';
 
--- Claim the next runnable job of the runners' queue.  One row at a time
--- (LIMIT 1 ... SKIP LOCKED) so that concurrent runners never lock more
--- than they take.  A job found past its deadline is claimed too: the
--- runner then handles the timeout.
-CREATE FUNCTION workflow._runner_claim(p_runner text)
-RETURNS workflow.jobs
+-- Claim up to p_limit runnable jobs of the runners' queue, in claim
+-- order, with SKIP LOCKED and lock by target.  A job found past its
+-- deadline is claimed too: the runner then handles the timeout.  The runner
+-- commits this transaction asynchronously: a claim lost in a crash leaves
+-- the job queued, which is right since no task of it ran, and the
+-- synchronous commit of the task's transaction flushes the claim first.
+CREATE FUNCTION workflow._runner_claim(p_runner text, p_limit integer)
+RETURNS TABLE (job_id bigint, job_lease bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    j       workflow.jobs;
+    cand    record;
+    ids     bigint[] := '{}';
     got     bigint;
 BEGIN
-    SELECT * INTO j FROM workflow.jobs
-     WHERE execution = 'queued' AND task_type IS NULL AND run_at <= now()
-       AND (target IS NULL OR workflow._target_free(id, target, priority, run_at, now()))
-     ORDER BY priority DESC, run_at, id
-     LIMIT 1
-       FOR NO KEY UPDATE SKIP LOCKED;
-    IF NOT FOUND THEN
-        RETURN NULL;
-    END IF;
-    IF j.target IS NOT NULL THEN
-        INSERT INTO workflow.target_locks AS l (target, job_id) VALUES (j.target, j.id)
-            ON CONFLICT (target) DO UPDATE SET locked_at = l.locked_at
-            WHERE l.job_id = EXCLUDED.job_id
-        RETURNING l.job_id INTO got;
-        IF got IS NULL THEN
-            RETURN NULL;        -- lost the target to a concurrent claim
+    FOR cand IN
+        SELECT j.id, j.target FROM workflow.jobs j
+         WHERE j.execution = 'queued' AND j.task_type IS NULL AND j.run_at <= now()
+           AND (j.target IS NULL
+                OR workflow._target_free(j.id, j.target, j.priority, j.run_at, now()))
+         ORDER BY j.priority DESC, j.run_at, j.id
+         LIMIT p_limit
+           FOR NO KEY UPDATE SKIP LOCKED
+    LOOP
+        IF cand.target IS NOT NULL THEN
+            -- atomic; also refuses a second job of the same target in this batch
+            got := NULL;
+            INSERT INTO workflow.target_locks AS l (target, job_id) VALUES (cand.target, cand.id)
+                ON CONFLICT (target) DO UPDATE SET locked_at = l.locked_at
+                WHERE l.job_id = EXCLUDED.job_id
+            RETURNING l.job_id INTO got;
+            CONTINUE WHEN got IS NULL;
         END IF;
+        ids := ids || cand.id;
+    END LOOP;
+    IF cardinality(ids) = 0 THEN
+        RETURN;
     END IF;
-    UPDATE workflow.jobs
-       SET execution = 'running', runner_id = p_runner,
-           lease = nextval('workflow.lease_seq'), claimed_at = now(),
-           started_at = coalesce(started_at, now()),
-           deadline = coalesce(deadline,
-                               now() + (SELECT w.timeout FROM workflow.workflows w WHERE w.id = j.workflow_id))
-     WHERE id = j.id
-    RETURNING * INTO j;
-    RETURN j;
+    RETURN QUERY
+        UPDATE workflow.jobs j
+           SET execution = 'running', runner_id = p_runner,
+               lease = nextval('workflow.lease_seq'), claimed_at = now(),
+               started_at = coalesce(j.started_at, now()),
+               deadline = coalesce(j.deadline, now() + w.timeout)
+          FROM workflow.workflows w
+         WHERE j.id = ANY (ids) AND w.id = j.workflow_id
+        RETURNING j.id, j.lease;
 END
 $$;
-COMMENT ON FUNCTION workflow._runner_claim(text) IS
-    'internal: claim the next runnable job of the in-server runners (SKIP LOCKED, lock by target)';
+COMMENT ON FUNCTION workflow._runner_claim(text, integer) IS
+    'internal: claim a batch of runnable jobs for an in-server runner (SKIP LOCKED, lock by target)';
 
 -- The job ran out of its whole-job time: the current task fails for good
 -- without retries or fallback, the onerror chain runs (itself without a

@@ -5,19 +5,24 @@
  *		queue and executes their SQL and wait tasks (node-workflow runner
  *		with `forks' = workflow.runners).
  *
- * Crash accounting and exactly-once.  A job is claimed in a short
- * transaction of its own (execution = running, runner id, a new lease)
- * that commits before any task runs.  Each task then runs in one
- * transaction together with the record of its outcome and the advance of
- * the job (workflow._runner_record, guarded by the lease): the task's
- * effects and the job's progress commit or roll back together.  If the job
- * was canceled, timed out or given to another runner meanwhile, the guard
- * finds nothing and the runner rolls the whole transaction back.  A runner
- * that dies leaves the job `running' under a runner that stopped
- * reporting; the sweeper applies the workflow's on_stale policy.
+ * Batches.  A runner claims up to workflow.batch_size jobs at once — only
+ * as many as are waiting, so a short queue keeps its latency — in a short
+ * transaction of its own (execution = running, runner id, a new lease),
+ * committed before any task runs and without waiting for its WAL flush: a
+ * claim lost in a crash leaves its job queued, which is right because none
+ * of its tasks ran, and the next synchronous commit flushes it anyway.
+ * The batch's tasks then run in one transaction, each job's task in a
+ * subtransaction of its own together with the record of its outcome and
+ * the advance of the job (workflow._runner_record, guarded by the lease):
+ * a task's effects and its job's progress commit or roll back together,
+ * and one commit (one WAL flush) serves the whole batch.  If a job was
+ * canceled, timed out or handed over meanwhile, the guard finds nothing
+ * and the runner rolls that job's subtransaction back.  A runner that dies
+ * leaves its jobs `running' under a runner that stopped reporting; the
+ * sweeper applies the workflows' on_stale policy.
  *
- * When the next task of the job is again an SQL task, the runner keeps the
- * job (no re-claim) and goes on with it.
+ * Jobs whose next task is again an SQL task stay claimed by the runner and
+ * make its next batch.
  *
  * Signals.  SIGTERM asks for a graceful stop: an idle runner exits; a busy
  * one cancels the statement of its task, and hands the job back to the
@@ -62,6 +67,9 @@ static WorkflowWorkerSlot *my_slot = NULL;
 static char my_runner_id[NAMEDATALEN];
 static Oid	registered_extension = InvalidOid;
 
+/* upper bound of workflow.batch_size */
+#define MAX_BATCH 1000
+
 /* the job in hand */
 typedef struct ClaimedJob
 {
@@ -77,8 +85,12 @@ typedef enum StepNext
 } StepNext;
 
 static void runner_sigterm(SIGNAL_ARGS);
-static bool claim_job(ClaimedJob *job);
+static int	claim_batch(ClaimedJob *jobs, int limit);
+static int	run_batch(ClaimedJob *jobs, int n, ClaimedJob *next);
+static void release_jobs(ClaimedJob *jobs, int n);
 static StepNext run_step(ClaimedJob *job);
+static bool record_outcome(ClaimedJob *job, const char *outcome, Datum output, Datum error,
+						   TimestampTz started, int64 delay_ms, Datum info, bool *still_running);
 static void record_unexpected(ClaimedJob *job, ErrorData *edata);
 
 /*
@@ -118,6 +130,9 @@ workflow_runner_main(Datum main_arg)
 	int			slot = DatumGetInt32(main_arg);
 	Oid			dboid;
 	MemoryContext loop_context;
+	ClaimedJob *batch;
+	ClaimedJob *next;
+	int			nbatch = 0;
 
 	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
 
@@ -132,79 +147,68 @@ workflow_runner_main(Datum main_arg)
 
 	loop_context = AllocSetContextCreate(TopMemoryContext, "workflow runner",
 										 ALLOCSET_DEFAULT_SIZES);
+	batch = MemoryContextAlloc(TopMemoryContext, sizeof(ClaimedJob) * MAX_BATCH);
+	next = MemoryContextAlloc(TopMemoryContext, sizeof(ClaimedJob) * MAX_BATCH);
 
 	while (!shutdown_requested)
 	{
-		ClaimedJob	job = {0, 0};
-		volatile bool claimed = false;
-
 		CHECK_FOR_INTERRUPTS();
 		workflow_worker_reload_if_needed();
 		MemoryContextReset(loop_context);
 		MemoryContextSwitchTo(loop_context);
 		my_slot->alive_at = GetCurrentTimestamp();
 
-		if (workflow_enabled)
+		if (!workflow_enabled && nbatch == 0)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 workflow_run_interval, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			continue;
+		}
+
+		if (nbatch == 0)
 		{
 			/* announce before looking, so that no wake-up is lost */
 			workflow_wait_begin(0);
 			ResetLatch(MyLatch);
-
-			PG_TRY();
+			nbatch = claim_batch(batch, Min(workflow_batch_size, MAX_BATCH));
+			if (nbatch == 0)
 			{
-				claimed = claim_job(&job);
-				if (claimed)
-				{
-					workflow_wait_end();
-					my_slot->idle = false;
-					while (run_step(&job) == STEP_CONTINUE && !shutdown_requested)
-						;
-				}
-			}
-			PG_CATCH();
-			{
-				ErrorData  *edata;
-
-				HOLD_INTERRUPTS();
-				task_running = false;
-				MemoryContextSwitchTo(loop_context);
-				edata = CopyErrorData();
-				EmitErrorReport();
-				FlushErrorState();
-				AbortOutOfAnyTransaction();
-				QueryCancelPending = false;
-				RESUME_INTERRUPTS();
-				if (claimed)
-					record_unexpected(&job, edata);
-				/* never loop hot on a persistent error */
 				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-								 1000L, PG_WAIT_EXTENSION);
+								 workflow_run_interval, PG_WAIT_EXTENSION);
+				workflow_wait_end();
+				continue;
 			}
-			PG_END_TRY();
-			my_slot->idle = true;
-			pgstat_report_activity(STATE_IDLE, NULL);
-			if (claimed)
-				continue;		/* there may be more work */
+			workflow_wait_end();
 		}
 
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 workflow_run_interval, PG_WAIT_EXTENSION);
-		workflow_wait_end();
+		/* jobs still ours at their next SQL task make the next batch */
+		my_slot->idle = false;
+		nbatch = run_batch(batch, nbatch, next);
+		memcpy(batch, next, sizeof(ClaimedJob) * nbatch);
+		my_slot->idle = (nbatch == 0);
+		pgstat_report_activity(STATE_IDLE, NULL);
 	}
 
+	/* hand back what we still hold */
+	if (nbatch > 0)
+		release_jobs(batch, nbatch);
 	proc_exit(0);
 }
 
 /*
- * Claim the next runnable job in a transaction of its own.  Registers the
- * runner first when the extension is new to us.  Returns false when there
- * is nothing to do (or no extension yet).
+ * Claim up to `limit' jobs in a transaction of its own, committed without
+ * waiting for the WAL flush (see workflow._runner_claim).  Registers the
+ * runner first when the extension is new to us.  Returns how many.
  */
-static bool
-claim_job(ClaimedJob *job)
+static int
+claim_batch(ClaimedJob *jobs, int limit)
 {
+	static SPIPlanPtr plan = NULL;
 	Oid			extoid;
-	bool		found = false;
+	Datum		values[2];
+	uint64		i;
+	int			n = 0;
 
 	workflow_begin_spi();
 	extoid = workflow_extension_ready();
@@ -212,12 +216,11 @@ claim_job(ClaimedJob *job)
 	{
 		registered_extension = InvalidOid;
 		workflow_end_spi(true);
-		return false;
+		return 0;
 	}
 	if (extoid != registered_extension)
 	{
 		Oid			argtypes[1] = {TEXTOID};
-		Datum		values[1];
 
 		values[0] = CStringGetTextDatum(my_runner_id);
 		if (SPI_execute_with_args("SELECT workflow.register_runner($1, 'runner')",
@@ -228,38 +231,115 @@ claim_job(ClaimedJob *job)
 		registered_extension = extoid;
 	}
 
+	(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+
+	if (plan == NULL)
 	{
-		static SPIPlanPtr plan = NULL;
-		Datum		values[1];
-		bool		isnull;
+		Oid			argtypes[2] = {TEXTOID, INT4OID};
 
-		if (plan == NULL)
-		{
-			Oid			argtypes[1] = {TEXTOID};
-
-			plan = SPI_prepare("SELECT id, lease FROM workflow._runner_claim($1) WHERE id IS NOT NULL",
-							   1, argtypes);
-			if (plan == NULL || SPI_keepplan(plan) != 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_INTERNAL_ERROR),
-						 errmsg("workflow runner could not prepare its claim")));
-		}
-		values[0] = CStringGetTextDatum(my_runner_id);
-		if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_SELECT)
+		plan = SPI_prepare("SELECT job_id, job_lease FROM workflow._runner_claim($1, $2)",
+						   2, argtypes);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("workflow runner could not claim a job")));
-		if (SPI_processed == 1)
-		{
-			job->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-												  SPI_tuptable->tupdesc, 1, &isnull));
-			job->lease = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-													 SPI_tuptable->tupdesc, 2, &isnull));
-			found = true;
-		}
+					 errmsg("workflow runner could not prepare its claim")));
+	}
+	values[0] = CStringGetTextDatum(my_runner_id);
+	values[1] = Int32GetDatum(limit);
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_SELECT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("workflow runner could not claim jobs")));
+	for (i = 0; i < SPI_processed && n < limit; i++)
+	{
+		bool		isnull;
+
+		jobs[n].id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+												 SPI_tuptable->tupdesc, 1, &isnull));
+		jobs[n].lease = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+													SPI_tuptable->tupdesc, 2, &isnull));
+		n++;
 	}
 	workflow_end_spi(true);
-	return found;
+	return n;
+}
+
+/*
+ * Run the current task of every job of the batch, each in a subtransaction
+ * of one transaction, and commit them together.  Jobs that stay ours at
+ * their next SQL task are returned in `next'.  An error outside a task
+ * (bookkeeping, SPI, the commit) fails every job of the batch, each in a
+ * fresh transaction, guarded by its lease.
+ */
+static int
+run_batch(ClaimedJob *jobs, int n, ClaimedJob *next)
+{
+	MemoryContext batch_context = CurrentMemoryContext;
+	volatile int nnext = 0;
+
+	PG_TRY();
+	{
+		int			i;
+
+		workflow_begin_spi();
+		for (i = 0; i < n; i++)
+		{
+			if (shutdown_requested)
+			{
+				/* not started: hand it back */
+				bool		still_running;
+
+				(void) record_outcome(&jobs[i], "release", 0, 0,
+									  GetCurrentTimestamp(), 0, 0, &still_running);
+				continue;
+			}
+			if (run_step(&jobs[i]) == STEP_CONTINUE)
+				next[nnext++] = jobs[i];
+		}
+		workflow_end_spi(true);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		int			i;
+
+		HOLD_INTERRUPTS();
+		task_running = false;
+		pg_atomic_write_u64(&my_slot->job_id, 0);
+		MemoryContextSwitchTo(batch_context);
+		edata = CopyErrorData();
+		EmitErrorReport();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		QueryCancelPending = false;
+		RESUME_INTERRUPTS();
+		for (i = 0; i < n; i++)
+			record_unexpected(&jobs[i], edata);
+		/* never loop hot on a persistent error */
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		nnext = 0;
+	}
+	PG_END_TRY();
+	return nnext;
+}
+
+/*
+ * On shutdown: hand jobs that are still ours back to the queue.
+ */
+static void
+release_jobs(ClaimedJob *jobs, int n)
+{
+	int			i;
+	bool		still_running;
+
+	workflow_begin_spi();
+	for (i = 0; i < n; i++)
+		(void) record_outcome(&jobs[i], "release", 0, 0, GetCurrentTimestamp(), 0, 0,
+							  &still_running);
+	workflow_end_spi(true);
 }
 
 /*
@@ -328,8 +408,10 @@ record_outcome(ClaimedJob *job, const char *outcome, Datum output, Datum error,
 }
 
 /*
- * Run the current task of a claimed job in one transaction with the record
- * of its outcome.
+ * Run the current task of a claimed job inside the batch's transaction:
+ * the body in a subtransaction of its own, and the record of its outcome
+ * inside that same subtransaction, so that the task's effects and the
+ * job's progress are kept or undone together.
  */
 static StepNext
 run_step(ClaimedJob *job)
@@ -351,11 +433,9 @@ run_step(ClaimedJob *job)
 	TimestampTz started;
 	WorkflowTaskResult res;
 	const char *outcome;
-	bool		kept;
 	bool		still_running = false;
+	uint64		interrupted;
 	char		activity[256];
-
-	workflow_begin_spi();
 
 	if (plan == NULL)
 	{
@@ -366,7 +446,7 @@ run_step(ClaimedJob *job)
 						   "       workflow.job_context(j), j.created_by::oid, w.search_path, "
 						   "       coalesce(j.deadline <= now(), false), "
 						   "       (extract(epoch FROM LEAST(s.timeout, "
-						   "                CASE WHEN j.deadline < 'infinity' THEN j.deadline - now() END)) * 1000)::bigint, "
+						   "                CASE WHEN j.deadline < 'infinity' THEN j.deadline - clock_timestamp() END)) * 1000)::bigint, "
 						   "       w.name, s.name "
 						   "  FROM workflow.jobs j "
 						   "  JOIN workflow.steps s ON s.workflow_id = j.workflow_id "
@@ -387,11 +467,7 @@ run_step(ClaimedJob *job)
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("workflow runner could not look up job %lld", (long long) job->id)));
 	if (SPI_processed != 1)
-	{
-		/* canceled or handed over meanwhile */
-		workflow_end_spi(true);
-		return STEP_DONE;
-	}
+		return STEP_DONE;		/* canceled or handed over meanwhile */
 
 	row = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
@@ -407,29 +483,22 @@ run_step(ClaimedJob *job)
 	workflow_name = SPI_getvalue(row, desc, 8);
 	task_name = SPI_getvalue(row, desc, 9);
 
-	/* copy out of SPI memory before the next SPI call */
-	kind = pstrdup(kind);
-	body = body ? pstrdup(body) : NULL;
-
 	started = GetCurrentTimestamp();
 
 	if (timed_out)
 	{
-		kept = record_outcome(job, "timeout", 0, 0, started, 0, 0, &still_running);
-		workflow_end_spi(kept);
+		(void) record_outcome(job, "timeout", 0, 0, started, 0, 0, &still_running);
 		return still_running ? STEP_CONTINUE : STEP_DONE;
 	}
 	if (strcmp(kind, "wait") == 0 && body == NULL)
 	{
-		kept = record_outcome(job, "wait_step", 0, 0, started, 0, 0, &still_running);
-		workflow_end_spi(kept);
+		(void) record_outcome(job, "wait_step", 0, 0, started, 0, 0, &still_running);
 		return STEP_DONE;
 	}
 	if (body == NULL)
 	{
 		/* an external task reached through a stale path: hand it back */
-		kept = record_outcome(job, "release", 0, 0, started, 0, 0, &still_running);
-		workflow_end_spi(kept);
+		(void) record_outcome(job, "release", 0, 0, started, 0, 0, &still_running);
 		return STEP_DONE;
 	}
 
@@ -457,28 +526,47 @@ run_step(ClaimedJob *job)
 	task_running = false;
 	pg_atomic_write_u64(&my_slot->job_id, 0);
 	debug_query_string = NULL;
+	interrupted = pg_atomic_read_u64(&my_slot->interrupt_job);
 
 	if (res.ok)
 	{
+		/* record inside the task's subtransaction, then keep or undo it */
+		bool		kept;
+
 		outcome = res.request == WF_TASK_REQUEUE ? "requeue" :
 			res.request == WF_TASK_WAIT ? "wait" : "succeeded";
+		PG_TRY();
+		{
+			kept = record_outcome(job, outcome, res.output, res.error, started,
+								  res.requeue_ms, res.info, &still_running);
+		}
+		PG_CATCH();
+		{
+			workflow_task_finish(false);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		/* not ours anymore (canceled, timed out): the task's effects go */
+		workflow_task_finish(kept);
+		return (kept && still_running) ? STEP_CONTINUE : STEP_DONE;
 	}
-	else if (res.sqlerrcode == ERRCODE_QUERY_CANCELED &&
-			 pg_atomic_read_u64(&my_slot->interrupt_job) == (uint64) job->id)
+
+	if (res.sqlerrcode == ERRCODE_QUERY_CANCELED && interrupted == (uint64) job->id)
+		return STEP_DONE;		/* canceled or timed out by a committed transaction */
+	if (res.sqlerrcode == ERRCODE_QUERY_CANCELED &&
+		(shutdown_requested || interrupted != 0))
 	{
-		/* canceled (or timed out) by a committed transaction: nothing to do */
-		workflow_end_spi(false);
-		return STEP_DONE;
-	}
-	else if (res.sqlerrcode == ERRCODE_QUERY_CANCELED && shutdown_requested)
+		/*
+		 * Shutdown, or an interrupt meant for another job of this batch
+		 * that arrived late: not this task's failure, hand it back.
+		 */
 		outcome = "release";
+	}
 	else
 		outcome = "failed";
 
-	kept = record_outcome(job, outcome, res.output, res.error, started,
+	(void) record_outcome(job, outcome, res.output, res.error, started,
 						  res.requeue_ms, res.info, &still_running);
-	/* not ours anymore: roll the task's effects back */
-	workflow_end_spi(kept);
 	return still_running ? STEP_CONTINUE : STEP_DONE;
 }
 

@@ -5,9 +5,14 @@
  *		the functions a task may call while it runs: workflow.requeue(),
  *		workflow.wait() and workflow.add_info(info).
  *
- * The caller (src/runner.c) has started the task's transaction.  The body
- * runs in a subtransaction, so that its failure rolls back its effects but
- * not the transaction that records the failure.  Inside it:
+ * The caller (src/runner.c) has started the batch's transaction.  The body
+ * runs in a subtransaction of its own, so that its failure rolls back its
+ * effects but not the transaction that records the failure, nor the other
+ * jobs of the batch.  When the body succeeds the subtransaction is left
+ * open: the runner records the outcome inside it and then keeps it
+ * (workflow_task_finish(true)) or, when the job was canceled or handed
+ * over meanwhile, rolls it back with the task's effects
+ * (workflow_task_finish(false)).  Inside the subtransaction:
  *
  *	- the current user becomes the job's creator, with
  *	  SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION, the way
@@ -62,6 +67,11 @@ PG_FUNCTION_INFO_V1(workflow_task_add_info);
 
 /* the task being executed by this backend, for the functions above */
 static int64 current_job = 0;
+
+/* the open subtransaction of a task that succeeded, until it is finished */
+static bool task_subxact_open = false;
+static MemoryContext task_outer_context = NULL;
+static ResourceOwner task_outer_owner = NULL;
 static WorkflowTaskRequest current_request = WF_TASK_DONE;
 static int64 current_requeue_ms = 0;
 static List *current_info = NIL;
@@ -76,7 +86,8 @@ static void require_task(const char *function);
  * Execute `body' with `context' as $1, as role `owner', with `search_path'
  * pinned and at most `timeout_ms' (0 = no limit).  Never raises an error
  * for what the body does: the outcome is in *result, allocated in the
- * caller's memory context.
+ * caller's memory context.  On success the task's subtransaction stays
+ * open until workflow_task_finish().
  */
 void
 workflow_execute_task(int64 job_id, const char *body, Datum context,
@@ -95,10 +106,13 @@ workflow_execute_task(int64 job_id, const char *body, Datum context,
 	current_info = NIL;
 	current_result_context = oldcontext;
 
+	Assert(!task_subxact_open);
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcontext);
+	task_outer_context = oldcontext;
+	task_outer_owner = oldowner;
 
 	PG_TRY();
 	{
@@ -154,9 +168,9 @@ workflow_execute_task(int64 job_id, const char *body, Datum context,
 		AtEOXact_GUC(false, nestlevel);
 		SetUserIdAndSecContext(save_userid, save_sec_context);
 
-		ReleaseCurrentSubTransaction();
+		/* stay in the subtransaction: the outcome is recorded inside it */
 		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
+		task_subxact_open = true;
 
 		result->ok = true;
 	}
@@ -184,6 +198,7 @@ workflow_execute_task(int64 job_id, const char *body, Datum context,
 
 	/* session-level advisory locks must not outlive the task */
 	LockReleaseSession(USER_LOCKMETHOD);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
 
 	result->request = result->ok ? current_request : WF_TASK_DONE;
 	result->requeue_ms = current_requeue_ms;
@@ -192,6 +207,25 @@ workflow_execute_task(int64 job_id, const char *body, Datum context,
 	current_job = 0;
 	current_info = NIL;
 	current_result_context = NULL;
+}
+
+/*
+ * Keep (commit = true) or roll back the subtransaction a successful task
+ * left open.  Also used after an error while it was open.  A no-op when
+ * no task subtransaction is open.
+ */
+void
+workflow_task_finish(bool commit)
+{
+	if (!task_subxact_open)
+		return;
+	task_subxact_open = false;
+	if (commit)
+		ReleaseCurrentSubTransaction();
+	else
+		RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(task_outer_context);
+	CurrentResourceOwner = task_outer_owner;
 }
 
 /*

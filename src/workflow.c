@@ -41,6 +41,7 @@ int			workflow_retention = 7 * 24 * 3600;
 bool		workflow_enabled = true;
 int			workflow_max_payload_size = 1024;
 int			workflow_task_lease = 60;
+int			workflow_batch_size = 50;
 
 WorkflowShared *WorkflowShmem = NULL;
 
@@ -168,6 +169,15 @@ workflow_define_gucs(void)
 							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("workflow.batch_size",
+							"Most jobs a runner claims and runs in one transaction.",
+							"Each job's task runs in its own subtransaction; a batch is only as large as the waiting work. Above about 60, other sessions' snapshots get slower (subtransaction cache overflow).",
+							&workflow_batch_size,
+							50, 1, 1000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("workflow.task_lease",
 							"How long an external worker holds a task without a timeout before it is handed out again.",

@@ -39,6 +39,7 @@ extern int	workflow_retention;
 extern bool workflow_enabled;
 extern int	workflow_max_payload_size;
 extern int	workflow_task_lease;
+extern int	workflow_batch_size;
 
 /*
  * One entry per PGPROC: a backend (runner or long-polling worker) that is
@@ -135,6 +136,7 @@ typedef struct WorkflowTaskResult
 extern void workflow_execute_task(int64 job_id, const char *body, Datum context,
 								  Oid owner, const char *search_path, int timeout_ms,
 								  WorkflowTaskResult *result);
+extern void workflow_task_finish(bool commit);
 
 /* src/wakeup.c */
 extern void workflow_interrupt_job_at_commit(int64 job_id);
