@@ -483,9 +483,10 @@ COMMENT ON FUNCTION workflow._compile_chain(jsonb, workflow.phase, boolean) IS
 -- Definitions API
 -------------------------------------------------------------------------------
 
-CREATE FUNCTION workflow.create_workflow(definition jsonb)
+CREATE FUNCTION workflow._create_workflow(definition jsonb, p_caller oid)
 RETURNS integer
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -556,12 +557,19 @@ BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('workflow.create_workflow'), hashtext(wf_name));
     SELECT coalesce(max(w.version), 0) + 1 INTO new_version
       FROM workflow.workflows w WHERE w.name = wf_name;
+    IF EXISTS (SELECT 1 FROM workflow.workflows w
+                WHERE w.name = wf_name AND w.version = new_version - 1
+                  AND NOT workflow._may_see(w.owner, p_caller)) THEN
+        RAISE EXCEPTION 'must be owner of workflow "%" to store a new version of it', wf_name
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Choose another name, or ask its owner or a member of workflow_admin.';
+    END IF;
 
     INSERT INTO workflow.workflows AS w
         (name, version, definition, owner, timeout, max_attempts, initial_delay, max_delay, on_stale,
          search_path)
     VALUES (wf_name, new_version, definition,
-            (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user)::regrole,
+            p_caller::regrole,
             nullif(v_timeout, interval '0'),
             v_attempts,
             coalesce(workflow._interval(definition -> 'initial_delay', 'initial_delay'), interval '1 s'),
@@ -582,12 +590,13 @@ BEGIN
     RETURN new_version;
 END
 $$;
-COMMENT ON FUNCTION workflow.create_workflow(jsonb) IS
-    'validate and store a workflow definition; returns its version (1 for a new name, one more for an existing one)';
+COMMENT ON FUNCTION workflow._create_workflow(jsonb, oid) IS
+    'internal: implementation of workflow.create_workflow, with the calling role (src/api.c)';
 
-CREATE FUNCTION workflow.drop_workflow(name text, force boolean DEFAULT false)
+CREATE FUNCTION workflow._drop_workflow(name text, force boolean, p_caller oid)
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
@@ -600,17 +609,22 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     -- serialise with create_workflow and concurrent drops of the same name
-    PERFORM pg_advisory_xact_lock(hashtext('workflow.create_workflow'), hashtext(drop_workflow.name));
-    ids := ARRAY(SELECT w.id FROM workflow.workflows w WHERE w.name = drop_workflow.name FOR UPDATE);
+    PERFORM pg_advisory_xact_lock(hashtext('workflow.create_workflow'), hashtext(_drop_workflow.name));
+    ids := ARRAY(SELECT w.id FROM workflow.workflows w WHERE w.name = _drop_workflow.name FOR UPDATE);
     IF cardinality(ids) = 0 THEN
-        RAISE EXCEPTION 'workflow "%" does not exist', drop_workflow.name
+        RAISE EXCEPTION 'workflow "%" does not exist', _drop_workflow.name
             USING ERRCODE = 'undefined_object';
+    END IF;
+    IF EXISTS (SELECT 1 FROM workflow.workflows w
+                WHERE w.id = ANY (ids) AND NOT workflow._may_see(w.owner, p_caller)) THEN
+        RAISE EXCEPTION 'must be owner of workflow "%"', _drop_workflow.name
+            USING ERRCODE = 'insufficient_privilege';
     END IF;
     SELECT count(*) INTO live FROM workflow.jobs j
      WHERE j.workflow_id = ANY (ids) AND j.execution IN ('queued', 'running', 'waiting');
     IF live > 0 AND NOT force THEN
         RAISE EXCEPTION 'cannot drop workflow "%" because % of its jobs are not finished',
-                        drop_workflow.name, live
+                        _drop_workflow.name, live
             USING ERRCODE = 'dependent_objects_still_exist',
                   HINT = 'Cancel them with workflow.cancel_job(), wait for them to finish, or use force => true to drop the workflow with its jobs.';
     END IF;
@@ -625,15 +639,30 @@ BEGIN
     DELETE FROM workflow.workflows w WHERE w.id = ANY (ids);
 END
 $$;
-COMMENT ON FUNCTION workflow.drop_workflow(text, boolean) IS
-    'drop every version of a workflow and its jobs; refused while jobs are not finished unless force => true';
+COMMENT ON FUNCTION workflow._drop_workflow(text, boolean, oid) IS
+    'internal: implementation of workflow.drop_workflow, with the calling role (src/api.c)';
 
 -------------------------------------------------------------------------------
 -- Job helpers
 -------------------------------------------------------------------------------
 
--- Look a job up, locking it, or raise the standard error.
-CREATE FUNCTION workflow._lock_job(job_id bigint)
+-- May role `caller' see and act on a job created by `creator'?  Its
+-- creator may, and members of workflow_admin (superusers are members of
+-- every role).
+CREATE FUNCTION workflow._may_see(creator regrole, caller oid)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT caller IS NULL OR creator = caller
+        OR pg_has_role(caller, 'workflow_admin', 'MEMBER');
+END;
+COMMENT ON FUNCTION workflow._may_see(regrole, oid) IS
+    'internal: whether a role may see and act on a job (its creator, or an administrator); NULL = internal caller';
+
+-- Look a job up, locking it, or raise the standard error.  With a caller,
+-- a job the caller may not see does not exist for it.
+CREATE FUNCTION workflow._lock_job(job_id bigint, caller oid DEFAULT NULL)
 RETURNS workflow.jobs
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -646,14 +675,14 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     SELECT * INTO j FROM workflow.jobs WHERE id = job_id FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
+    IF NOT FOUND OR NOT workflow._may_see(j.created_by, caller) THEN
         RAISE EXCEPTION 'job % does not exist', job_id
             USING ERRCODE = 'undefined_object';
     END IF;
     RETURN j;
 END
 $$;
-COMMENT ON FUNCTION workflow._lock_job(bigint) IS
+COMMENT ON FUNCTION workflow._lock_job(bigint, oid) IS
     'internal: lock a job row for a state transition, or raise "job does not exist"';
 
 -- Raise the standard wrong-state error.
@@ -917,16 +946,10 @@ COMMENT ON FUNCTION workflow._step_failed(workflow.jobs, jsonb, timestamptz, boo
 -- Jobs API
 -------------------------------------------------------------------------------
 
-CREATE FUNCTION workflow.create_job(workflow text,
-                                    params jsonb DEFAULT '{}',
-                                    target text DEFAULT NULL,
-                                    run_at timestamptz DEFAULT now(),
-                                    priority integer DEFAULT 0,
-                                    idempotency_key text DEFAULT NULL,
-                                    version integer DEFAULT NULL,
-                                    domain text DEFAULT NULL)
+CREATE FUNCTION workflow._create_job(workflow text, params jsonb, target text, run_at timestamptz, priority integer, idempotency_key text, version integer, domain text, p_caller oid)
 RETURNS bigint
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
@@ -935,49 +958,49 @@ DECLARE
     first   workflow.steps;
     new_id  bigint;
 BEGIN
-    IF create_job.workflow IS NULL THEN
+    IF _create_job.workflow IS NULL THEN
         RAISE EXCEPTION 'workflow name must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF create_job.params IS NULL OR create_job.run_at IS NULL OR create_job.priority IS NULL THEN
+    IF _create_job.params IS NULL OR _create_job.run_at IS NULL OR _create_job.priority IS NULL THEN
         RAISE EXCEPTION 'params, run_at and priority must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF jsonb_typeof(create_job.params) <> 'object' THEN
+    IF jsonb_typeof(_create_job.params) <> 'object' THEN
         RAISE EXCEPTION 'job params must be a JSON object'
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('The value given is a JSON %s.', jsonb_typeof(create_job.params));
+                  DETAIL = format('The value given is a JSON %s.', jsonb_typeof(_create_job.params));
     END IF;
-    PERFORM workflow._check_payload(create_job.params, 'job params');
-    IF create_job.domain IS NOT NULL AND create_job.domain !~ workflow._name_pattern() THEN
-        RAISE EXCEPTION 'invalid domain "%"', left(create_job.domain, 200)
+    PERFORM workflow._check_payload(_create_job.params, 'job params');
+    IF _create_job.domain IS NOT NULL AND _create_job.domain !~ workflow._name_pattern() THEN
+        RAISE EXCEPTION 'invalid domain "%"', left(_create_job.domain, 200)
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'A domain is 1 to 128 letters, digits, "_", "-" or ".".';
     END IF;
-    IF create_job.target = '' OR create_job.idempotency_key = '' THEN
+    IF _create_job.target = '' OR _create_job.idempotency_key = '' THEN
         RAISE EXCEPTION 'target and idempotency key must not be empty strings'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass NULL for a job without a target or idempotency key.';
     END IF;
-    IF length(create_job.target) > 1000 OR length(create_job.idempotency_key) > 1000 THEN
+    IF length(_create_job.target) > 1000 OR length(_create_job.idempotency_key) > 1000 THEN
         RAISE EXCEPTION 'target and idempotency key must not be longer than 1000 characters'
             USING ERRCODE = 'program_limit_exceeded';
     END IF;
 
-    IF create_job.version IS NULL THEN
+    IF _create_job.version IS NULL THEN
         SELECT * INTO w FROM workflow.workflows ww
-         WHERE ww.name = create_job.workflow ORDER BY ww.version DESC LIMIT 1;
+         WHERE ww.name = _create_job.workflow ORDER BY ww.version DESC LIMIT 1;
         IF NOT FOUND THEN
-            RAISE EXCEPTION 'workflow "%" does not exist', create_job.workflow
+            RAISE EXCEPTION 'workflow "%" does not exist', _create_job.workflow
                 USING ERRCODE = 'undefined_object',
                       HINT = 'Create it with workflow.create_workflow().';
         END IF;
     ELSE
         SELECT * INTO w FROM workflow.workflows ww
-         WHERE ww.name = create_job.workflow AND ww.version = create_job.version;
+         WHERE ww.name = _create_job.workflow AND ww.version = _create_job.version;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'version % of workflow "%" does not exist',
-                            create_job.version, create_job.workflow
+                            _create_job.version, _create_job.workflow
                 USING ERRCODE = 'undefined_object';
         END IF;
     END IF;
@@ -989,10 +1012,9 @@ BEGIN
         INSERT INTO workflow.jobs AS j
             (workflow_id, workflow, version, params, target, priority, run_at,
              task_type, domain, idempotency_key, created_by)
-        VALUES (w.id, w.name, w.version, create_job.params, create_job.target,
-                create_job.priority, create_job.run_at, first.task_type, create_job.domain,
-                create_job.idempotency_key,
-                (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user)::regrole)
+        VALUES (w.id, w.name, w.version, _create_job.params, _create_job.target,
+                _create_job.priority, _create_job.run_at, first.task_type, _create_job.domain,
+                _create_job.idempotency_key, p_caller::regrole)
         ON CONFLICT (workflow, idempotency_key)
             WHERE idempotency_key IS NOT NULL AND execution IN ('queued', 'running', 'waiting')
             DO NOTHING
@@ -1003,7 +1025,7 @@ BEGIN
         END IF;
         -- a live job with this key exists: return it
         SELECT j.id INTO new_id FROM workflow.jobs j
-         WHERE j.workflow = w.name AND j.idempotency_key = create_job.idempotency_key
+         WHERE j.workflow = w.name AND j.idempotency_key = _create_job.idempotency_key
            AND j.execution IN ('queued', 'running', 'waiting');
         IF new_id IS NOT NULL THEN
             RETURN new_id;
@@ -1012,12 +1034,13 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION workflow.create_job(text, jsonb, text, timestamptz, integer, text, integer, text) IS
-    'create a job of the latest (or given) version of a workflow; a live job with the same idempotency key is returned instead of a duplicate; domain routes its external tasks to pollers of that domain';
+COMMENT ON FUNCTION workflow._create_job(text, jsonb, text, timestamptz, integer, text, integer, text, oid) IS
+    'internal: implementation of workflow.create_job, with the calling role (src/api.c)';
 
-CREATE FUNCTION workflow.get_job(id bigint)
+CREATE FUNCTION workflow._get_job(id bigint, p_caller oid)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
@@ -1025,13 +1048,13 @@ DECLARE
     j       workflow.jobs;
     doc     jsonb;
 BEGIN
-    IF get_job.id IS NULL THEN
+    IF _get_job.id IS NULL THEN
         RAISE EXCEPTION 'job id must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    SELECT * INTO j FROM workflow.jobs jj WHERE jj.id = get_job.id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'job % does not exist', get_job.id
+    SELECT * INTO j FROM workflow.jobs jj WHERE jj.id = _get_job.id;
+    IF NOT FOUND OR NOT workflow._may_see(j.created_by, p_caller) THEN
+        RAISE EXCEPTION 'job % does not exist', _get_job.id
             USING ERRCODE = 'undefined_object';
     END IF;
     doc := to_jsonb(j) - 'workflow_id' - 'created_by';
@@ -1053,12 +1076,13 @@ BEGIN
               FROM workflow.job_info i WHERE i.job_id = j.id), '[]'::jsonb));
 END
 $$;
-COMMENT ON FUNCTION workflow.get_job(bigint) IS
-    'the whole job as one document: state, params, current task, every task attempt with timings, output and error, and its info log';
+COMMENT ON FUNCTION workflow._get_job(bigint, oid) IS
+    'internal: implementation of workflow.get_job, with the calling role (src/api.c)';
 
-CREATE FUNCTION workflow.cancel_job(id bigint, reason text DEFAULT NULL)
+CREATE FUNCTION workflow._cancel_job(id bigint, reason text, p_caller oid)
 RETURNS boolean
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
@@ -1066,18 +1090,18 @@ DECLARE
     j   workflow.jobs;
     err jsonb;
 BEGIN
-    IF cancel_job.reason IS NOT NULL THEN
-        PERFORM workflow._check_payload(to_jsonb(cancel_job.reason), 'cancel reason');
+    IF _cancel_job.reason IS NOT NULL THEN
+        PERFORM workflow._check_payload(to_jsonb(_cancel_job.reason), 'cancel reason');
     END IF;
-    j := workflow._lock_job(cancel_job.id);
+    j := workflow._lock_job(_cancel_job.id, p_caller);
     IF j.execution = 'canceled' OR (j.phase = 'oncancel' AND j.execution IN ('queued', 'running', 'waiting')) THEN
         RETURN false;       -- already canceled or being canceled
     END IF;
     IF j.execution IN ('succeeded', 'failed') THEN
         PERFORM workflow._wrong_state(j, 'cancel', 'queued, running or waiting');
     END IF;
-    err := jsonb_build_object('message', 'job canceled', 'reason', cancel_job.reason,
-                              'canceled_by', current_user);
+    err := jsonb_build_object('message', 'job canceled', 'reason', _cancel_job.reason,
+                              'canceled_by', p_caller::regrole::text);
     IF j.execution = 'running' THEN
         -- stop the SQL the runner executes for it, once this cancel commits
         PERFORM workflow._interrupt_at_commit(j.id);
@@ -1092,42 +1116,44 @@ BEGIN
     RETURN true;
 END
 $$;
-COMMENT ON FUNCTION workflow.cancel_job(bigint, text) IS
-    'cancel a queued, waiting or running job (its oncancel chain runs); false if it is already canceled';
+COMMENT ON FUNCTION workflow._cancel_job(bigint, text, oid) IS
+    'internal: implementation of workflow.cancel_job, with the calling role (src/api.c)';
 
-CREATE FUNCTION workflow.resume_job(id bigint, result jsonb DEFAULT NULL, error text DEFAULT NULL)
+CREATE FUNCTION workflow._resume_job(id bigint, result jsonb, error text, p_caller oid)
 RETURNS boolean
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
     j   workflow.jobs;
 BEGIN
-    j := workflow._lock_job(resume_job.id);
+    j := workflow._lock_job(_resume_job.id, p_caller);
     IF j.execution <> 'waiting' THEN
         PERFORM workflow._wrong_state(j, 'resume', 'waiting');
     END IF;
-    IF resume_job.result IS NOT NULL THEN
-        PERFORM workflow._check_payload(resume_job.result, 'result');
+    IF _resume_job.result IS NOT NULL THEN
+        PERFORM workflow._check_payload(_resume_job.result, 'result');
     END IF;
-    IF resume_job.error IS NOT NULL THEN
-        PERFORM workflow._check_payload(to_jsonb(resume_job.error), 'error');
+    IF _resume_job.error IS NOT NULL THEN
+        PERFORM workflow._check_payload(to_jsonb(_resume_job.error), 'error');
     END IF;
-    IF resume_job.error IS NOT NULL THEN
-        PERFORM workflow._step_failed(j, jsonb_build_object('message', resume_job.error), j.started_at);
+    IF _resume_job.error IS NOT NULL THEN
+        PERFORM workflow._step_failed(j, jsonb_build_object('message', _resume_job.error), j.started_at);
     ELSE
-        PERFORM workflow._step_succeeded(j, resume_job.result, j.started_at);
+        PERFORM workflow._step_succeeded(j, _resume_job.result, j.started_at);
     END IF;
     RETURN true;
 END
 $$;
-COMMENT ON FUNCTION workflow.resume_job(bigint, jsonb, text) IS
-    'resume a waiting job: its current task succeeds with result, or fails with error';
+COMMENT ON FUNCTION workflow._resume_job(bigint, jsonb, text, oid) IS
+    'internal: implementation of workflow.resume_job, with the calling role (src/api.c)';
 
-CREATE FUNCTION workflow.retry_job(id bigint)
+CREATE FUNCTION workflow._retry_job(id bigint, p_caller oid)
 RETURNS boolean
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
@@ -1135,7 +1161,7 @@ DECLARE
     j       workflow.jobs;
     from_step integer;
 BEGIN
-    j := workflow._lock_job(retry_job.id);
+    j := workflow._lock_job(_retry_job.id, p_caller);
     IF j.execution NOT IN ('failed', 'canceled') THEN
         PERFORM workflow._wrong_state(j, 'retry', 'failed or canceled');
     END IF;
@@ -1154,52 +1180,56 @@ BEGIN
     RETURN true;
 END
 $$;
-COMMENT ON FUNCTION workflow.retry_job(bigint) IS
-    'queue a failed or canceled job again, from the first task of its chain that has not succeeded';
+COMMENT ON FUNCTION workflow._retry_job(bigint, oid) IS
+    'internal: implementation of workflow.retry_job, with the calling role (src/api.c)';
 
-CREATE FUNCTION workflow.add_info(id bigint, info jsonb)
+CREATE FUNCTION workflow._add_info(id bigint, info jsonb, p_caller oid)
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
-    IF add_info.id IS NULL THEN
+    IF _add_info.id IS NULL THEN
         RAISE EXCEPTION 'job id must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    PERFORM workflow._check_payload(add_info.info, 'info');
-    IF NOT EXISTS (SELECT 1 FROM workflow.jobs j WHERE j.id = add_info.id) THEN
-        RAISE EXCEPTION 'job % does not exist', add_info.id
+    PERFORM workflow._check_payload(_add_info.info, 'info');
+    IF NOT EXISTS (SELECT 1 FROM workflow.jobs j
+                    WHERE j.id = _add_info.id AND workflow._may_see(j.created_by, p_caller)) THEN
+        RAISE EXCEPTION 'job % does not exist', _add_info.id
             USING ERRCODE = 'undefined_object';
     END IF;
-    INSERT INTO workflow.job_info (job_id, info) VALUES (add_info.id, add_info.info);
+    INSERT INTO workflow.job_info (job_id, info) VALUES (_add_info.id, _add_info.info);
 END
 $$;
-COMMENT ON FUNCTION workflow.add_info(bigint, jsonb) IS
-    'append progress information to a job (node-workflow info)';
+COMMENT ON FUNCTION workflow._add_info(bigint, jsonb, oid) IS
+    'internal: implementation of workflow.add_info, with the calling role (src/api.c)';
 
-CREATE FUNCTION workflow.job_info(id bigint)
+CREATE FUNCTION workflow._job_info(id bigint, p_caller oid)
 RETURNS TABLE (created_at timestamptz, info jsonb)
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
-    IF job_info.id IS NULL THEN
+    IF _job_info.id IS NULL THEN
         RAISE EXCEPTION 'job id must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM workflow.jobs j WHERE j.id = job_info.id) THEN
-        RAISE EXCEPTION 'job % does not exist', job_info.id
+    IF NOT EXISTS (SELECT 1 FROM workflow.jobs j
+                    WHERE j.id = _job_info.id AND workflow._may_see(j.created_by, p_caller)) THEN
+        RAISE EXCEPTION 'job % does not exist', _job_info.id
             USING ERRCODE = 'undefined_object';
     END IF;
     RETURN QUERY SELECT i.created_at, i.info FROM workflow.job_info i
-                  WHERE i.job_id = job_info.id ORDER BY i.id;
+                  WHERE i.job_id = _job_info.id ORDER BY i.id;
 END
 $$;
-COMMENT ON FUNCTION workflow.job_info(bigint) IS
-    'the progress information of a job, oldest first';
+COMMENT ON FUNCTION workflow._job_info(bigint, oid) IS
+    'internal: implementation of workflow.job_info, with the calling role (src/api.c)';
 
 -------------------------------------------------------------------------------
 -- Runner protocol (node-workflow backend calls)
@@ -1285,6 +1315,7 @@ COMMENT ON FUNCTION workflow._target_free(bigint, text, integer, timestamptz, ti
 CREATE FUNCTION workflow.next_jobs(start integer, stop integer, queue text DEFAULT NULL)
 RETURNS SETOF bigint
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
@@ -1325,6 +1356,7 @@ COMMENT ON FUNCTION workflow.next_jobs(integer, integer, text) IS
 CREATE FUNCTION workflow.run_job(id bigint, runner_id text)
 RETURNS workflow.jobs
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
@@ -1382,6 +1414,7 @@ CREATE FUNCTION workflow.finish_job(id bigint, runner_id text, execution workflo
                                     result jsonb DEFAULT NULL)
 RETURNS workflow.jobs
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
@@ -1445,6 +1478,7 @@ COMMENT ON FUNCTION workflow.finish_job(bigint, text, workflow.execution, jsonb)
 CREATE FUNCTION workflow.register_runner(runner_id text, kind text DEFAULT 'external')
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
@@ -1472,6 +1506,7 @@ COMMENT ON FUNCTION workflow.register_runner(text, text) IS
 CREATE FUNCTION workflow.runner_active(runner_id text)
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
@@ -1491,6 +1526,7 @@ COMMENT ON FUNCTION workflow.runner_active(text) IS
 CREATE FUNCTION workflow.inactive_runners()
 RETURNS SETOF workflow.runners
 LANGUAGE sql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     SELECT r.* FROM workflow.runners r
@@ -1506,6 +1542,7 @@ COMMENT ON FUNCTION workflow.inactive_runners() IS
 CREATE FUNCTION workflow.stale_jobs()
 RETURNS SETOF workflow.jobs
 LANGUAGE sql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     SELECT j.* FROM workflow.jobs j
@@ -1578,6 +1615,7 @@ COMMENT ON FUNCTION workflow._check_name(text, text, boolean) IS
 CREATE FUNCTION workflow._claim_tasks(p_type text, p_worker text, p_count integer, p_domain text)
 RETURNS SETOF workflow.task
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -1639,6 +1677,7 @@ COMMENT ON FUNCTION workflow._claim_tasks(text, text, integer, text) IS
 CREATE FUNCTION workflow._touch_worker(p_worker text)
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -1661,6 +1700,8 @@ CREATE FUNCTION workflow.poll_tasks(task_type text, worker_id text, count intege
                                     wait interval DEFAULT '0', domain text DEFAULT NULL)
 RETURNS SETOF workflow.task
 LANGUAGE c CALLED ON NULL INPUT PARALLEL UNSAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'workflow_poll_tasks';
 COMMENT ON FUNCTION workflow.poll_tasks(text, text, integer, interval, text) IS
     'claim up to count external tasks of a type (SKIP LOCKED); with wait, block until one is committed or the wait ends (long poll, woken at commit)';
@@ -1702,6 +1743,7 @@ COMMENT ON FUNCTION workflow._leased_job(bigint, bigint, text) IS
 CREATE FUNCTION workflow.complete_task(job_id bigint, lease bigint, output jsonb DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
@@ -1738,6 +1780,7 @@ CREATE FUNCTION workflow.fail_task(job_id bigint, lease bigint, error text,
                                    retryable boolean DEFAULT true)
 RETURNS boolean
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
@@ -1766,6 +1809,7 @@ COMMENT ON FUNCTION workflow.fail_task(bigint, bigint, text, boolean) IS
 CREATE FUNCTION workflow.extend_task(job_id bigint, lease bigint, by interval DEFAULT NULL)
 RETURNS timestamptz
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
@@ -1795,6 +1839,7 @@ COMMENT ON FUNCTION workflow.extend_task(bigint, bigint, interval) IS
 CREATE FUNCTION workflow.requeue_task(job_id bigint, lease bigint, "after" interval)
 RETURNS boolean
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
@@ -1828,19 +1873,19 @@ $$;
 COMMENT ON FUNCTION workflow.requeue_task(bigint, bigint, interval) IS
     'hand an external task back without counting an attempt; it is visible again after the delay';
 
-CREATE FUNCTION workflow.pause_task_type(task_type text)
+CREATE FUNCTION workflow._pause_task_type(task_type text, p_caller oid)
 RETURNS boolean
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
     changed boolean;
 BEGIN
-    PERFORM workflow._check_name(pause_task_type.task_type, 'task type', false);
+    PERFORM workflow._check_name(_pause_task_type.task_type, 'task type', false);
     INSERT INTO workflow.task_types AS t (task_type, paused, paused_at, paused_by)
-    VALUES (pause_task_type.task_type, true, now(),
-            (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user)::regrole)
+    VALUES (_pause_task_type.task_type, true, now(), p_caller::regrole)
     ON CONFLICT (task_type) DO UPDATE
        SET paused = true, paused_at = EXCLUDED.paused_at, paused_by = EXCLUDED.paused_by
      WHERE NOT t.paused
@@ -1848,30 +1893,31 @@ BEGIN
     RETURN coalesce(changed, false);
 END
 $$;
-COMMENT ON FUNCTION workflow.pause_task_type(text) IS
-    'stop handing out tasks of an external task type (tasks already handed out go on); false if it was paused already';
+COMMENT ON FUNCTION workflow._pause_task_type(text, oid) IS
+    'internal: implementation of workflow.pause_task_type, with the calling role (src/api.c)';
 
-CREATE FUNCTION workflow.resume_task_type(task_type text)
+CREATE FUNCTION workflow._resume_task_type(task_type text, p_caller oid)
 RETURNS boolean
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
     changed boolean;
 BEGIN
-    PERFORM workflow._check_name(resume_task_type.task_type, 'task type', false);
+    PERFORM workflow._check_name(_resume_task_type.task_type, 'task type', false);
     UPDATE workflow.task_types t SET paused = false, paused_at = NULL, paused_by = NULL
-     WHERE t.task_type = resume_task_type.task_type AND t.paused
+     WHERE t.task_type = _resume_task_type.task_type AND t.paused
     RETURNING true INTO changed;
     IF changed THEN
-        PERFORM workflow._wake_at_commit(resume_task_type.task_type, 1000000);
+        PERFORM workflow._wake_at_commit(_resume_task_type.task_type, 1000000);
     END IF;
     RETURN coalesce(changed, false);
 END
 $$;
-COMMENT ON FUNCTION workflow.resume_task_type(text) IS
-    'hand out tasks of a paused external task type again (long-polling workers are woken); false if it was not paused';
+COMMENT ON FUNCTION workflow._resume_task_type(text, oid) IS
+    'internal: implementation of workflow.resume_task_type, with the calling role (src/api.c)';
 
 -------------------------------------------------------------------------------
 -- In-server runners and the sweeper (called by src/runner.c, src/sweeper.c)
@@ -2183,10 +2229,99 @@ COMMENT ON FUNCTION workflow._sweep(text, interval, integer) IS
     'internal: one pass of the sweeper: elapsed timers, job timeouts, stale jobs, retention';
 
 -------------------------------------------------------------------------------
+-- The public functions that act for a role: C entry points that pass the
+-- exact calling role to their SECURITY DEFINER implementation (src/api.c)
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION workflow.create_workflow(definition jsonb)
+RETURNS integer
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'workflow_api_call';
+COMMENT ON FUNCTION workflow.create_workflow(jsonb) IS
+    'validate and store a workflow definition; returns its version (1 for a new name, one more for an existing one)';
+
+CREATE FUNCTION workflow.drop_workflow(name text, force boolean DEFAULT false)
+RETURNS void
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'workflow_api_call';
+COMMENT ON FUNCTION workflow.drop_workflow(text, boolean) IS
+    'drop every version of a workflow and its jobs; refused while jobs are not finished unless force => true';
+
+CREATE FUNCTION workflow.create_job(workflow text,
+                                    params jsonb DEFAULT '{}',
+                                    target text DEFAULT NULL,
+                                    run_at timestamptz DEFAULT now(),
+                                    priority integer DEFAULT 0,
+                                    idempotency_key text DEFAULT NULL,
+                                    version integer DEFAULT NULL,
+                                    domain text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'workflow_api_call';
+COMMENT ON FUNCTION workflow.create_job(text, jsonb, text, timestamptz, integer, text, integer, text) IS
+    'create a job of the latest (or given) version of a workflow; a live job with the same idempotency key is returned instead of a duplicate; domain routes its external tasks to pollers of that domain';
+
+CREATE FUNCTION workflow.get_job(id bigint)
+RETURNS jsonb
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'workflow_api_call';
+COMMENT ON FUNCTION workflow.get_job(bigint) IS
+    'the whole job as one document: state, params, current task, every task attempt with timings, output and error, and its info log';
+
+CREATE FUNCTION workflow.cancel_job(id bigint, reason text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'workflow_api_call';
+COMMENT ON FUNCTION workflow.cancel_job(bigint, text) IS
+    'cancel a queued, waiting or running job (its oncancel chain runs); false if it is already canceled';
+
+CREATE FUNCTION workflow.resume_job(id bigint, result jsonb DEFAULT NULL, error text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'workflow_api_call';
+COMMENT ON FUNCTION workflow.resume_job(bigint, jsonb, text) IS
+    'resume a waiting job: its current task succeeds with result, or fails with error';
+
+CREATE FUNCTION workflow.retry_job(id bigint)
+RETURNS boolean
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'workflow_api_call';
+COMMENT ON FUNCTION workflow.retry_job(bigint) IS
+    'queue a failed or canceled job again, from the first task of its chain that has not succeeded';
+
+CREATE FUNCTION workflow.add_info(id bigint, info jsonb)
+RETURNS void
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'workflow_api_call';
+COMMENT ON FUNCTION workflow.add_info(bigint, jsonb) IS
+    'append progress information to a job (node-workflow info)';
+
+CREATE FUNCTION workflow.job_info(id bigint)
+RETURNS TABLE (created_at timestamptz, info jsonb)
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'workflow_api_call';
+COMMENT ON FUNCTION workflow.job_info(bigint) IS
+    'the progress information of a job, oldest first';
+
+CREATE FUNCTION workflow.pause_task_type(task_type text)
+RETURNS boolean
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'workflow_api_call';
+COMMENT ON FUNCTION workflow.pause_task_type(text) IS
+    'stop handing out tasks of an external task type (tasks already handed out go on); false if it was paused already';
+
+CREATE FUNCTION workflow.resume_task_type(task_type text)
+RETURNS boolean
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'workflow_api_call';
+COMMENT ON FUNCTION workflow.resume_task_type(text) IS
+    'hand out tasks of a paused external task type again (long-polling workers are woken); false if it was not paused';
+
+-------------------------------------------------------------------------------
 -- Views
 -------------------------------------------------------------------------------
 
-CREATE VIEW workflow.job_summary AS
+CREATE VIEW workflow.job_summary WITH (security_invoker = true) AS
 SELECT j.workflow,
        j.execution,
        count(*) AS jobs,
@@ -2208,7 +2343,7 @@ SELECT j.workflow,
 COMMENT ON VIEW workflow.job_summary IS
     'per workflow and state: job counts, and over the last hour queue wait (created to started) and run duration percentiles';
 
-CREATE VIEW workflow.runner_status AS
+CREATE VIEW workflow.runner_status WITH (security_invoker = true) AS
 SELECT r.id,
        r.kind,
        r.pid,
@@ -2227,14 +2362,378 @@ SELECT r.id,
 COMMENT ON VIEW workflow.runner_status IS
     'every runner: kind, pid, last heartbeat, whether it is alive, and the job it is running';
 
+CREATE VIEW workflow.failed_jobs WITH (security_invoker = true) AS
+SELECT j.id,
+       j.workflow,
+       j.version,
+       j.created_by,
+       j.finished_at,
+       j.attempt,
+       j.error ->> 'task' AS task,
+       j.error ->> 'sqlstate' AS sqlstate,
+       j.error ->> 'message' AS message,
+       j.error ->> 'detail' AS detail,
+       j.error
+  FROM workflow.jobs j
+ WHERE j.execution = 'failed'
+ ORDER BY j.finished_at DESC, j.id DESC;
+COMMENT ON VIEW workflow.failed_jobs IS
+    'failed jobs, most recent first, with the task, SQLSTATE and message of their error';
+
+CREATE VIEW workflow.slow_jobs WITH (security_invoker = true) AS
+SELECT j.id,
+       j.workflow,
+       j.execution,
+       j.created_by,
+       j.started_at,
+       j.finished_at,
+       coalesce(j.finished_at, now()) - j.started_at AS duration,
+       j.runner_id,
+       (SELECT s.name FROM workflow.steps s
+         WHERE s.workflow_id = j.workflow_id AND s.phase = j.phase AND s.position = j.step) AS task
+  FROM workflow.jobs j
+ WHERE j.started_at IS NOT NULL
+   AND (j.finished_at IS NULL OR j.finished_at > now() - interval '1 day')
+ ORDER BY duration DESC, j.id;
+COMMENT ON VIEW workflow.slow_jobs IS
+    'the slowest jobs of the last day (running ones included), slowest first';
+
 -------------------------------------------------------------------------------
--- Privileges: nothing for PUBLIC
+-- Schedules (pg_cron)
+-------------------------------------------------------------------------------
+
+-- The hint given when pg_cron is missing.
+CREATE FUNCTION workflow._require_pg_cron()
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'cron')
+       OR (has_schema_privilege('cron', 'USAGE')
+           AND to_regprocedure('cron.schedule(text,text,text)') IS NULL) THEN
+        RAISE EXCEPTION 'pg_cron is not installed in this database'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Install the postgresql-15-cron package, add pg_cron to shared_preload_libraries, '
+                                'set cron.database_name = %L, restart the server and run CREATE EXTENSION pg_cron '
+                                'in this database.', current_database());
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION workflow._require_pg_cron() IS
+    'internal: raise a clear error with a hint when pg_cron is not installed in this database';
+
+-- SECURITY INVOKER on purpose: pg_cron records the schedule as the calling
+-- role and runs its command as that role, so the jobs it creates are the
+-- caller's, never another role's.
+CREATE FUNCTION workflow.schedule(name text, cron text, workflow text, params jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    jobid   bigint;
+BEGIN
+    IF schedule.name IS NULL OR schedule.cron IS NULL OR schedule.workflow IS NULL
+       OR schedule.params IS NULL THEN
+        RAISE EXCEPTION 'name, cron, workflow and params must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM workflow._check_name(schedule.name, 'schedule name', false);
+    IF jsonb_typeof(schedule.params) <> 'object' THEN
+        RAISE EXCEPTION 'job params must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM workflow._check_payload(schedule.params, 'job params');
+    IF NOT EXISTS (SELECT 1 FROM workflow.workflows w WHERE w.name = schedule.workflow) THEN
+        RAISE EXCEPTION 'workflow "%" does not exist', schedule.workflow
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Create it with workflow.create_workflow().';
+    END IF;
+    PERFORM workflow._require_pg_cron();
+    EXECUTE 'SELECT cron.schedule($1, $2, $3)'
+       INTO jobid
+      USING 'workflow:' || schedule.name, schedule.cron,
+            format('SELECT workflow.create_job(%L, %L::jsonb)', schedule.workflow, schedule.params);
+    RETURN jobid;
+END
+$$;
+COMMENT ON FUNCTION workflow.schedule(text, text, text, jsonb) IS
+    'create (or change) a pg_cron schedule that creates a job of the workflow with these params; returns the pg_cron job id';
+
+CREATE FUNCTION workflow.unschedule(name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    found_it boolean;
+BEGIN
+    PERFORM workflow._check_name(unschedule.name, 'schedule name', false);
+    PERFORM workflow._require_pg_cron();
+    EXECUTE 'SELECT EXISTS (SELECT 1 FROM cron.job WHERE jobname = $1)'
+       INTO found_it USING 'workflow:' || unschedule.name;
+    IF NOT found_it THEN
+        RAISE EXCEPTION 'schedule "%" does not exist', unschedule.name
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    EXECUTE 'SELECT cron.unschedule($1)' USING 'workflow:' || unschedule.name;
+END
+$$;
+COMMENT ON FUNCTION workflow.unschedule(text) IS
+    'remove a schedule made with workflow.schedule()';
+
+-- Next time a standard five-field cron expression fires after `after'
+-- (minute hour day-of-month month day-of-week; *, lists, ranges, steps),
+-- in UTC like pg_cron by default; NULL for other forms ('30 seconds',
+-- '@daily', '$').  Searches day by day for at most a year.
+CREATE FUNCTION workflow._cron_next(expr text, after timestamptz)
+RETURNS timestamptz
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    f       text[];
+    minutes int[];
+    hours   int[];
+    doms    int[];
+    months  int[];
+    dows    int[];
+    t       timestamp := date_trunc('minute', after AT TIME ZONE 'UTC') + interval '1 minute';
+    d       date;
+    h       int;
+    m       int;
+    i       int;
+BEGIN
+    f := regexp_split_to_array(btrim(expr), '\s+');
+    IF array_length(f, 1) <> 5 THEN
+        RETURN NULL;
+    END IF;
+    minutes := workflow._cron_field(f[1], 0, 59);
+    hours := workflow._cron_field(f[2], 0, 23);
+    doms := workflow._cron_field(f[3], 1, 31);
+    months := workflow._cron_field(f[4], 1, 12);
+    dows := workflow._cron_field(replace(f[5], '7', '0'), 0, 6);
+    IF minutes IS NULL OR hours IS NULL OR doms IS NULL OR months IS NULL OR dows IS NULL THEN
+        RETURN NULL;
+    END IF;
+    FOR i IN 0..366 LOOP
+        d := t::date + i;
+        CONTINUE WHEN NOT extract(month FROM d)::int = ANY (months);
+        -- cron: when both day fields are restricted, either may match
+        IF f[3] <> '*' AND f[5] <> '*' THEN
+            CONTINUE WHEN NOT (extract(day FROM d)::int = ANY (doms)
+                               OR extract(dow FROM d)::int = ANY (dows));
+        ELSE
+            CONTINUE WHEN NOT (extract(day FROM d)::int = ANY (doms)
+                               AND extract(dow FROM d)::int = ANY (dows));
+        END IF;
+        FOREACH h IN ARRAY hours LOOP
+            FOREACH m IN ARRAY minutes LOOP
+                IF d + make_time(h, m, 0) >= t THEN
+                    RETURN (d + make_time(h, m, 0)) AT TIME ZONE 'UTC';
+                END IF;
+            END LOOP;
+        END LOOP;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION workflow._cron_next(text, timestamptz) IS
+    'internal: next firing time of a five-field cron expression (UTC), or NULL';
+
+-- The sorted values a cron field stands for, or NULL if it is not
+-- understood.
+CREATE FUNCTION workflow._cron_field(field text, lo int, hi int)
+RETURNS int[]
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    part    text;
+    m       text[];
+    a       int;
+    b       int;
+    step    int;
+    vals    int[] := '{}';
+BEGIN
+    FOREACH part IN ARRAY string_to_array(field, ',') LOOP
+        m := regexp_match(part, '^(\*|(\d+)(?:-(\d+))?)(?:/(\d+))?$');
+        IF m IS NULL THEN
+            RETURN NULL;
+        END IF;
+        IF m[1] = '*' THEN
+            a := lo; b := hi;
+        ELSE
+            a := m[2]::int;
+            b := coalesce(m[3]::int, CASE WHEN m[4] IS NOT NULL THEN hi ELSE a END);
+        END IF;
+        step := coalesce(m[4]::int, 1);
+        IF a < lo OR b > hi OR a > b OR step < 1 THEN
+            RETURN NULL;
+        END IF;
+        vals := vals || ARRAY(SELECT generate_series(a, b, step));
+    END LOOP;
+    RETURN ARRAY(SELECT DISTINCT v FROM unnest(vals) v ORDER BY v);
+END
+$$;
+COMMENT ON FUNCTION workflow._cron_field(text, int, int) IS
+    'internal: expand one field of a cron expression';
+
+-- The schedules, read from pg_cron when it is installed (empty otherwise),
+-- with the invoker's rights: pg_cron shows a role its own schedules.
+CREATE FUNCTION workflow._schedules()
+RETURNS TABLE (name text, cron text, workflow text, params jsonb, active boolean,
+               owner text, cron_job_id bigint, next_run timestamptz,
+               last_run_started timestamptz, last_run_finished timestamptz,
+               last_run_status text, last_run_message text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- no pg_cron here, or no access to it: no schedules to show
+    IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'cron')
+       OR NOT has_schema_privilege('cron', 'USAGE')
+       OR to_regclass('cron.job') IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE $q$
+        SELECT substr(j.jobname, 10), j.schedule,
+               (regexp_match(j.command, $r$create_job\('((?:[^']|'')*)'$r$))[1],
+               (regexp_match(j.command, $r$, '((?:[^']|'')*)'::jsonb\)$r$))[1]::jsonb,
+               j.active, j.username::text, j.jobid,
+               workflow._cron_next(j.schedule, now()),
+               r.start_time, r.end_time, r.status, r.return_message
+          FROM cron.job j
+          LEFT JOIN LATERAL (SELECT d.start_time, d.end_time, d.status, d.return_message
+                               FROM cron.job_run_details d
+                              WHERE d.jobid = j.jobid
+                              ORDER BY d.runid DESC LIMIT 1) r ON true
+         WHERE j.jobname LIKE 'workflow:%'
+         ORDER BY 1 $q$;
+END
+$$;
+COMMENT ON FUNCTION workflow._schedules() IS
+    'internal: the schedules made with workflow.schedule(), as pg_cron reports them';
+
+CREATE VIEW workflow.schedules WITH (security_invoker = true) AS
+SELECT * FROM workflow._schedules();
+COMMENT ON VIEW workflow.schedules IS
+    'schedules made with workflow.schedule(): cron expression, workflow, params, next run (five-field expressions) and last run as pg_cron reports it';
+
+-------------------------------------------------------------------------------
+-- Privileges: nothing for PUBLIC; three roles to grant
+--
+--   workflow_user    define workflows, create jobs, and see, cancel, resume,
+--                    retry the jobs one created
+--   workflow_worker  the runner protocol and the external task protocol
+--   workflow_admin   both, and every job of every role; pause task types
+--
+-- Users have no privilege to write any table: every change goes through the
+-- functions, which are SECURITY DEFINER with a pinned search_path (those
+-- that act for a role learn its identity through src/api.c).  Reading is
+-- granted with row-level security: a role sees the jobs it created (and
+-- their task runs and info), administrators see all.
 -------------------------------------------------------------------------------
 
 REVOKE ALL ON SCHEMA workflow FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA workflow FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA workflow FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA workflow FROM PUBLIC;
+REVOKE ALL ON TYPE workflow.execution, workflow.phase, workflow.task FROM PUBLIC;
+
+-- roles are cluster-wide: create them once, keep them across DROP EXTENSION
+DO $$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['workflow_user', 'workflow_worker', 'workflow_admin'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON ROLE workflow_user IS 'workflow: define workflows, create jobs, see and act on the jobs one created';
+COMMENT ON ROLE workflow_worker IS 'workflow: runner protocol and external task protocol (workers)';
+COMMENT ON ROLE workflow_admin IS 'workflow: everything, and every role''s jobs';
+GRANT workflow_user, workflow_worker TO workflow_admin;
+
+GRANT USAGE ON SCHEMA workflow TO workflow_user, workflow_worker;
+GRANT USAGE ON TYPE workflow.execution, workflow.phase, workflow.task
+    TO workflow_user, workflow_worker;
+
+GRANT EXECUTE ON FUNCTION
+    workflow.schedule(text, text, text, jsonb),
+    workflow.unschedule(text),
+    workflow._require_pg_cron(),
+    workflow._check_name(text, text, boolean),
+    workflow._name_pattern(),
+    workflow._check_payload(jsonb, text),
+    workflow._schedules(),
+    workflow._cron_next(text, timestamptz),
+    workflow._cron_field(text, integer, integer),
+    workflow.create_workflow(jsonb),
+    workflow.drop_workflow(text, boolean),
+    workflow.create_job(text, jsonb, text, timestamptz, integer, text, integer, text),
+    workflow.get_job(bigint),
+    workflow.cancel_job(bigint, text),
+    workflow.resume_job(bigint, jsonb, text),
+    workflow.retry_job(bigint),
+    workflow.add_info(bigint, jsonb),
+    workflow.job_info(bigint),
+    -- called by the SQL of tasks, which runs as the job's creator
+    workflow.requeue(interval),
+    workflow.wait(),
+    workflow.add_info(jsonb)
+    TO workflow_user;
+
+GRANT EXECUTE ON FUNCTION
+    workflow.next_jobs(integer, integer, text),
+    workflow.run_job(bigint, text),
+    workflow.finish_job(bigint, text, workflow.execution, jsonb),
+    workflow.register_runner(text, text),
+    workflow.runner_active(text),
+    workflow.poll_tasks(text, text, integer, interval, text),
+    workflow.complete_task(bigint, bigint, jsonb),
+    workflow.fail_task(bigint, bigint, text, boolean),
+    workflow.extend_task(bigint, bigint, interval),
+    workflow.requeue_task(bigint, bigint, interval)
+    TO workflow_worker;
+
+GRANT EXECUTE ON FUNCTION
+    workflow.inactive_runners(),
+    workflow.stale_jobs(),
+    workflow.pause_task_type(text),
+    workflow.resume_task_type(text),
+    workflow.job_context(workflow.jobs)
+    TO workflow_admin;
+
+GRANT SELECT ON workflow.workflows, workflow.steps, workflow.jobs, workflow.task_runs,
+                workflow.job_info, workflow.runners, workflow.task_types,
+                workflow.job_summary, workflow.runner_status, workflow.failed_jobs,
+                workflow.slow_jobs, workflow.schedules
+    TO workflow_user, workflow_worker;
+
+ALTER TABLE workflow.jobs ENABLE ROW LEVEL SECURITY;
+ALTER TABLE workflow.task_runs ENABLE ROW LEVEL SECURITY;
+ALTER TABLE workflow.job_info ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY jobs_own ON workflow.jobs FOR SELECT
+    USING (created_by = (SELECT pg_catalog.to_regrole(pg_catalog.quote_ident(current_user)))
+           OR pg_catalog.pg_has_role(current_user, 'workflow_admin', 'MEMBER'));
+COMMENT ON POLICY jobs_own ON workflow.jobs IS
+    'a role sees the jobs it created; members of workflow_admin see all';
+CREATE POLICY task_runs_own ON workflow.task_runs FOR SELECT
+    USING (EXISTS (SELECT 1 FROM workflow.jobs j WHERE j.id = job_id));
+COMMENT ON POLICY task_runs_own ON workflow.task_runs IS
+    'the task runs of the jobs the role sees';
+CREATE POLICY job_info_own ON workflow.job_info FOR SELECT
+    USING (EXISTS (SELECT 1 FROM workflow.jobs j WHERE j.id = job_id));
+COMMENT ON POLICY job_info_own ON workflow.job_info IS
+    'the info of the jobs the role sees';
 
 -- runners already connected to this database notice the new extension now
 -- (nothing to wake when the library is not preloaded)
