@@ -1005,6 +1005,13 @@ BEGIN
         END IF;
     END IF;
 
+    IF NOT (SELECT r.rolcanlogin FROM pg_roles r WHERE r.oid = p_caller) THEN
+        RAISE EXCEPTION 'role "%" cannot create jobs because it cannot log in', p_caller::regrole
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'The tasks of a job run as the role that created it.',
+                  HINT = 'Create the job as a role with LOGIN.';
+    END IF;
+
     SELECT * INTO first FROM workflow.steps s
      WHERE s.workflow_id = w.id AND s.phase = 'chain' AND s.position = 0;
 
@@ -2044,7 +2051,8 @@ COMMENT ON FUNCTION workflow._job_timed_out(workflow.jobs, timestamptz) IS
 -- out or handed to another runner meanwhile, nothing is recorded and NULL
 -- is returned, and the runner rolls the task's effects back.
 --
--- outcome: succeeded | failed | requeue | wait | wait_step | timeout | release
+-- outcome: succeeded | failed | fatal (no retry) | requeue | wait | wait_step |
+-- timeout | release
 CREATE FUNCTION workflow._runner_record(p_job bigint, p_lease bigint, p_outcome text,
                                         p_output jsonb, p_error jsonb, p_started timestamptz,
                                         p_delay interval, p_info jsonb[])
@@ -2072,6 +2080,8 @@ BEGIN
             RETURN workflow._step_succeeded(j, p_output, p_started, true);
         WHEN 'failed' THEN
             RETURN workflow._step_failed(j, p_error, p_started, true);
+        WHEN 'fatal' THEN
+            RETURN workflow._step_failed(j, p_error, p_started, false);
         WHEN 'timeout' THEN
             RETURN workflow._job_timed_out(j, p_started);
         WHEN 'wait_step' THEN

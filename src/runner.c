@@ -37,7 +37,9 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -52,6 +54,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "compat.h"
@@ -92,6 +95,7 @@ static StepNext run_step(ClaimedJob *job);
 static bool record_outcome(ClaimedJob *job, const char *outcome, Datum output, Datum error,
 						   TimestampTz started, int64 delay_ms, Datum info, bool *still_running);
 static void record_unexpected(ClaimedJob *job, ErrorData *edata);
+static Datum creator_problem(Oid owner);
 
 /*
  * The identifier of the runner of slot `slot' in workflow.runners.
@@ -408,6 +412,40 @@ record_outcome(ClaimedJob *job, const char *outcome, Datum output, Datum error,
 }
 
 /*
+ * Why the job's creator cannot run its task — dropped, or no longer
+ * allowed to log in — as a jsonb error, or 0 when it can.  A task never
+ * runs as anyone else.
+ */
+static Datum
+creator_problem(Oid owner)
+{
+	HeapTuple	tup;
+	StringInfoData buf;
+	bool		canlogin;
+	char	   *name;
+
+	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(owner));
+	initStringInfo(&buf);
+	if (!HeapTupleIsValid(tup))
+	{
+		appendStringInfo(&buf, "{\"sqlstate\": \"28000\", \"message\": "
+						 "\"role with OID %u that created the job does not exist\", "
+						 "\"hint\": \"A job runs as its creator only; create the job again as an existing role.\"}",
+						 owner);
+		return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+	}
+	canlogin = ((Form_pg_authid) GETSTRUCT(tup))->rolcanlogin;
+	name = pstrdup(NameStr(((Form_pg_authid) GETSTRUCT(tup))->rolname));
+	ReleaseSysCache(tup);
+	if (canlogin)
+		return (Datum) 0;
+	appendStringInfoString(&buf, "{\"sqlstate\": \"28000\", \"message\": ");
+	escape_json(&buf, psprintf("role \"%s\" that created the job cannot log in", name));
+	appendStringInfoString(&buf, ", \"hint\": \"A job runs as its creator only; give the role LOGIN again, or create the job again as another role.\"}");
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+}
+
+/*
  * Run the current task of a claimed job inside the batch's transaction:
  * the body in a subtransaction of its own, and the record of its outcome
  * inside that same subtransaction, so that the task's effects and the
@@ -500,6 +538,17 @@ run_step(ClaimedJob *job)
 		/* an external task reached through a stale path: hand it back */
 		(void) record_outcome(job, "release", 0, 0, started, 0, 0, &still_running);
 		return STEP_DONE;
+	}
+
+	/* the creator must still exist and be able to log in */
+	{
+		Datum		error = creator_problem(owner);
+
+		if (error != (Datum) 0)
+		{
+			(void) record_outcome(job, "fatal", 0, error, started, 0, 0, &still_running);
+			return STEP_DONE;
+		}
 	}
 
 	snprintf(activity, sizeof(activity), "workflow job %lld: %s/%s",
