@@ -770,7 +770,7 @@ AS $$
 BEGIN
     UPDATE workflow.jobs
        SET execution = final, result = final_result, error = final_error,
-           finished_at = now(), lease = NULL, lease_expires_at = NULL,
+           finished_at = clock_timestamp(), lease = NULL, lease_expires_at = NULL,
            task_type = NULL, in_fallback = false
      WHERE id = j.id
     RETURNING * INTO j;
@@ -827,7 +827,7 @@ BEGIN
         UPDATE workflow.jobs SET attempt = attempt + 1, error = err, deadline = NULL WHERE id = j.id
         RETURNING * INTO j;
         RETURN workflow._enqueue_step(j, 'chain', 0, 1,
-                   now() + workflow._backoff('exponential', w.initial_delay, w.max_delay, j.attempt - 1));
+                   clock_timestamp() + workflow._backoff('exponential', w.initial_delay, w.max_delay, j.attempt - 1));
     END IF;
     RETURN workflow._terminate(j, 'failed', NULL, err);
 END
@@ -916,7 +916,7 @@ BEGIN
     -- another attempt of the same task
     IF retryable AND NOT j.in_fallback AND j.task_attempt < cur.attempts THEN
         RETURN workflow._enqueue_step(j, j.phase, j.step, j.task_attempt + 1,
-                   now() + workflow._backoff(cur.backoff, cur.delay, cur.max_delay, j.task_attempt));
+                   clock_timestamp() + workflow._backoff(cur.backoff, cur.delay, cur.max_delay, j.task_attempt));
     END IF;
     -- the fallback decides
     IF cur.fallback IS NOT NULL AND NOT j.in_fallback THEN
@@ -1557,6 +1557,10 @@ BEGIN ATOMIC
        AND (j.lease_expires_at < now()
             OR (j.lease_expires_at IS NULL
                 AND (j.runner_id IN (SELECT r.id FROM workflow.inactive_runners() r)
+                     -- claimed by an earlier incarnation of a runner that
+                     -- registered again since (restart, crash recovery)
+                     OR EXISTS (SELECT 1 FROM workflow.runners r
+                                 WHERE r.id = j.runner_id AND r.started_at > j.claimed_at)
                      OR (NOT EXISTS (SELECT 1 FROM workflow.runners r WHERE r.id = j.runner_id)
                          AND coalesce(j.claimed_at, j.started_at)
                              < now() - current_setting('workflow.stale_after')::interval))))
@@ -1832,7 +1836,7 @@ BEGIN
     j := workflow._leased_job(extend_task.job_id, extend_task.lease, NULL);
     s := workflow._step(j);
     UPDATE workflow.jobs jj
-       SET lease_expires_at = now() + coalesce(extend_task.by, s.timeout,
+       SET lease_expires_at = clock_timestamp() + coalesce(extend_task.by, s.timeout,
                                                current_setting('workflow.task_lease')::interval)
      WHERE jj.id = j.id
     RETURNING * INTO j;
@@ -1873,7 +1877,7 @@ BEGIN
     VALUES (j.id, j.attempt, j.phase, j.step, s.name, j.task_attempt, j.in_fallback,
             'requeued', j.runner_id, j.lease, coalesce(j.claimed_at, now()));
     PERFORM workflow._enqueue_step(j, j.phase, j.step, j.task_attempt,
-                                   now() + requeue_task."after", j.in_fallback);
+                                   clock_timestamp() + requeue_task."after", j.in_fallback);
     RETURN true;
 END
 $$;
@@ -1960,10 +1964,7 @@ COMMENT ON FUNCTION workflow.add_info(jsonb) IS
 
 -- Claim up to p_limit runnable jobs of the runners' queue, in claim
 -- order, with SKIP LOCKED and lock by target.  A job found past its
--- deadline is claimed too: the runner then handles the timeout.  The runner
--- commits this transaction asynchronously: a claim lost in a crash leaves
--- the job queued, which is right since no task of it ran, and the
--- synchronous commit of the task's transaction flushes the claim first.
+-- deadline is claimed too: the runner then handles the timeout.
 CREATE FUNCTION workflow._runner_claim(p_runner text, p_limit integer)
 RETURNS TABLE (job_id bigint, job_lease bigint)
 LANGUAGE plpgsql
@@ -2010,6 +2011,45 @@ END
 $$;
 COMMENT ON FUNCTION workflow._runner_claim(text, integer) IS
     'internal: claim a batch of runnable jobs for an in-server runner (SKIP LOCKED, lock by target)';
+
+-- Take over jobs another in-server runner claimed more than p_after ago
+-- but has not started: it is busy with a slow task of its batch, and this
+-- runner is idle.  Jobs the busy runner already ran in its open batch are
+-- locked by it and skipped; p_busy are the jobs whose task runs right now
+-- (from shared memory).  The busy runner finds the lease changed when it
+-- reaches a taken job and skips it; in the rare race where both run the
+-- task, the lease lets only one of them record it, and the other's effects
+-- are rolled back.  Only jobs claimed by the live incarnation of a runner
+-- (p_live, running since p_since, from shared memory) are taken: the jobs
+-- of a runner that died are stale, and the sweeper's.
+CREATE FUNCTION workflow._runner_steal(p_runner text, p_limit integer, p_busy bigint[],
+                                       p_after interval, p_live text[], p_since timestamptz[])
+RETURNS TABLE (job_id bigint, job_lease bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+        WITH c AS (
+            SELECT j.id FROM workflow.jobs j
+             WHERE j.execution = 'running' AND j.task_type IS NULL
+               AND j.lease_expires_at IS NULL AND j.runner_id <> p_runner
+               AND j.claimed_at < clock_timestamp() - p_after
+               AND j.id <> ALL (p_busy)
+               AND EXISTS (SELECT 1 FROM unnest(p_live, p_since) AS l(id, since)
+                            WHERE l.id = j.runner_id AND j.claimed_at >= l.since)
+             ORDER BY j.priority DESC, j.claimed_at, j.id
+             LIMIT p_limit
+               FOR NO KEY UPDATE SKIP LOCKED)
+        UPDATE workflow.jobs j
+           SET runner_id = p_runner, lease = nextval('workflow.lease_seq'), claimed_at = now()
+          FROM c
+         WHERE j.id = c.id
+        RETURNING j.id, j.lease;
+END
+$$;
+COMMENT ON FUNCTION workflow._runner_steal(text, integer, bigint[], interval, text[], timestamptz[]) IS
+    'internal: an idle runner takes over jobs a busy runner claimed but has not started';
 
 -- The job ran out of its whole-job time: the current task fails for good
 -- without retries or fallback, the onerror chain runs (itself without a
@@ -2089,7 +2129,7 @@ BEGIN
             UPDATE workflow.jobs
                SET execution = 'waiting', lease = NULL, runner_id = NULL,
                    run_at = CASE WHEN cur.wait_for IS NULL THEN 'infinity'
-                                 ELSE now() + cur.wait_for END
+                                 ELSE clock_timestamp() + cur.wait_for END
              WHERE id = j.id
             RETURNING * INTO j;
             RETURN j;
@@ -2109,7 +2149,7 @@ BEGIN
                 RETURN j;
             END IF;
             RETURN workflow._enqueue_step(j, j.phase, j.step, j.task_attempt,
-                                          now() + coalesce(p_delay, interval '0'), j.in_fallback);
+                                          clock_timestamp() + coalesce(p_delay, interval '0'), j.in_fallback);
         ELSE
             RAISE EXCEPTION 'unknown task outcome "%"', p_outcome
                 USING ERRCODE = 'invalid_parameter_value';

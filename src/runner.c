@@ -8,9 +8,7 @@
  * Batches.  A runner claims up to workflow.batch_size jobs at once — only
  * as many as are waiting, so a short queue keeps its latency — in a short
  * transaction of its own (execution = running, runner id, a new lease),
- * committed before any task runs and without waiting for its WAL flush: a
- * claim lost in a crash leaves its job queued, which is right because none
- * of its tasks ran, and the next synchronous commit flushes it anyway.
+ * committed before any task runs.
  * The batch's tasks then run in one transaction, each job's task in a
  * subtransaction of its own together with the record of its outcome and
  * the advance of the job (workflow._runner_record, guarded by the lease):
@@ -22,7 +20,10 @@
  * sweeper applies the workflows' on_stale policy.
  *
  * Jobs whose next task is again an SQL task stay claimed by the runner and
- * make its next batch.
+ * make its next batch.  A slow task does not hold back the rest of its
+ * batch while other runners idle: a runner that finds nothing queued takes
+ * over the jobs another runner claimed more than STEAL_AFTER_MS ago and has
+ * not started yet (workflow._runner_steal); the lease makes this safe.
  *
  * Signals.  SIGTERM asks for a graceful stop: an idle runner exits; a busy
  * one cancels the statement of its task, and hands the job back to the
@@ -49,6 +50,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -73,6 +75,9 @@ static Oid	registered_extension = InvalidOid;
 /* upper bound of workflow.batch_size */
 #define MAX_BATCH 1000
 
+/* an idle runner takes over jobs claimed this long ago and not started */
+#define STEAL_AFTER_MS 100
+
 /* the job in hand */
 typedef struct ClaimedJob
 {
@@ -89,6 +94,8 @@ typedef enum StepNext
 
 static void runner_sigterm(SIGNAL_ARGS);
 static int	claim_batch(ClaimedJob *jobs, int limit);
+static int	collect_claims(ClaimedJob *jobs, int limit);
+static int	steal_jobs(ClaimedJob *jobs, int limit);
 static int	run_batch(ClaimedJob *jobs, int n, ClaimedJob *next);
 static void release_jobs(ClaimedJob *jobs, int n);
 static StepNext run_step(ClaimedJob *job);
@@ -201,9 +208,11 @@ workflow_runner_main(Datum main_arg)
 }
 
 /*
- * Claim up to `limit' jobs in a transaction of its own, committed without
- * waiting for the WAL flush (see workflow._runner_claim).  Registers the
- * runner first when the extension is new to us.  Returns how many.
+ * Claim up to `limit' jobs in a transaction of its own.  It commits
+ * synchronously: once a task may have started, the claim must survive a
+ * crash, so that the job is then handled by its on_stale policy rather
+ * than silently run again.  Registers the runner first when the extension
+ * is new to us.  Returns how many.
  */
 static int
 claim_batch(ClaimedJob *jobs, int limit)
@@ -211,8 +220,7 @@ claim_batch(ClaimedJob *jobs, int limit)
 	static SPIPlanPtr plan = NULL;
 	Oid			extoid;
 	Datum		values[2];
-	uint64		i;
-	int			n = 0;
+	int			n;
 
 	workflow_begin_spi();
 	extoid = workflow_extension_ready();
@@ -235,9 +243,6 @@ claim_batch(ClaimedJob *jobs, int limit)
 		registered_extension = extoid;
 	}
 
-	(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_LOCAL, true, 0, false);
-
 	if (plan == NULL)
 	{
 		Oid			argtypes[2] = {TEXTOID, INT4OID};
@@ -255,6 +260,22 @@ claim_batch(ClaimedJob *jobs, int limit)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("workflow runner could not claim jobs")));
+	n = collect_claims(jobs, limit);
+	if (n == 0)
+		n = steal_jobs(jobs, limit);
+	workflow_end_spi(true);
+	return n;
+}
+
+/*
+ * Read the (job id, lease) pairs a claim returned.
+ */
+static int
+collect_claims(ClaimedJob *jobs, int limit)
+{
+	uint64		i;
+	int			n = 0;
+
 	for (i = 0; i < SPI_processed && n < limit; i++)
 	{
 		bool		isnull;
@@ -265,8 +286,78 @@ claim_batch(ClaimedJob *jobs, int limit)
 													SPI_tuptable->tupdesc, 2, &isnull));
 		n++;
 	}
-	workflow_end_spi(true);
 	return n;
+}
+
+/*
+ * Nothing queued: take over jobs that a busy runner claimed long enough
+ * ago but has not started (see workflow._runner_steal), so that one slow
+ * task does not hold back the quick jobs claimed in its batch while other
+ * runners are idle.
+ */
+static int
+steal_jobs(ClaimedJob *jobs, int limit)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		busy[WF_NUM_SLOTS];
+	Datum		live[WF_NUM_SLOTS];
+	Datum		since[WF_NUM_SLOTS];
+	int			nbusy = 0;
+	int			nlive = 0;
+	Datum		values[6];
+	Interval   *after;
+	int			i;
+
+	for (i = 1; i < WF_NUM_SLOTS; i++)
+	{
+		WorkflowWorkerSlot *slot = &WorkflowShmem->slots[i];
+		uint64		job_id = pg_atomic_read_u64(&slot->job_id);
+		pid_t		pid;
+		TimestampTz started_at;
+		char		id[NAMEDATALEN];
+
+		if (job_id != 0)
+			busy[nbusy++] = Int64GetDatum((int64) job_id);
+		SpinLockAcquire(&WorkflowShmem->mutex);
+		pid = slot->pid;
+		started_at = slot->started_at;
+		SpinLockRelease(&WorkflowShmem->mutex);
+		if (pid == 0 || pid == MyProcPid)
+			continue;
+		workflow_runner_id(i, id, sizeof(id));
+		live[nlive] = CStringGetTextDatum(id);
+		since[nlive] = TimestampTzGetDatum(started_at);
+		nlive++;
+	}
+	if (nlive == 0)
+		return 0;
+
+	if (plan == NULL)
+	{
+		Oid			argtypes[6] = {TEXTOID, INT4OID, INT8ARRAYOID, INTERVALOID,
+		TEXTARRAYOID, TIMESTAMPTZARRAYOID};
+
+		plan = SPI_prepare("SELECT job_id, job_lease FROM workflow._runner_steal($1, $2, $3, $4, $5, $6)",
+						   6, argtypes);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("workflow runner could not prepare its takeover of claimed jobs")));
+	}
+	after = palloc0(sizeof(Interval));
+	after->time = STEAL_AFTER_MS * 1000;
+	values[0] = CStringGetTextDatum(my_runner_id);
+	values[1] = Int32GetDatum(limit);
+	values[2] = PointerGetDatum(construct_array(busy, nbusy, INT8OID, 8, true, TYPALIGN_DOUBLE));
+	values[3] = IntervalPGetDatum(after);
+	values[4] = PointerGetDatum(construct_array(live, nlive, TEXTOID, -1, false, TYPALIGN_INT));
+	values[5] = PointerGetDatum(construct_array(since, nlive, TIMESTAMPTZOID, 8, true,
+												TYPALIGN_DOUBLE));
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_SELECT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("workflow runner could not take over claimed jobs")));
+	return collect_claims(jobs, limit);
 }
 
 /*
@@ -468,6 +559,7 @@ run_step(ClaimedJob *job)
 	int64		timeout_ms;
 	char	   *workflow_name;
 	char	   *task_name;
+	TimestampTz deadline;
 	TimestampTz started;
 	WorkflowTaskResult res;
 	const char *outcome;
@@ -483,9 +575,9 @@ run_step(ClaimedJob *job)
 						   "SELECT s.kind, CASE WHEN j.in_fallback THEN s.fallback ELSE s.sql END, "
 						   "       workflow.job_context(j), j.created_by::oid, w.search_path, "
 						   "       coalesce(j.deadline <= now(), false), "
-						   "       (extract(epoch FROM LEAST(s.timeout, "
+						   "       ceil(extract(epoch FROM LEAST(s.timeout, "
 						   "                CASE WHEN j.deadline < 'infinity' THEN j.deadline - clock_timestamp() END)) * 1000)::bigint, "
-						   "       w.name, s.name "
+						   "       w.name, s.name, j.deadline "
 						   "  FROM workflow.jobs j "
 						   "  JOIN workflow.steps s ON s.workflow_id = j.workflow_id "
 						   "       AND s.phase = j.phase AND s.position = j.step "
@@ -520,6 +612,9 @@ run_step(ClaimedJob *job)
 		timeout_ms = 0;
 	workflow_name = SPI_getvalue(row, desc, 8);
 	task_name = SPI_getvalue(row, desc, 9);
+	deadline = DatumGetTimestampTz(SPI_getbinval(row, desc, 10, &isnull));
+	if (isnull)
+		deadline = DT_NOEND;
 
 	started = GetCurrentTimestamp();
 
@@ -602,8 +697,15 @@ run_step(ClaimedJob *job)
 
 	if (res.sqlerrcode == ERRCODE_QUERY_CANCELED && interrupted == (uint64) job->id)
 		return STEP_DONE;		/* canceled or timed out by a committed transaction */
-	if (res.sqlerrcode == ERRCODE_QUERY_CANCELED &&
-		(shutdown_requested || interrupted != 0))
+	if (res.sqlerrcode == ERRCODE_QUERY_CANCELED && !shutdown_requested &&
+		interrupted == 0 && !TIMESTAMP_NOT_FINITE(deadline) &&
+		GetCurrentTimestamp() >= deadline)
+	{
+		/* the statement timeout armed for what was left of the job's time */
+		outcome = "timeout";
+	}
+	else if (res.sqlerrcode == ERRCODE_QUERY_CANCELED &&
+			 (shutdown_requested || interrupted != 0))
 	{
 		/*
 		 * Shutdown, or an interrupt meant for another job of this batch

@@ -5,8 +5,8 @@
 --
 -- No background runner runs in the pgTAP cluster (workflow.runners = 0), so
 -- nothing moves unless this file moves it.  The whole file is one
--- transaction: now() is constant, so a backoff is checked exactly as
--- run_at - now(), and "time passing" is simulated by moving run_at of a
+-- transaction: now() is constant while delays count from the clock, so a
+-- backoff is checked as date_trunc('second', run_at - now()); "time passing" is simulated by moving run_at of a
 -- queued job back to now() (pg_temp.due).
 
 BEGIN;
@@ -84,14 +84,14 @@ RETURNS text LANGUAGE sql AS $$
 $$;
 
 -- one more failed attempt after the backoff: wait, claim, fail; the
--- backoff chosen for the next attempt (run_at - now()), NULL when the job
+-- backoff chosen for the next attempt (date_trunc('second', run_at - now())), NULL when the job
 -- did not go back to the queue
 CREATE FUNCTION pg_temp.fail_again(p_id bigint)
 RETURNS interval LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_temp.due(p_id);
     PERFORM pg_temp.run_fail(p_id, 'again');
-    RETURN (SELECT CASE WHEN execution = 'queued' THEN run_at - now() END
+    RETURN (SELECT CASE WHEN execution = 'queued' THEN date_trunc('second', run_at - now()) END
               FROM workflow.jobs WHERE id = p_id);
 END
 $$;
@@ -212,7 +212,7 @@ SELECT workflow.create_job('sm_fixed') AS j \gset
 SELECT is(pg_temp.claim(:j), 'running', 'retry fixed: claimed');
 SELECT pg_temp.fail(:j, 'boom 1') \gset
 SELECT is(pg_temp.st(:j), 'queued chain/0 a1 t2', 'retry fixed: a failed attempt queues attempt 2 of the same task');
-SELECT is((SELECT run_at - now() FROM workflow.jobs WHERE id = :j), interval '5 s',
+SELECT is((SELECT date_trunc('second', run_at - now()) FROM workflow.jobs WHERE id = :j), interval '5 s',
           'retry fixed: attempt 2 is due after the delay');
 SELECT is((SELECT error ->> 'message' FROM workflow.jobs WHERE id = :j), 'boom 1',
           'retry fixed: the error of the attempt is kept on the job');
@@ -224,7 +224,7 @@ SELECT is(workflow.job_context(j) -> 'task', '{"name": "t", "attempt": 2}'::json
           'retry fixed: the context tells the task attempt')
   FROM workflow.jobs j WHERE id = :j;
 SELECT pg_temp.fail(:j, 'boom 2') \gset
-SELECT is(pg_temp.st(:j) || ' ' || (SELECT run_at - now() FROM workflow.jobs WHERE id = :j)::text,
+SELECT is(pg_temp.st(:j) || ' ' || (SELECT date_trunc('second', run_at - now()) FROM workflow.jobs WHERE id = :j)::text,
           'queued chain/0 a1 t3 00:00:05', 'retry fixed: attempt 3, again after 5 s');
 SELECT is(pg_temp.fail_again(:j), NULL, 'retry fixed: the last attempt fails ...');
 SELECT is(pg_temp.st(:j), 'failed chain/0 a1 t3', '... and, with no fallback and no onerror, the job failed');
@@ -322,14 +322,14 @@ SELECT workflow.create_job('sm_whole') AS j \gset
 SELECT pg_temp.run_ok(:j, '"a"') \gset
 SELECT pg_temp.run_fail(:j, 'first') \gset
 SELECT is(pg_temp.st(:j), 'queued chain/0 a2 t1', 'whole job: attempt 2 starts again at chain step 0');
-SELECT is((SELECT run_at - now() FROM workflow.jobs WHERE id = :j), interval '10 s',
+SELECT is((SELECT date_trunc('second', run_at - now()) FROM workflow.jobs WHERE id = :j), interval '10 s',
           'whole job: attempt 2 after initial_delay');
 SELECT pg_temp.due(:j) \gset
 SELECT is(pg_temp.claim(:j), 'running', 'whole job: attempt 2 claimed');
 SELECT is(workflow.job_context(j) -> 'job' -> 'attempt', '2'::jsonb, 'whole job: the context tells the job attempt')
   FROM workflow.jobs j WHERE id = :j;
 SELECT pg_temp.fail(:j, 'second') \gset
-SELECT is(pg_temp.st(:j) || ' ' || (SELECT run_at - now() FROM workflow.jobs WHERE id = :j)::text,
+SELECT is(pg_temp.st(:j) || ' ' || (SELECT date_trunc('second', run_at - now()) FROM workflow.jobs WHERE id = :j)::text,
           'queued chain/0 a3 t1 00:00:15', 'whole job: attempt 3 after 2 x 10 s capped at max_delay 15 s');
 SELECT is(pg_temp.fail_again(:j), NULL, 'whole job: the last attempt fails ...');
 SELECT is(pg_temp.st(:j), 'failed chain/0 a3 t1', '... and the job failed for good');
