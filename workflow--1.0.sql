@@ -1684,6 +1684,40 @@ $$;
 COMMENT ON FUNCTION workflow._claim_tasks(text, text, integer, text) IS
     'internal: claim external tasks of a type for a worker (SKIP LOCKED, domain first, lock by target)';
 
+-- When the next task of a type (the worker's domain, or none) becomes due,
+-- or NULL: a long poll sleeps no longer than that, since no commit will
+-- wake it when a retry's backoff or a requeue's delay ends.
+CREATE FUNCTION workflow._next_due(p_type text, p_domain text)
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT min(j.run_at) FROM workflow.jobs j
+     WHERE j.execution = 'queued' AND j.task_type = p_type
+       AND (j.domain IS NULL OR j.domain = p_domain);
+END;
+COMMENT ON FUNCTION workflow._next_due(text, text) IS
+    'internal: when the next queued task of a type becomes due (bounds a long poll''s sleep)';
+
+-- Refuse, before any wait, a worker id that belongs to an in-server worker.
+CREATE FUNCTION workflow._check_external_worker(p_worker text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM workflow.runners r WHERE r.id = p_worker AND r.kind <> 'external') THEN
+        RAISE EXCEPTION 'runner id "%" belongs to an in-server worker', p_worker
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give every external worker an id of its own.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION workflow._check_external_worker(text) IS
+    'internal: refuse an external worker id that belongs to an in-server worker';
+
 -- Register or heartbeat an external worker.
 CREATE FUNCTION workflow._touch_worker(p_worker text)
 RETURNS void
@@ -1738,7 +1772,10 @@ BEGIN
     END IF;
     IF p_status IS NOT NULL AND EXISTS (SELECT 1 FROM workflow.task_runs r
                                          WHERE r.job_id = p_job AND r.lease = p_lease
-                                           AND r.status = p_status) THEN
+                                           AND r.status = p_status
+                                           -- the sweeper's record of an expired
+                                           -- lease is no report of the worker
+                                           AND NOT coalesce((r.error ->> 'lease_expired')::boolean, false)) THEN
         RETURN NULL;
     END IF;
     RAISE EXCEPTION 'lease % of job % is no longer valid', p_lease, p_job
@@ -1780,7 +1817,9 @@ BEGIN
         RETURN false;
     END IF;
     PERFORM workflow._step_succeeded(j, complete_task.output, j.claimed_at);
-    PERFORM workflow._runner_seen(j.runner_id, 'external', NULL);
+    PERFORM workflow._runner_seen(j.runner_id, 'external',
+                                  NOT EXISTS (SELECT 1 FROM workflow.jobs o
+                                               WHERE o.execution = 'running' AND o.runner_id = j.runner_id));
     RETURN true;
 END
 $$;
@@ -1810,7 +1849,9 @@ BEGIN
     PERFORM workflow._step_failed(j, jsonb_build_object('message', fail_task.error,
                                                         'worker', j.runner_id),
                                   j.claimed_at, fail_task.retryable);
-    PERFORM workflow._runner_seen(j.runner_id, 'external', NULL);
+    PERFORM workflow._runner_seen(j.runner_id, 'external',
+                                  NOT EXISTS (SELECT 1 FROM workflow.jobs o
+                                               WHERE o.execution = 'running' AND o.runner_id = j.runner_id));
     RETURN true;
 END
 $$;
@@ -1840,7 +1881,9 @@ BEGIN
                                                current_setting('workflow.task_lease')::interval)
      WHERE jj.id = j.id
     RETURNING * INTO j;
-    PERFORM workflow._runner_seen(j.runner_id, 'external', NULL);
+    PERFORM workflow._runner_seen(j.runner_id, 'external',
+                                  NOT EXISTS (SELECT 1 FROM workflow.jobs o
+                                               WHERE o.execution = 'running' AND o.runner_id = j.runner_id));
     RETURN j.lease_expires_at;
 END
 $$;

@@ -116,7 +116,8 @@ workflow_poll_tasks(PG_FUNCTION_ARGS)
 
 	/* the same checks as the other functions, in SQL */
 	values[0] = PointerGetDatum(worker_id);
-	if (SPI_execute_with_args("SELECT workflow._check_runner_id($1)", 1, argtypes + 1,
+	if (SPI_execute_with_args("SELECT workflow._check_runner_id($1), "
+							  "workflow._check_external_worker($1)", 1, argtypes + 1,
 							  values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not check the worker id");
 	values[0] = PointerGetDatum(task_type);
@@ -166,6 +167,35 @@ workflow_poll_tasks(PG_FUNCTION_ARGS)
 		remaining = (long) ((deadline - GetCurrentTimestamp()) / 1000);
 		if (remaining <= 0)
 			break;
+
+		/*
+		 * No commit wakes us when a retry's backoff or a requeue's delay
+		 * ends: sleep no longer than until the next task becomes due.
+		 */
+		{
+			Datum		dvalues[2];
+			char		dnulls[2] = {' ', nulls[3]};
+			bool		isnull;
+
+			dvalues[0] = values[0];
+			dvalues[1] = values[3];
+			if (SPI_execute_with_args("SELECT workflow._next_due($1, $2)", 2, argtypes + 0,
+									  dvalues, dnulls, false, 1) != SPI_OK_SELECT)
+				elog(ERROR, "could not look for delayed tasks");
+			if (SPI_processed == 1)
+			{
+				Datum		due = SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 1, &isnull);
+
+				if (!isnull)
+				{
+					long		until_due = (long) ((DatumGetTimestampTz(due) -
+													 GetCurrentTimestamp()) / 1000) + 1;
+
+					remaining = Max(1, Min(remaining, until_due));
+				}
+			}
+		}
 
 		if (may_release_xmin)
 		{
