@@ -749,6 +749,40 @@ END;
 COMMENT ON FUNCTION workflow.job_context(workflow.jobs) IS
     'the context a task receives: the job, the task and the outputs of the tasks done so far';
 
+-- Record one attempt of the current task of a job in workflow.task_runs.
+CREATE FUNCTION workflow._record_run(j workflow.jobs, task text, status text,
+                                     started timestamptz, output jsonb, error jsonb)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    INSERT INTO workflow.task_runs
+        (job_id, job_attempt, phase, step, task, attempt, fallback, status, runner_id, lease,
+         started_at, output, error)
+    VALUES (j.id, j.attempt, j.phase, j.step, task, j.task_attempt, j.in_fallback,
+            status, j.runner_id, j.lease, coalesce(started, now()), output, error);
+END;
+COMMENT ON FUNCTION workflow._record_run(workflow.jobs, text, text, timestamptz, jsonb, jsonb) IS
+    'internal: record an attempt of the current task of a job';
+
+-- The task a job in progress is at; refuses a job with no task in progress.
+CREATE FUNCTION workflow._current_step(j workflow.jobs)
+RETURNS workflow.steps
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF j.execution NOT IN ('running', 'waiting') THEN
+        RAISE EXCEPTION 'job % has no task in progress', j.id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('The job is %s.', j.execution);
+    END IF;
+    RETURN workflow._step(j);
+END
+$$;
+COMMENT ON FUNCTION workflow._current_step(workflow.jobs) IS
+    'internal: the task of a job in progress, or the wrong-state error';
+
 -- Release the target held by a job that reached a terminal state.
 CREATE FUNCTION workflow._release_target(j workflow.jobs)
 RETURNS void
@@ -849,17 +883,8 @@ DECLARE
     cur     workflow.steps;
     nxt     workflow.steps;
 BEGIN
-    IF j.execution NOT IN ('running', 'waiting') THEN
-        RAISE EXCEPTION 'job % has no task in progress', j.id
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = format('The job is %s.', j.execution);
-    END IF;
-    cur := workflow._step(j);
-    INSERT INTO workflow.task_runs
-        (job_id, job_attempt, phase, step, task, attempt, fallback, status, runner_id, lease,
-         started_at, output)
-    VALUES (j.id, j.attempt, j.phase, j.step, cur.name, j.task_attempt, j.in_fallback,
-            'succeeded', j.runner_id, j.lease, coalesce(started, now()), output);
+    cur := workflow._current_step(j);
+    PERFORM workflow._record_run(j, cur.name, 'succeeded', started, output, NULL);
 
     SELECT * INTO nxt FROM workflow.steps
      WHERE workflow_id = j.workflow_id AND phase = j.phase AND position = j.step + 1;
@@ -899,18 +924,9 @@ AS $$
 DECLARE
     cur     workflow.steps;
 BEGIN
-    IF j.execution NOT IN ('running', 'waiting') THEN
-        RAISE EXCEPTION 'job % has no task in progress', j.id
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = format('The job is %s.', j.execution);
-    END IF;
-    cur := workflow._step(j);
+    cur := workflow._current_step(j);
     err := jsonb_build_object('task', cur.name, 'phase', j.phase, 'attempt', j.task_attempt) || coalesce(err, '{}');
-    INSERT INTO workflow.task_runs
-        (job_id, job_attempt, phase, step, task, attempt, fallback, status, runner_id, lease,
-         started_at, error)
-    VALUES (j.id, j.attempt, j.phase, j.step, cur.name, j.task_attempt, j.in_fallback,
-            'failed', j.runner_id, j.lease, coalesce(started, now()), err);
+    PERFORM workflow._record_run(j, cur.name, 'failed', started, NULL, err);
     UPDATE workflow.jobs SET error = err WHERE id = j.id RETURNING * INTO j;
 
     -- another attempt of the same task
@@ -1914,11 +1930,7 @@ BEGIN
         RETURN false;
     END IF;
     s := workflow._step(j);
-    INSERT INTO workflow.task_runs
-        (job_id, job_attempt, phase, step, task, attempt, fallback, status, runner_id, lease,
-         started_at)
-    VALUES (j.id, j.attempt, j.phase, j.step, s.name, j.task_attempt, j.in_fallback,
-            'requeued', j.runner_id, j.lease, coalesce(j.claimed_at, now()));
+    PERFORM workflow._record_run(j, s.name, 'requeued', j.claimed_at, NULL, NULL);
     PERFORM workflow._enqueue_step(j, j.phase, j.step, j.task_attempt,
                                    clock_timestamp() + requeue_task."after", j.in_fallback);
     RETURN true;
@@ -2111,11 +2123,7 @@ BEGIN
                               'sqlstate', '57014', 'message', 'job timed out',
                               'detail', format('The job did not finish within its timeout of %s.',
                                                (SELECT w.timeout FROM workflow.workflows w WHERE w.id = j.workflow_id)));
-    INSERT INTO workflow.task_runs
-        (job_id, job_attempt, phase, step, task, attempt, fallback, status, runner_id, lease,
-         started_at, error)
-    VALUES (j.id, j.attempt, j.phase, j.step, cur.name, j.task_attempt, j.in_fallback,
-            'failed', j.runner_id, j.lease, coalesce(started, now()), err);
+    PERFORM workflow._record_run(j, cur.name, 'failed', started, NULL, err);
     UPDATE workflow.jobs SET error = err, deadline = 'infinity' WHERE id = j.id RETURNING * INTO j;
     IF j.phase = 'chain' AND EXISTS (SELECT 1 FROM workflow.steps
                                       WHERE workflow_id = j.workflow_id AND phase = 'onerror') THEN
@@ -2179,11 +2187,7 @@ BEGIN
         WHEN 'requeue', 'wait', 'release' THEN
             cur := workflow._step(j);
             status := CASE p_outcome WHEN 'wait' THEN 'waiting' ELSE 'requeued' END;
-            INSERT INTO workflow.task_runs
-                (job_id, job_attempt, phase, step, task, attempt, fallback, status, runner_id,
-                 started_at, output, error)
-            VALUES (j.id, j.attempt, j.phase, j.step, cur.name, j.task_attempt, j.in_fallback,
-                    status, j.runner_id, coalesce(p_started, now()), p_output, p_error);
+            PERFORM workflow._record_run(j, cur.name, status, p_started, p_output, p_error);
             IF p_outcome = 'wait' THEN
                 UPDATE workflow.jobs
                    SET execution = 'waiting', lease = NULL, runner_id = NULL, run_at = 'infinity'
@@ -2280,11 +2284,7 @@ BEGIN
         err := jsonb_build_object('message', format('runner "%s" stopped reporting', j.runner_id),
                                   'stale', true);
         IF action = 'retry' THEN
-            INSERT INTO workflow.task_runs
-                (job_id, job_attempt, phase, step, task, attempt, fallback, status, runner_id,
-                 started_at, error)
-            VALUES (j.id, j.attempt, j.phase, j.step, (workflow._step(j)).name, j.task_attempt,
-                    j.in_fallback, 'failed', j.runner_id, now(), err);
+            PERFORM workflow._record_run(j, (workflow._step(j)).name, 'failed', now(), NULL, err);
             PERFORM workflow._enqueue_step(j, j.phase, j.step, j.task_attempt + 1, now(), j.in_fallback);
         ELSIF j.phase = 'oncancel' THEN
             PERFORM workflow._terminate(j, 'canceled', NULL, err);
