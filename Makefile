@@ -24,14 +24,45 @@ REGRESS_OPTS = --temp-instance=tmp_regress --temp-config=test/conf/regress.conf 
 # Isolation specs: concurrent claims, on their own private instance.
 ISOLATION      = $(basename $(notdir $(wildcard test/specs/*.spec)))
 ISOLATION_OPTS = --inputdir=test --temp-instance=tmp_isolation \
-                 --temp-config=test/conf/regress.conf --load-extension=workflow
+                 --temp-config=test/conf/isolation.conf --load-extension=workflow
 
 # TAP tests (PostgreSQL::Test::Cluster); each file starts its own cluster.
 TAP_TESTS    = 1
 PROVE_TESTS  = test/t/*.pl
 
+# pgxs.mk reads EXTRA_CLEAN when it is included
+EXTRA_CLEAN  = tmp_regress tmp_isolation output_iso results regression.diffs regression.out \
+               log workflow-worker
+
 PG_CONFIG   ?= pg_config
 PGXS        := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-EXTRA_CLEAN  = tmp_regress tmp_isolation output_iso results regression.diffs regression.out
+# ---------------------------------------------------------------------------
+# The client, workflow-worker (src/client/): a plain program linked with
+# libpq, installed into PostgreSQL's bin directory.  PGXS's PROGRAM cannot be
+# combined with MODULE_big, hence these explicit rules.
+WORKER_SRCS   = src/client/workflow_worker.c
+WORKER_BINDIR = $(shell $(PG_CONFIG) --bindir)
+
+workflow-worker: $(WORKER_SRCS)
+	$(CC) $(CFLAGS) -Wall -Wextra -Werror -pthread \
+		-I$(shell $(PG_CONFIG) --includedir) -o $@ $(WORKER_SRCS) \
+		-L$(shell $(PG_CONFIG) --libdir) -lpq -pthread
+
+all: workflow-worker
+
+install: install-worker
+install-worker: workflow-worker
+	$(MKDIR_P) '$(DESTDIR)$(WORKER_BINDIR)'
+	$(INSTALL_PROGRAM) workflow-worker '$(DESTDIR)$(WORKER_BINDIR)/workflow-worker'
+
+uninstall: uninstall-worker
+uninstall-worker:
+	rm -f '$(DESTDIR)$(WORKER_BINDIR)/workflow-worker'
+
+clean: clean-worker
+clean-worker:
+	rm -f workflow-worker
+
+.PHONY: install-worker uninstall-worker clean-worker

@@ -126,9 +126,13 @@ COMMENT ON COLUMN workflow.jobs.lease IS
 -- claim order of the in-server runners' queue
 CREATE INDEX jobs_runnable_sql ON workflow.jobs (priority DESC, run_at, id)
     WHERE execution = 'queued' AND task_type IS NULL;
--- claim order per external task type
-CREATE INDEX jobs_runnable_external ON workflow.jobs (task_type, domain, priority DESC, run_at, id)
-    WHERE execution = 'queued' AND task_type IS NOT NULL;
+-- claim order per external task type, without and with a domain (two
+-- indexes: "domain IS NULL" is no equality, so a domain column between
+-- task_type and priority would keep the scan from delivering claim order)
+CREATE INDEX jobs_runnable_external ON workflow.jobs (task_type, priority DESC, run_at, id)
+    WHERE execution = 'queued' AND task_type IS NOT NULL AND domain IS NULL;
+CREATE INDEX jobs_runnable_domain ON workflow.jobs (task_type, domain, priority DESC, run_at, id)
+    WHERE execution = 'queued' AND task_type IS NOT NULL AND domain IS NOT NULL;
 -- claim order within a target (lock by target)
 CREATE INDEX jobs_queued_target ON workflow.jobs (target, priority DESC, run_at, id)
     WHERE execution = 'queued' AND target IS NOT NULL;
@@ -651,12 +655,14 @@ COMMENT ON FUNCTION workflow._drop_workflow(text, boolean, oid) IS
 -- every role).
 CREATE FUNCTION workflow._may_see(creator regrole, caller oid)
 RETURNS boolean
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-    SELECT caller IS NULL OR creator = caller
-        OR pg_has_role(caller, 'workflow_admin', 'MEMBER');
-END;
+AS $$
+BEGIN
+    RETURN (SELECT caller IS NULL OR creator = caller
+        OR pg_has_role(caller, 'workflow_admin', 'MEMBER'));
+END
+$$;
 COMMENT ON FUNCTION workflow._may_see(regrole, oid) IS
     'internal: whether a role may see and act on a job (its creator, or an administrator); NULL = internal caller';
 
@@ -703,38 +709,46 @@ COMMENT ON FUNCTION workflow._wrong_state(workflow.jobs, text, text) IS
 -- The step a job is at.
 CREATE FUNCTION workflow._step(j workflow.jobs)
 RETURNS workflow.steps
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-    SELECT s.* FROM workflow.steps s
+AS $$
+DECLARE
+    r workflow.steps;
+BEGIN
+    SELECT s.* INTO r FROM workflow.steps s
      WHERE s.workflow_id = j.workflow_id AND s.phase = j.phase AND s.position = j.step;
-END;
+    RETURN r;
+END
+$$;
 COMMENT ON FUNCTION workflow._step(workflow.jobs) IS
     'internal: the task definition a job is at';
 
 -- Delay before retry number n (n >= 1) of a task or a job.
 CREATE FUNCTION workflow._backoff(backoff text, delay interval, max_delay interval, n integer)
 RETURNS interval
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-    SELECT LEAST(CASE backoff
+AS $$
+BEGIN
+    RETURN (SELECT LEAST(CASE backoff
                      WHEN 'linear' THEN delay * n
                      WHEN 'exponential' THEN delay * power(2, LEAST(n - 1, 40))
                      ELSE delay
                  END,
-                 coalesce(max_delay, interval '100 years'));
-END;
+                 coalesce(max_delay, interval '100 years')));
+END
+$$;
 COMMENT ON FUNCTION workflow._backoff(text, interval, interval, integer) IS
     'internal: delay before the n-th retry for a fixed, linear or exponential backoff';
 
 -- The job context handed to a task (SPEC section 3).
 CREATE FUNCTION workflow.job_context(j workflow.jobs)
 RETURNS jsonb
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-    SELECT jsonb_build_object(
+AS $$
+BEGIN
+    RETURN (SELECT jsonb_build_object(
         'job', jsonb_build_object('id', j.id, 'workflow', j.workflow, 'version', j.version,
                                   'params', j.params, 'target', j.target, 'attempt', j.attempt),
         'task', jsonb_build_object('name', (SELECT s.name FROM workflow.steps s
@@ -744,8 +758,9 @@ BEGIN ATOMIC
         'results', coalesce((SELECT jsonb_object_agg(r.task, r.output ORDER BY r.id)
                                FROM workflow.task_runs r
                               WHERE r.job_id = j.id AND r.job_attempt = j.attempt
-                                AND r.status = 'succeeded'), '{}'::jsonb));
-END;
+                                AND r.status = 'succeeded'), '{}'::jsonb)));
+END
+$$;
 COMMENT ON FUNCTION workflow.job_context(workflow.jobs) IS
     'the context a task receives: the job, the task and the outputs of the tasks done so far';
 
@@ -753,15 +768,17 @@ COMMENT ON FUNCTION workflow.job_context(workflow.jobs) IS
 CREATE FUNCTION workflow._record_run(j workflow.jobs, task text, status text,
                                      started timestamptz, output jsonb, error jsonb)
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
+AS $$
+BEGIN
     INSERT INTO workflow.task_runs
         (job_id, job_attempt, phase, step, task, attempt, fallback, status, runner_id, lease,
          started_at, output, error)
     VALUES (j.id, j.attempt, j.phase, j.step, task, j.task_attempt, j.in_fallback,
             status, j.runner_id, j.lease, coalesce(started, now()), output, error);
-END;
+END
+$$;
 COMMENT ON FUNCTION workflow._record_run(workflow.jobs, text, text, timestamptz, jsonb, jsonb) IS
     'internal: record an attempt of the current task of a job';
 
@@ -786,11 +803,13 @@ COMMENT ON FUNCTION workflow._current_step(workflow.jobs) IS
 -- Release the target held by a job that reached a terminal state.
 CREATE FUNCTION workflow._release_target(j workflow.jobs)
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
+AS $$
+BEGIN
     DELETE FROM workflow.target_locks l WHERE l.target = j.target AND l.job_id = j.id;
-END;
+END
+$$;
 COMMENT ON FUNCTION workflow._release_target(workflow.jobs) IS
     'internal: free the target of a finished job so the next job of that target can run';
 
@@ -1318,10 +1337,11 @@ COMMENT ON FUNCTION workflow._runner_seen(text, text, boolean) IS
 CREATE FUNCTION workflow._target_free(p_id bigint, p_target text, p_priority integer,
                                       p_run_at timestamptz, p_now timestamptz)
 RETURNS boolean
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-    SELECT p_target IS NULL
+AS $$
+BEGIN
+    RETURN (SELECT p_target IS NULL
         OR EXISTS (SELECT 1 FROM workflow.target_locks l
                     WHERE l.target = p_target AND l.job_id = p_id)
         OR (NOT EXISTS (SELECT 1 FROM workflow.target_locks l WHERE l.target = p_target)
@@ -1330,8 +1350,9 @@ BEGIN ATOMIC
                                AND e.run_at <= p_now AND e.id <> p_id
                                AND (e.priority > p_priority
                                     OR (e.priority = p_priority
-                                        AND (e.run_at, e.id) < (p_run_at, p_id)))));
-END;
+                                        AND (e.run_at, e.id) < (p_run_at, p_id))))));
+END
+$$;
 COMMENT ON FUNCTION workflow._target_free(bigint, text, integer, timestamptz, timestamptz) IS
     'internal: lock-by-target rule for a queued job';
 
@@ -1548,26 +1569,31 @@ COMMENT ON FUNCTION workflow.runner_active(text) IS
 
 CREATE FUNCTION workflow.inactive_runners()
 RETURNS SETOF workflow.runners
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
+AS $$
+BEGIN
+    RETURN QUERY
     SELECT r.* FROM workflow.runners r
      WHERE r.active_at < now() - current_setting('workflow.stale_after')::interval
        AND (r.kind = 'external'
             OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a
                             WHERE a.pid = r.pid AND a.backend_start <= r.started_at))
      ORDER BY r.active_at;
-END;
+END
+$$;
 COMMENT ON FUNCTION workflow.inactive_runners() IS
     'runners silent for longer than workflow.stale_after whose process is gone (external runners: silent only)';
 
 CREATE FUNCTION workflow.stale_jobs()
 RETURNS SETOF workflow.jobs
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
+AS $$
+BEGIN
+    RETURN QUERY
     SELECT j.* FROM workflow.jobs j
      WHERE j.execution = 'running'
        AND (j.lease_expires_at < now()
@@ -1581,7 +1607,8 @@ BEGIN ATOMIC
                          AND coalesce(j.claimed_at, j.started_at)
                              < now() - current_setting('workflow.stale_after')::interval))))
      ORDER BY j.id;
-END;
+END
+$$;
 COMMENT ON FUNCTION workflow.stale_jobs() IS
     'running jobs whose lease has expired (external tasks), or whose runner is inactive or unknown (other claims): what the sweeper acts on';
 
@@ -1652,6 +1679,7 @@ DECLARE
     remaining   integer := p_count;
     pass        integer;
     default_lease interval := current_setting('workflow.task_lease')::interval;
+    cur         refcursor;
 BEGIN
     IF EXISTS (SELECT 1 FROM workflow.task_types t WHERE t.task_type = p_type AND t.paused) THEN
         RETURN;
@@ -1659,18 +1687,33 @@ BEGIN
     FOR pass IN 1..2 LOOP
         CONTINUE WHEN pass = 1 AND p_domain IS NULL;
         EXIT WHEN remaining = 0;
-        FOR j IN
-            SELECT * FROM workflow.jobs
-             WHERE execution = 'queued' AND task_type = p_type
-               AND ((pass = 1 AND domain = p_domain) OR (pass = 2 AND domain IS NULL))
-               -- the clock, not now(): a long poll's transaction is old
-               AND run_at <= clock_timestamp()
-               AND (target IS NULL
-                    OR workflow._target_free(id, target, priority, run_at, clock_timestamp()))
-             ORDER BY priority DESC, run_at, id
-             LIMIT remaining
-               FOR NO KEY UPDATE SKIP LOCKED
+        -- two plain queries, so that each is an ordered scan of the index
+        -- (task_type, domain, priority DESC, run_at, id); the clock, not
+        -- now(): a long poll's transaction is old
+        IF pass = 1 THEN
+            OPEN cur FOR
+                SELECT * FROM workflow.jobs
+                 WHERE execution = 'queued' AND task_type = p_type AND domain = p_domain
+                   AND run_at <= clock_timestamp()
+                   AND (target IS NULL
+                        OR workflow._target_free(id, target, priority, run_at, clock_timestamp()))
+                 ORDER BY priority DESC, run_at, id
+                 LIMIT remaining
+                   FOR NO KEY UPDATE SKIP LOCKED;
+        ELSE
+            OPEN cur FOR
+                SELECT * FROM workflow.jobs
+                 WHERE execution = 'queued' AND task_type = p_type AND domain IS NULL
+                   AND run_at <= clock_timestamp()
+                   AND (target IS NULL
+                        OR workflow._target_free(id, target, priority, run_at, clock_timestamp()))
+                 ORDER BY priority DESC, run_at, id
+                 LIMIT remaining
+                   FOR NO KEY UPDATE SKIP LOCKED;
+        END IF;
         LOOP
+            FETCH cur INTO j;
+            EXIT WHEN NOT FOUND;
             IF j.target IS NOT NULL THEN
                 got := NULL;
                 INSERT INTO workflow.target_locks AS l (target, job_id) VALUES (j.target, j.id)
@@ -1694,6 +1737,7 @@ BEGIN
                             j.task_attempt, j.lease, j.lease_expires_at)::workflow.task;
             remaining := remaining - 1;
         END LOOP;
+        CLOSE cur;
     END LOOP;
 END
 $$;
@@ -1705,14 +1749,16 @@ COMMENT ON FUNCTION workflow._claim_tasks(text, text, integer, text) IS
 -- wake it when a retry's backoff or a requeue's delay ends.
 CREATE FUNCTION workflow._next_due(p_type text, p_domain text)
 RETURNS timestamptz
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-    SELECT min(j.run_at) FROM workflow.jobs j
+AS $$
+BEGIN
+    RETURN (SELECT min(j.run_at) FROM workflow.jobs j
      WHERE j.execution = 'queued' AND j.task_type = p_type
-       AND (j.domain IS NULL OR j.domain = p_domain);
-END;
+       AND (j.domain IS NULL OR j.domain = p_domain));
+END
+$$;
 COMMENT ON FUNCTION workflow._next_due(text, text) IS
     'internal: when the next queued task of a type becomes due (bounds a long poll''s sleep)';
 
@@ -2210,14 +2256,16 @@ COMMENT ON FUNCTION workflow._runner_record(bigint, bigint, text, jsonb, jsonb, 
 -- memory (a runner inside a long task cannot write its own).
 CREATE FUNCTION workflow._heartbeat(p_ids text[], p_pids integer[], p_idle boolean[])
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
+AS $$
+BEGIN
     UPDATE workflow.runners r
        SET active_at = now(), idle = v.idle, pid = v.pid
       FROM unnest(p_ids, p_pids, p_idle) AS v(id, pid, idle)
      WHERE r.id = v.id;
-END;
+END
+$$;
 COMMENT ON FUNCTION workflow._heartbeat(text[], integer[], boolean[]) IS
     'internal: heartbeat of the in-server workers, from shared memory';
 
