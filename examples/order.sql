@@ -1,8 +1,10 @@
 -- examples/order.sql: the order workflow of the quick start.
 --
 -- reserve -> payment -> ship, with an onerror branch that releases the
--- reservation.  The in-server runners execute every task; this script
--- only creates jobs and watches them progress.
+-- reservation.  The in-server runners execute the SQL tasks; the payment
+-- task is external: examples/quickstart.sh runs workflow-worker with
+-- examples/charge.pl for it.  This script only creates jobs and watches
+-- them progress.
 
 \set ON_ERROR_STOP on
 \pset footer off
@@ -13,7 +15,7 @@ CREATE TABLE public.orders (id bigint PRIMARY KEY, item text NOT NULL, amount nu
 CREATE TABLE public.payments (order_id bigint PRIMARY KEY, amount numeric NOT NULL);
 INSERT INTO public.stock VALUES ('book', 10), ('lamp', 1);
 
--- the application's own functions; the tasks call them
+-- the application's own function; the reserve task calls it
 CREATE FUNCTION public.reserve(p jsonb) RETURNS bigint LANGUAGE plpgsql AS $f$
 BEGIN
     UPDATE stock SET available = available - 1 WHERE item = p->>'item' AND available > 0;
@@ -24,26 +26,14 @@ BEGIN
     RETURN (p->>'order')::bigint;
 END $f$;
 
-CREATE FUNCTION public.charge(order_id bigint) RETURNS numeric LANGUAGE plpgsql AS $f$
-DECLARE
-    total numeric;
-BEGIN
-    SELECT amount INTO total FROM orders WHERE id = order_id;
-    IF total > 500 THEN
-        RAISE EXCEPTION 'card declined for order %', order_id;
-    END IF;
-    INSERT INTO payments VALUES (order_id, total);
-    RETURN total;
-END $f$;
-
 SELECT workflow.create_workflow($${
   "name": "order",
   "chain": [
     {"name": "reserve", "sql": "select reserve($1->'job'->'params')"},
-    {"name": "payment", "sql": "select charge(($1->'results'->>'reserve')::bigint)",
-     "attempts": 2, "backoff": "fixed", "delay": "100 ms"},
+    {"name": "payment", "task_type": "payment",
+     "attempts": 2, "backoff": "fixed", "delay": "100 ms", "timeout": "30 s"},
     {"name": "ship",
-     "sql": "update orders set state = 'shipped' where id = ($1->'results'->>'reserve')::bigint returning state"}
+     "sql": "insert into payments values (($1->'results'->'payment'->>'order')::bigint, ($1->'results'->'payment'->>'charged')::numeric); update orders set state = 'shipped' where id = ($1->'results'->>'reserve')::bigint returning state"}
   ],
   "onerror": [
     {"name": "release",
@@ -76,8 +66,9 @@ SELECT id, params->>'order' AS "order", execution, result, error->>'message' AS 
   FROM workflow.jobs ORDER BY id;
 \echo 'what the tasks did:'
 SELECT * FROM public.orders ORDER BY id;
-\echo 'every task attempt of job 4 (payment declined twice, then the onerror chain):'
-SELECT phase, task, attempt, status, output, error->>'message' AS error
+SELECT * FROM public.payments ORDER BY order_id;
+\echo 'every task attempt of job 4 (the worker declined the payment twice, then the onerror chain):'
+SELECT phase, task, attempt, status, runner_id, output, btrim(error->>'message', E'\n') AS error
   FROM workflow.task_runs WHERE job_id = 4 ORDER BY id;
 \echo 'the runners:'
 SELECT id, kind, alive, idle FROM workflow.runner_status ORDER BY id;
