@@ -13,6 +13,20 @@
 
 SET LOCAL search_path = pg_catalog, pg_temp;
 
+-- The schema must be ours: one created beforehand by an ordinary role would
+-- stay that role's, and it could swap objects under the functions below.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n
+                 JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+                WHERE n.nspname = 'workflow' AND NOT r.rolsuper) THEN
+        RAISE EXCEPTION 'schema "workflow" already exists and is owned by a role that is not a superuser'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Drop or rename that schema, then run CREATE EXTENSION workflow again.';
+    END IF;
+END
+$$;
+
 -------------------------------------------------------------------------------
 -- Types
 -------------------------------------------------------------------------------
@@ -2550,9 +2564,15 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'cron')
+       AND NOT has_schema_privilege('cron', 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied for schema cron'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('Schedules are pg_cron jobs of their creator: an administrator can run GRANT USAGE ON SCHEMA cron TO %I.',
+                                current_user);
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'cron')
-       OR (has_schema_privilege('cron', 'USAGE')
-           AND to_regprocedure('cron.schedule(text,text,text)') IS NULL) THEN
+       OR to_regprocedure('cron.schedule(text,text,text)') IS NULL THEN
         RAISE EXCEPTION 'pg_cron is not installed in this database'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = format('Install the postgresql-15-cron package, add pg_cron to shared_preload_libraries, '
@@ -2629,7 +2649,7 @@ COMMENT ON FUNCTION workflow.unschedule(text) IS
 -- Next time a standard five-field cron expression fires after `after'
 -- (minute hour day-of-month month day-of-week; *, lists, ranges, steps),
 -- in UTC like pg_cron by default; NULL for other forms ('30 seconds',
--- '@daily', '$').  Searches day by day for at most a year.
+-- '@daily', '$').  Searches day by day for at most four years.
 CREATE FUNCTION workflow._cron_next(expr text, after timestamptz)
 RETURNS timestamptz
 LANGUAGE plpgsql IMMUTABLE
@@ -2648,6 +2668,9 @@ DECLARE
     m       int;
     i       int;
 BEGIN
+    IF expr IS NULL OR after IS NULL THEN
+        RETURN NULL;
+    END IF;
     f := regexp_split_to_array(btrim(expr), '\s+');
     IF array_length(f, 1) <> 5 THEN
         RETURN NULL;
@@ -2656,15 +2679,21 @@ BEGIN
     hours := workflow._cron_field(f[2], 0, 23);
     doms := workflow._cron_field(f[3], 1, 31);
     months := workflow._cron_field(f[4], 1, 12);
-    dows := workflow._cron_field(replace(f[5], '7', '0'), 0, 6);
+    -- 0 and 7 are both Sunday
+    dows := ARRAY(SELECT DISTINCT v % 7 FROM unnest(workflow._cron_field(f[5], 0, 7)) v ORDER BY 1);
+    IF cardinality(dows) = 0 THEN
+        dows := NULL;
+    END IF;
     IF minutes IS NULL OR hours IS NULL OR doms IS NULL OR months IS NULL OR dows IS NULL THEN
         RETURN NULL;
     END IF;
-    FOR i IN 0..366 LOOP
+    -- four years and a day: long enough for 29 February
+    FOR i IN 0..1461 LOOP
         d := t::date + i;
         CONTINUE WHEN NOT extract(month FROM d)::int = ANY (months);
-        -- cron: when both day fields are restricted, either may match
-        IF f[3] <> '*' AND f[5] <> '*' THEN
+        -- cron: when both day fields are restricted (do not start with
+        -- "*"), either may match; otherwise both must
+        IF f[3] NOT LIKE '*%' AND f[5] NOT LIKE '*%' THEN
             CONTINUE WHEN NOT (extract(day FROM d)::int = ANY (doms)
                                OR extract(dow FROM d)::int = ANY (dows));
         ELSE
@@ -2742,8 +2771,11 @@ BEGIN
     END IF;
     RETURN QUERY EXECUTE $q$
         SELECT substr(j.jobname, 10), j.schedule,
-               (regexp_match(j.command, $r$create_job\('((?:[^']|'')*)'$r$))[1],
-               (regexp_match(j.command, $r$, '((?:[^']|'')*)'::jsonb\)$r$))[1]::jsonb,
+               replace((regexp_match(j.command, $r$create_job\('((?:[^']|'')*)'$r$))[1], '''''', ''''),
+               (SELECT CASE WHEN m[1] = 'E'
+                            THEN replace(replace(m[2], '''''', ''''), '\\', '\')
+                            ELSE replace(m[2], '''''', '''') END::jsonb
+                  FROM regexp_match(j.command, $r$, (E?)'((?:[^']|'')*)'::jsonb\)$r$) AS m),
                j.active, j.username::text, j.jobid,
                workflow._cron_next(j.schedule, now()),
                r.start_time, r.end_time, r.status, r.return_message
@@ -2784,6 +2816,18 @@ REVOKE ALL ON ALL TABLES IN SCHEMA workflow FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA workflow FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA workflow FROM PUBLIC;
 REVOKE ALL ON TYPE workflow.execution, workflow.phase, workflow.task FROM PUBLIC;
+-- the row types of tables and views are types too
+DO $$
+DECLARE
+    t regtype;
+BEGIN
+    FOR t IN SELECT c.reltype::regtype FROM pg_catalog.pg_class c
+              WHERE c.relnamespace = 'workflow'::regnamespace AND c.relkind IN ('r', 'v')
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON TYPE %s FROM PUBLIC', t);
+    END LOOP;
+END
+$$;
 
 -- roles are cluster-wide: create them once, keep them across DROP EXTENSION
 DO $$

@@ -152,7 +152,7 @@ workflow_runner_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	my_slot = workflow_worker_attach(slot);
-	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	workflow_worker_connect(dboid);
 	workflow_runner_id(slot, my_runner_id, sizeof(my_runner_id));
 	pgstat_report_appname(my_runner_id);
 

@@ -61,7 +61,7 @@ workflow_sweeper_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	slot = workflow_worker_attach(WF_SWEEPER_SLOT);
-	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	workflow_worker_connect(dboid);
 	pgstat_report_appname("workflow sweeper");
 
 	loop_context = AllocSetContextCreate(TopMemoryContext, "workflow sweeper",

@@ -147,3 +147,17 @@ workflow_end_spi(bool commit)
 		AbortCurrentTransaction();
 	pgstat_report_stat(false);
 }
+
+/*
+ * Connect a runner or the sweeper to its database, as the bootstrap
+ * superuser, with search_path pinned to pg_catalog for the whole session:
+ * nothing a role plants in public (an operator, a function) is ever
+ * picked up by the workers' own SQL, which runs as a superuser.  Tasks set
+ * their workflow's search_path inside their own security context.
+ */
+void
+workflow_worker_connect(Oid dboid)
+{
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
+}

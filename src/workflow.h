@@ -109,6 +109,7 @@ extern PGDLLEXPORT void workflow_sweeper_main(Datum main_arg);
 
 /* src/worker.c: what runners and the sweeper share */
 extern WorkflowWorkerSlot *workflow_worker_attach(int slot);
+extern void workflow_worker_connect(Oid dboid);
 extern Oid	workflow_extension_ready(void);
 extern void workflow_begin_spi(void);
 extern void workflow_end_spi(bool commit);
