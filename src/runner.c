@@ -78,12 +78,43 @@ static Oid	registered_extension = InvalidOid;
 /* an idle runner takes over jobs claimed this long ago and not started */
 #define STEAL_AFTER_MS 100
 
-/* the job in hand */
+/*
+ * Tasks of a job claimed this long ago are run without first checking that
+ * the claim still holds (the lease guard after the task still applies):
+ * well under STEAL_AFTER_MS, so that a job taken over by another runner is
+ * never started twice.
+ */
+#define TRUST_CLAIM_MS 50
+
+/* the job in hand, as claimed */
 typedef struct ClaimedJob
 {
 	int64		id;
 	int64		lease;
+	int64		workflow_id;
+	int			phase;			/* WF_PHASE_* */
+	int			step;
+	bool		in_fallback;
+	bool		has_target;
+	Oid			owner;			/* created_by */
+	TimestampTz deadline;		/* DT_NOEND when none */
+	int			attempt;
+	int			task_attempt;
+	TimestampTz claimed_at;		/* no later than the claim's claimed_at */
 } ClaimedJob;
+
+/*
+ * Lookups of a job by id and lease test "(execution = 'running') IS TRUE":
+ * the same test, in a form that does not match the predicate of the
+ * jobs_running index, so that the generic plan never scans every running
+ * job of that (small, hence cheap-looking) index instead of the primary
+ * key.
+ */
+
+/* the columns in which _runner_claim, _runner_steal and _runner_record return a job */
+#define JOB_COLUMNS "id, lease, workflow_id, phase::text, step, in_fallback, target IS NOT NULL, " \
+	"created_by::oid, deadline, attempt, task_attempt"
+#define JOB_NCOLUMNS 11
 
 /* what the step loop should do next */
 typedef enum StepNext
@@ -94,7 +125,12 @@ typedef enum StepNext
 
 static void runner_sigterm(SIGNAL_ARGS);
 static int	claim_batch(ClaimedJob *jobs, int limit);
-static int	collect_claims(ClaimedJob *jobs, int limit);
+static int	collect_claims(ClaimedJob *jobs, int limit, TimestampTz claimed_at);
+static void read_job(ClaimedJob *job, HeapTuple row, TupleDesc desc, int first);
+static bool claim_holds(ClaimedJob *job);
+static Datum job_context(ClaimedJob *job, WorkflowStep *step, bool *holds);
+static bool record_success(ClaimedJob *job, WorkflowStep *step, Datum output,
+						   TimestampTz started, bool *still_running);
 static int	steal_jobs(ClaimedJob *jobs, int limit);
 static int	run_batch(ClaimedJob *jobs, int n, ClaimedJob *next);
 static void release_jobs(ClaimedJob *jobs, int n);
@@ -241,13 +277,15 @@ claim_batch(ClaimedJob *jobs, int limit)
 					(errcode(ERRCODE_INTERNAL_ERROR),
 					 errmsg("workflow runner could not register itself")));
 		registered_extension = extoid;
+		/* ids start again in a new extension */
+		workflow_step_cache_reset();
 	}
 
 	if (plan == NULL)
 	{
 		Oid			argtypes[2] = {TEXTOID, INT4OID};
 
-		plan = SPI_prepare("SELECT job_id, job_lease FROM workflow._runner_claim($1, $2)",
+		plan = SPI_prepare("SELECT " JOB_COLUMNS " FROM workflow._runner_claim($1, $2)",
 						   2, argtypes);
 		if (plan == NULL || SPI_keepplan(plan) != 0)
 			ereport(ERROR,
@@ -260,7 +298,7 @@ claim_batch(ClaimedJob *jobs, int limit)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("workflow runner could not claim jobs")));
-	n = collect_claims(jobs, limit);
+	n = collect_claims(jobs, limit, GetCurrentTransactionStartTimestamp());
 	if (n == 0)
 		n = steal_jobs(jobs, limit);
 	workflow_end_spi(true);
@@ -268,25 +306,46 @@ claim_batch(ClaimedJob *jobs, int limit)
 }
 
 /*
- * Read the (job id, lease) pairs a claim returned.
+ * Read the jobs (JOB_COLUMNS) a claim returned.
  */
 static int
-collect_claims(ClaimedJob *jobs, int limit)
+collect_claims(ClaimedJob *jobs, int limit, TimestampTz claimed_at)
 {
 	uint64		i;
 	int			n = 0;
 
 	for (i = 0; i < SPI_processed && n < limit; i++)
 	{
-		bool		isnull;
-
-		jobs[n].id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-												 SPI_tuptable->tupdesc, 1, &isnull));
-		jobs[n].lease = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-													SPI_tuptable->tupdesc, 2, &isnull));
+		read_job(&jobs[n], SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		jobs[n].claimed_at = claimed_at;
 		n++;
 	}
 	return n;
+}
+
+/*
+ * Read a job from JOB_COLUMNS starting at column `first' of a row.
+ */
+static void
+read_job(ClaimedJob *job, HeapTuple row, TupleDesc desc, int first)
+{
+	bool		isnull;
+	Datum		value;
+	char	   *phase;
+
+	job->id = DatumGetInt64(SPI_getbinval(row, desc, first, &isnull));
+	job->lease = DatumGetInt64(SPI_getbinval(row, desc, first + 1, &isnull));
+	job->workflow_id = DatumGetInt64(SPI_getbinval(row, desc, first + 2, &isnull));
+	phase = SPI_getvalue(row, desc, first + 3);
+	job->phase = workflow_phase_from_name(phase);
+	job->step = DatumGetInt32(SPI_getbinval(row, desc, first + 4, &isnull));
+	job->in_fallback = DatumGetBool(SPI_getbinval(row, desc, first + 5, &isnull));
+	job->has_target = DatumGetBool(SPI_getbinval(row, desc, first + 6, &isnull));
+	job->owner = DatumGetObjectId(SPI_getbinval(row, desc, first + 7, &isnull));
+	value = SPI_getbinval(row, desc, first + 8, &isnull);
+	job->deadline = isnull ? DT_NOEND : DatumGetTimestampTz(value);
+	job->attempt = DatumGetInt32(SPI_getbinval(row, desc, first + 9, &isnull));
+	job->task_attempt = DatumGetInt32(SPI_getbinval(row, desc, first + 10, &isnull));
 }
 
 /*
@@ -337,7 +396,7 @@ steal_jobs(ClaimedJob *jobs, int limit)
 		Oid			argtypes[6] = {TEXTOID, INT4OID, INT8ARRAYOID, INTERVALOID,
 		TEXTARRAYOID, TIMESTAMPTZARRAYOID};
 
-		plan = SPI_prepare("SELECT job_id, job_lease FROM workflow._runner_steal($1, $2, $3, $4, $5, $6)",
+		plan = SPI_prepare("SELECT " JOB_COLUMNS " FROM workflow._runner_steal($1, $2, $3, $4, $5, $6)",
 						   6, argtypes);
 		if (plan == NULL || SPI_keepplan(plan) != 0)
 			ereport(ERROR,
@@ -357,7 +416,7 @@ steal_jobs(ClaimedJob *jobs, int limit)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("workflow runner could not take over claimed jobs")));
-	return collect_claims(jobs, limit);
+	return collect_claims(jobs, limit, GetCurrentTransactionStartTimestamp());
 }
 
 /*
@@ -457,7 +516,7 @@ record_outcome(ClaimedJob *job, const char *outcome, Datum output, Datum error,
 		Oid			argtypes[8] = {INT8OID, INT8OID, TEXTOID, JSONBOID, JSONBOID,
 		TIMESTAMPTZOID, INTERVALOID, JSONBARRAYOID};
 
-		plan = SPI_prepare("SELECT execution::text, runner_id FROM "
+		plan = SPI_prepare("SELECT execution::text, runner_id, " JOB_COLUMNS " FROM "
 						   "workflow._runner_record($1, $2, $3, $4, $5, $6, $7, $8) "
 						   "WHERE id IS NOT NULL",
 						   8, argtypes);
@@ -498,6 +557,11 @@ record_outcome(ClaimedJob *job, const char *outcome, Datum output, Datum error,
 		(void) isnull;
 		*still_running = execution != NULL && strcmp(execution, "running") == 0 &&
 			runner != NULL && strcmp(runner, my_runner_id) == 0;
+		if (*still_running)
+		{
+			/* at its next task, same lease */
+			read_job(job, SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+		}
 	}
 	return true;
 }
@@ -537,6 +601,176 @@ creator_problem(Oid owner)
 }
 
 /*
+ * Whether the claim of a job still holds (same lease, still running):
+ * something else may have happened to it since it was claimed (canceled,
+ * taken over by another runner).
+ */
+static bool
+claim_holds(ClaimedJob *job)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[2];
+
+	if (plan == NULL)
+	{
+		Oid			argtypes[2] = {INT8OID, INT8OID};
+
+		plan = SPI_prepare("SELECT 1 FROM workflow.jobs "
+						   " WHERE id = $1 AND lease = $2 AND (execution = 'running') IS TRUE",
+						   2, argtypes);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("workflow runner could not prepare its claim check")));
+	}
+	values[0] = Int64GetDatum(job->id);
+	values[1] = Int64GetDatum(job->lease);
+	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("workflow runner could not look up job %lld", (long long) job->id)));
+	return SPI_processed == 1;
+}
+
+/*
+ * The context of the job's task (as workflow.job_context() builds it), in
+ * the caller's memory context.  Reads the job, and sets *holds to whether
+ * its claim still holds; returns 0 when it does not.
+ */
+static Datum
+job_context(ClaimedJob *job, WorkflowStep *step, bool *holds)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[4];
+	bool		isnull;
+	Datum		context;
+
+	if (plan == NULL)
+	{
+		Oid			argtypes[4] = {INT8OID, INT8OID, TEXTOID, BOOLOID};
+
+		plan = SPI_prepare("SELECT pg_catalog.jsonb_build_object("
+						   "  'job', pg_catalog.jsonb_build_object('id', j.id, 'workflow', j.workflow, "
+						   "        'version', j.version, 'params', j.params, 'target', j.target, "
+						   "        'attempt', j.attempt), "
+						   "  'task', pg_catalog.jsonb_build_object('name', $3, 'attempt', j.task_attempt), "
+						   "  'results', CASE WHEN $4 THEN coalesce("
+						   "        (SELECT pg_catalog.jsonb_object_agg(r.task, r.output ORDER BY r.id) "
+						   "           FROM workflow.task_runs r "
+						   "          WHERE r.job_id = j.id AND r.job_attempt = j.attempt "
+						   "            AND r.status = 'succeeded'), '{}'::jsonb) "
+						   "        ELSE '{}'::jsonb END) "
+						   "  FROM workflow.jobs j "
+						   " WHERE j.id = $1 AND j.lease = $2 AND (j.execution = 'running') IS TRUE",
+						   4, argtypes);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("workflow runner could not prepare the context of its tasks")));
+	}
+	values[0] = Int64GetDatum(job->id);
+	values[1] = Int64GetDatum(job->lease);
+	values[2] = CStringGetTextDatum(step->name);
+	/* no task of this attempt can have succeeded before the first one */
+	values[3] = BoolGetDatum(!(job->phase == WF_PHASE_CHAIN && job->step == 0));
+	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("workflow runner could not build the context of job %lld",
+						(long long) job->id)));
+	*holds = SPI_processed == 1;
+	if (!*holds)
+		return (Datum) 0;
+	context = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return SPI_datumTransfer(context, false, -1);
+}
+
+/*
+ * The common outcome, recorded without PL/pgSQL: the task of a job of the
+ * chain succeeded, with nothing else to record, and the job either ends
+ * (succeeded) or stays ours at its next SQL task.  Guarded by the lease
+ * like workflow._runner_record(), whose 'succeeded' branch it matches;
+ * the caller checked that the case is this simple one (main chain, no
+ * fallback, no target to release).
+ */
+static bool
+record_success(ClaimedJob *job, WorkflowStep *step, Datum output,
+			   TimestampTz started, bool *still_running)
+{
+	static SPIPlanPtr advance_plan = NULL;
+	static SPIPlanPtr finish_plan = NULL;
+	SPIPlanPtr	plan;
+	bool		advance = step->next_kind != NULL;
+	Datum		values[8];
+	char		nulls[8];
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (advance_plan == NULL)
+	{
+		Oid			argtypes[8] = {INT8OID, INT8OID, JSONBOID, INT4OID, INT4OID,
+		TEXTOID, INT4OID, TIMESTAMPTZOID};
+		const char *record_run =
+		"INSERT INTO workflow.task_runs "
+		"    (job_id, job_attempt, phase, step, task, attempt, fallback, status, "
+		"     runner_id, lease, started_at, output) "
+		"SELECT u.id, $4, 'chain', $5, $6, $7, false, 'succeeded', u.runner_id, $2, $8, $3 "
+		"  FROM u";
+
+		advance_plan = SPI_prepare(psprintf("WITH u AS ("
+											"  UPDATE workflow.jobs "
+											"     SET step = $5 + 1, task_attempt = 1, in_fallback = false, "
+											"         task_type = NULL, claimed_at = pg_catalog.clock_timestamp() "
+											"   WHERE id = $1 AND lease = $2 AND (execution = 'running') IS TRUE "
+											"  RETURNING id, runner_id) %s", record_run),
+								   8, argtypes);
+		if (advance_plan == NULL || SPI_keepplan(advance_plan) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("workflow runner could not prepare its bookkeeping")));
+		finish_plan = SPI_prepare(psprintf("WITH u AS ("
+										   "  UPDATE workflow.jobs "
+										   "     SET execution = 'succeeded', result = $3, error = NULL, "
+										   "         finished_at = pg_catalog.clock_timestamp(), lease = NULL, "
+										   "         lease_expires_at = NULL, task_type = NULL, in_fallback = false "
+										   "   WHERE id = $1 AND lease = $2 AND (execution = 'running') IS TRUE "
+										   "  RETURNING id, runner_id) %s", record_run),
+								  8, argtypes);
+		if (finish_plan == NULL || SPI_keepplan(finish_plan) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("workflow runner could not prepare its bookkeeping")));
+	}
+	plan = advance ? advance_plan : finish_plan;
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = Int64GetDatum(job->id);
+	values[1] = Int64GetDatum(job->lease);
+	values[2] = output;
+	nulls[2] = output == (Datum) 0 ? 'n' : ' ';
+	values[3] = Int32GetDatum(job->attempt);
+	values[4] = Int32GetDatum(job->step);
+	values[5] = CStringGetTextDatum(step->name);
+	values[6] = Int32GetDatum(job->task_attempt);
+	values[7] = TimestampTzGetDatum(started);
+	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("workflow runner could not record the outcome of job %lld",
+						(long long) job->id)));
+	*still_running = false;
+	if (SPI_processed != 1)
+		return false;
+	if (advance && strcmp(step->next_kind, "sql") == 0)
+	{
+		job->step++;
+		job->task_attempt = 1;
+		job->claimed_at = now;
+		*still_running = true;
+	}
+	return true;
+}
+
+/*
  * Run the current task of a claimed job inside the batch's transaction:
  * the body in a subtransaction of its own, and the record of its outcome
  * inside that same subtransaction, so that the task's effects and the
@@ -545,21 +779,9 @@ creator_problem(Oid owner)
 static StepNext
 run_step(ClaimedJob *job)
 {
-	static SPIPlanPtr plan = NULL;
-	Datum		values[2];
-	bool		isnull;
-	HeapTuple	row;
-	TupleDesc	desc;
-	char	   *kind;
-	char	   *body;
-	Datum		context;
-	Oid			owner;
-	char	   *search_path;
-	bool		timed_out;
+	WorkflowStep *step;
+	Datum		context = (Datum) 0;
 	int64		timeout_ms;
-	char	   *workflow_name;
-	char	   *task_name;
-	TimestampTz deadline;
 	TimestampTz started;
 	WorkflowTaskResult res;
 	const char *outcome;
@@ -567,68 +789,36 @@ run_step(ClaimedJob *job)
 	uint64		interrupted;
 	char		activity[256];
 
-	if (plan == NULL)
-	{
-		Oid			argtypes[2] = {INT8OID, INT8OID};
-
-		plan = SPI_prepare(
-						   "SELECT s.kind, CASE WHEN j.in_fallback THEN s.fallback ELSE s.sql END, "
-						   "       workflow.job_context(j), j.created_by::oid, w.search_path, "
-						   "       coalesce(j.deadline <= now(), false), "
-						   "       ceil(extract(epoch FROM LEAST(s.timeout, "
-						   "                CASE WHEN j.deadline < 'infinity' THEN j.deadline - clock_timestamp() END)) * 1000)::bigint, "
-						   "       w.name, s.name, j.deadline "
-						   "  FROM workflow.jobs j "
-						   "  JOIN workflow.steps s ON s.workflow_id = j.workflow_id "
-						   "       AND s.phase = j.phase AND s.position = j.step "
-						   "  JOIN workflow.workflows w ON w.id = j.workflow_id "
-						   " WHERE j.id = $1 AND j.lease = $2 AND j.execution = 'running'",
-						   2, argtypes);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("workflow runner could not prepare its task lookup")));
-	}
-
-	values[0] = Int64GetDatum(job->id);
-	values[1] = Int64GetDatum(job->lease);
-	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("workflow runner could not look up job %lld", (long long) job->id)));
-	if (SPI_processed != 1)
-		return STEP_DONE;		/* canceled or handed over meanwhile */
-
-	row = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	kind = SPI_getvalue(row, desc, 1);
-	body = SPI_getvalue(row, desc, 2);
-	context = SPI_datumTransfer(SPI_getbinval(row, desc, 3, &isnull), false, -1);
-	owner = DatumGetObjectId(SPI_getbinval(row, desc, 4, &isnull));
-	search_path = SPI_getvalue(row, desc, 5);
-	timed_out = DatumGetBool(SPI_getbinval(row, desc, 6, &isnull));
-	timeout_ms = DatumGetInt64(SPI_getbinval(row, desc, 7, &isnull));
-	if (isnull)
-		timeout_ms = 0;
-	workflow_name = SPI_getvalue(row, desc, 8);
-	task_name = SPI_getvalue(row, desc, 9);
-	deadline = DatumGetTimestampTz(SPI_getbinval(row, desc, 10, &isnull));
-	if (isnull)
-		deadline = DT_NOEND;
-
+	step = workflow_step_lookup(job->workflow_id, job->phase, job->step,
+								job->in_fallback, job->owner);
 	started = GetCurrentTimestamp();
 
-	if (timed_out)
+	/* make sure the job is still ours: the context query tells that too */
+	if (step != NULL && step->uses_context && strcmp(step->kind, "sql") == 0)
+	{
+		bool		holds;
+
+		context = job_context(job, step, &holds);
+		if (!holds)
+			return STEP_DONE;	/* canceled or handed over meanwhile */
+	}
+	else if (TimestampDifferenceExceeds(job->claimed_at, started, TRUST_CLAIM_MS) &&
+			 !claim_holds(job))
+		return STEP_DONE;
+
+	if (job->deadline <= GetCurrentTransactionStartTimestamp())
 	{
 		(void) record_outcome(job, "timeout", 0, 0, started, 0, 0, &still_running);
 		return still_running ? STEP_CONTINUE : STEP_DONE;
 	}
-	if (strcmp(kind, "wait") == 0 && body == NULL)
+	if (step == NULL)
+		return STEP_DONE;		/* its workflow was dropped meanwhile */
+	if (strcmp(step->kind, "wait") == 0 && step->body == NULL)
 	{
 		(void) record_outcome(job, "wait_step", 0, 0, started, 0, 0, &still_running);
 		return STEP_DONE;
 	}
-	if (body == NULL)
+	if (step->body == NULL)
 	{
 		/* an external task reached through a stale path: hand it back */
 		(void) record_outcome(job, "release", 0, 0, started, 0, 0, &still_running);
@@ -637,7 +827,7 @@ run_step(ClaimedJob *job)
 
 	/* the creator must still exist and be able to log in */
 	{
-		Datum		error = creator_problem(owner);
+		Datum		error = creator_problem(job->owner);
 
 		if (error != (Datum) 0)
 		{
@@ -646,16 +836,25 @@ run_step(ClaimedJob *job)
 		}
 	}
 
-	snprintf(activity, sizeof(activity), "workflow job %lld: %s/%s",
-			 (long long) job->id, workflow_name, task_name);
-	pgstat_report_activity(STATE_RUNNING, activity);
-	debug_query_string = body;
+	/* the smaller of the task's timeout and what is left of the job's */
+	timeout_ms = step->timeout_us < 0 ? 0 : (step->timeout_us + 999) / 1000;
+	if (!TIMESTAMP_NOT_FINITE(job->deadline))
+	{
+		int64		left_ms = (job->deadline - started + 999) / 1000;
 
-	/* a timeout below 1 ms has already passed: give the task 1 ms */
-	if (timeout_ms < 0)
-		timeout_ms = 1;
+		/* a timeout below 1 ms has already passed: give the task 1 ms */
+		if (left_ms < 1)
+			left_ms = 1;
+		if (timeout_ms == 0 || left_ms < timeout_ms)
+			timeout_ms = left_ms;
+	}
 	if (timeout_ms > INT_MAX)
 		timeout_ms = INT_MAX;
+
+	snprintf(activity, sizeof(activity), "workflow job %lld: %s/%s",
+			 (long long) job->id, step->workflow, step->name);
+	pgstat_report_activity(STATE_RUNNING, activity);
+	debug_query_string = step->body;
 
 	pg_atomic_write_u64(&my_slot->interrupt_job, 0);
 	pg_atomic_write_u64(&my_slot->job_id, (uint64) job->id);
@@ -665,8 +864,7 @@ run_step(ClaimedJob *job)
 		InterruptPending = true;
 		QueryCancelPending = true;
 	}
-	workflow_execute_task(job->id, body, context, owner, search_path,
-						  (int) timeout_ms, &res);
+	workflow_execute_task(job->id, step, context, job->owner, (int) timeout_ms, &res);
 	task_running = false;
 	pg_atomic_write_u64(&my_slot->job_id, 0);
 	debug_query_string = NULL;
@@ -681,8 +879,13 @@ run_step(ClaimedJob *job)
 			res.request == WF_TASK_WAIT ? "wait" : "succeeded";
 		PG_TRY();
 		{
-			kept = record_outcome(job, outcome, res.output, res.error, started,
-								  res.requeue_ms, res.info, &still_running);
+			if (res.request == WF_TASK_DONE && res.info == (Datum) 0 &&
+				job->phase == WF_PHASE_CHAIN && !job->in_fallback && !job->has_target &&
+				(step->next_kind == NULL || strcmp(step->next_kind, "sql") == 0))
+				kept = record_success(job, step, res.output, started, &still_running);
+			else
+				kept = record_outcome(job, outcome, res.output, res.error, started,
+									  res.requeue_ms, res.info, &still_running);
 		}
 		PG_CATCH();
 		{
@@ -698,8 +901,8 @@ run_step(ClaimedJob *job)
 	if (res.sqlerrcode == ERRCODE_QUERY_CANCELED && interrupted == (uint64) job->id)
 		return STEP_DONE;		/* canceled or timed out by a committed transaction */
 	if (res.sqlerrcode == ERRCODE_QUERY_CANCELED && !shutdown_requested &&
-		interrupted == 0 && !TIMESTAMP_NOT_FINITE(deadline) &&
-		GetCurrentTimestamp() >= deadline)
+		interrupted == 0 && !TIMESTAMP_NOT_FINITE(job->deadline) &&
+		GetCurrentTimestamp() >= job->deadline)
 	{
 		/* the statement timeout armed for what was left of the job's time */
 		outcome = "timeout";

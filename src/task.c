@@ -42,10 +42,13 @@
 #include "access/detoast.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "parser/parser.h"
 #include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -77,6 +80,8 @@ static int64 current_requeue_ms = 0;
 static List *current_info = NIL;
 static MemoryContext current_result_context = NULL;
 
+static WorkflowPlanMode plan_mode_of(const char *body);
+static void fire_deferred_triggers(void);
 static Datum output_to_jsonb(Datum value, Oid type, MemoryContext target);
 static Datum error_to_jsonb(ErrorData *edata);
 static Datum info_array(List *infos);
@@ -90,9 +95,8 @@ static void require_task(const char *function);
  * open until workflow_task_finish().
  */
 void
-workflow_execute_task(int64 job_id, const char *body, Datum context,
-					  Oid owner, const char *search_path, int timeout_ms,
-					  WorkflowTaskResult *result)
+workflow_execute_task(int64 job_id, WorkflowStep *step, Datum context,
+					  Oid owner, int timeout_ms, WorkflowTaskResult *result)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -118,27 +122,51 @@ workflow_execute_task(int64 job_id, const char *body, Datum context,
 	{
 		Oid			argtypes[1] = {JSONBOID};
 		Datum		values[1];
+		char		nulls[1];
 		int			nestlevel;
 		int			ret;
 
 		values[0] = context;
+		nulls[0] = context == (Datum) 0 ? 'n' : ' ';
 
 		SetUserIdAndSecContext(owner, save_sec_context |
 							   SECURITY_LOCAL_USERID_CHANGE |
 							   SECURITY_RESTRICTED_OPERATION);
 		nestlevel = NewGUCNestLevel();
-		(void) set_config_option("search_path", search_path,
+		(void) set_config_option("search_path", step->search_path,
 								 PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
 
 		if (timeout_ms > 0)
 			enable_timeout_after(STATEMENT_TIMEOUT, timeout_ms);
 
-		ret = SPI_execute_with_args(body, 1, argtypes, values, NULL, false, 0);
+		if (step->plan_mode == WF_PLAN_UNKNOWN)
+			step->plan_mode = plan_mode_of(step->body);
+		if (step->plan_mode == WF_PLAN_CACHED)
+		{
+			if (step->plan == NULL)
+			{
+				SPIPlanPtr	plan = SPI_prepare(step->body, 1, argtypes);
+
+				if (plan == NULL)
+					ereport(ERROR,
+							(errcode(ERRCODE_INTERNAL_ERROR),
+							 errmsg("SPI_prepare failed for a task: %s",
+									SPI_result_code_string(SPI_result))));
+				if (SPI_keepplan(plan) != 0)
+					ereport(ERROR,
+							(errcode(ERRCODE_INTERNAL_ERROR),
+							 errmsg("could not keep the plan of a task")));
+				step->plan = plan;
+			}
+			ret = SPI_execute_plan(step->plan, values, nulls, false, 0);
+		}
+		else
+			ret = SPI_execute_with_args(step->body, 1, argtypes, values, nulls, false, 0);
 		if (ret < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("SPI_execute_with_args failed for a task: %s",
+					 errmsg("SPI execution failed for a task: %s",
 							SPI_result_code_string(ret))));
 
 		if (SPI_tuptable != NULL && SPI_processed > 0 &&
@@ -155,12 +183,7 @@ workflow_execute_task(int64 job_id, const char *body, Datum context,
 		}
 
 		/* fire deferred triggers as the owner, under the restriction */
-		ret = SPI_execute("SET CONSTRAINTS ALL IMMEDIATE", false, 0);
-		if (ret < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("could not fire the deferred triggers of a task: %s",
-							SPI_result_code_string(ret))));
+		fire_deferred_triggers();
 
 		if (timeout_ms > 0)
 			disable_timeout(STATEMENT_TIMEOUT, false);
@@ -229,31 +252,128 @@ workflow_task_finish(bool commit)
 }
 
 /*
+ * How to execute a task's code: one plannable statement (SELECT, INSERT,
+ * UPDATE, DELETE, MERGE) keeps a prepared plan; anything else (several
+ * statements, utility statements, SELECT INTO) is parsed and planned at
+ * every run, statement after statement, so that a statement may use what
+ * an earlier one created.  Raises the syntax error of invalid code.
+ */
+static WorkflowPlanMode
+plan_mode_of(const char *body)
+{
+	List	   *stmts = raw_parser(body, RAW_PARSE_DEFAULT);
+	Node	   *stmt;
+
+	if (list_length(stmts) != 1)
+		return WF_PLAN_ONESHOT;
+	stmt = linitial_node(RawStmt, stmts)->stmt;
+	switch (nodeTag(stmt))
+	{
+		case T_SelectStmt:
+			return ((SelectStmt *) stmt)->intoClause == NULL ?
+				WF_PLAN_CACHED : WF_PLAN_ONESHOT;
+		case T_InsertStmt:
+		case T_UpdateStmt:
+		case T_DeleteStmt:
+		case T_MergeStmt:
+			return WF_PLAN_CACHED;
+		default:
+			return WF_PLAN_ONESHOT;
+	}
+}
+
+/*
+ * SET CONSTRAINTS ALL IMMEDIATE, without parsing it: fires the deferred
+ * triggers the task queued, in the current (restricted) security context.
+ */
+static void
+fire_deferred_triggers(void)
+{
+	ConstraintsSetStmt *stmt = makeNode(ConstraintsSetStmt);
+
+	stmt->constraints = NIL;
+	stmt->deferred = false;
+	/* the triggers see everything the task did */
+	CommandCounterIncrement();
+	AfterTriggerSetState(stmt);
+}
+
+/*
+ * A JSON scalar parsed into jsonb.
+ */
+static Datum
+jsonb_scalar(const char *json)
+{
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
+}
+
+/*
  * Convert a task's output to jsonb in `target': jsonb as is, json parsed,
- * anything else through to_jsonb().
+ * booleans, integers and text directly, anything else through to_jsonb()
+ * (with a plan kept per type).
  */
 static Datum
 output_to_jsonb(Datum value, Oid type, MemoryContext target)
 {
+	/* to_jsonb() plans by type */
+	static Oid	plan_types[16];
+	static SPIPlanPtr plans[16];
+	static int	nplans = 0;
 	Datum		jb;
 	MemoryContext oldcontext;
 
 	if (type == JSONBOID)
 		jb = value;
 	else if (type == JSONOID)
-		jb = DirectFunctionCall1(jsonb_in,
-								 CStringGetDatum(TextDatumGetCString(value)));
+		jb = jsonb_scalar(TextDatumGetCString(value));
+	else if (type == BOOLOID)
+		jb = jsonb_scalar(DatumGetBool(value) ? "true" : "false");
+	else if (type == INT2OID || type == INT4OID || type == INT8OID)
+	{
+		int64		n = type == INT2OID ? DatumGetInt16(value) :
+			type == INT4OID ? DatumGetInt32(value) : DatumGetInt64(value);
+		char		buf[32];
+
+		snprintf(buf, sizeof(buf), INT64_FORMAT, n);
+		jb = jsonb_scalar(buf);
+	}
+	else if (type == TEXTOID || type == VARCHAROID)
+	{
+		StringInfoData buf;
+
+		initStringInfo(&buf);
+		escape_json(&buf, TextDatumGetCString(value));
+		jb = jsonb_scalar(buf.data);
+	}
 	else
 	{
-		Oid			argtypes[1];
 		Datum		values[1];
 		bool		isnull;
 		int			ret;
+		SPIPlanPtr	plan = NULL;
+		int			i;
 
-		argtypes[0] = type;
+		for (i = 0; i < nplans; i++)
+			if (plan_types[i] == type)
+				plan = plans[i];
+		if (plan == NULL)
+		{
+			Oid			argtypes[1];
+
+			argtypes[0] = type;
+			plan = SPI_prepare("SELECT pg_catalog.to_jsonb($1)", 1, argtypes);
+			if (plan == NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_INTERNAL_ERROR),
+						 errmsg("could not convert the output of a task to jsonb")));
+			if (nplans < (int) lengthof(plans) && SPI_keepplan(plan) == 0)
+			{
+				plan_types[nplans] = type;
+				plans[nplans++] = plan;
+			}
+		}
 		values[0] = value;
-		ret = SPI_execute_with_args("SELECT pg_catalog.to_jsonb($1)", 1,
-									argtypes, values, NULL, true, 1);
+		ret = SPI_execute_plan(plan, values, NULL, true, 1);
 		if (ret != SPI_OK_SELECT || SPI_processed != 1)
 			ereport(ERROR,
 					(errcode(ERRCODE_INTERNAL_ERROR),

@@ -14,6 +14,7 @@
 
 #include "postgres.h"
 
+#include "executor/spi.h"
 #include "port/atomics.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -134,8 +135,51 @@ typedef struct WorkflowTaskResult
 	Datum		info;			/* jsonb[] added by workflow.add_info(), or 0 */
 } WorkflowTaskResult;
 
-extern void workflow_execute_task(int64 job_id, const char *body, Datum context,
-								  Oid owner, const char *search_path, int timeout_ms,
+/* src/steps.c */
+#define WF_PHASE_CHAIN		0
+#define WF_PHASE_ONERROR	1
+#define WF_PHASE_ONCANCEL	2
+extern const char *const WorkflowPhaseNames[];
+
+/* how the SQL of a task is executed */
+typedef enum WorkflowPlanMode
+{
+	WF_PLAN_UNKNOWN,			/* not decided yet: decided at its first run */
+	WF_PLAN_CACHED,				/* one plannable statement: a kept plan */
+	WF_PLAN_ONESHOT				/* several statements, or utility ones */
+} WorkflowPlanMode;
+
+typedef struct WorkflowStepKey
+{
+	int64		workflow_id;
+	int32		phase;			/* WF_PHASE_* */
+	int32		position;
+	Oid			owner;			/* the role that created the jobs */
+	bool		fallback;		/* the fallback's code rather than the task's */
+} WorkflowStepKey;
+
+typedef struct WorkflowStep
+{
+	WorkflowStepKey key;		/* hash key: must be first */
+	char	   *kind;			/* sql | external | wait */
+	char	   *body;			/* the code to run, or NULL */
+	char	   *name;			/* task name */
+	char	   *workflow;		/* workflow name */
+	char	   *search_path;	/* the workflow's */
+	int64		timeout_us;		/* task timeout, -1 = none */
+	char	   *next_kind;		/* kind of the next task in the phase, or NULL */
+	bool		uses_context;	/* the code mentions $1 */
+	WorkflowPlanMode plan_mode;
+	SPIPlanPtr	plan;			/* with WF_PLAN_CACHED, once prepared */
+} WorkflowStep;
+
+extern int	workflow_phase_from_name(const char *name);
+extern WorkflowStep *workflow_step_lookup(int64 workflow_id, int phase, int position,
+										  bool fallback, Oid owner);
+extern void workflow_step_cache_reset(void);
+
+extern void workflow_execute_task(int64 job_id, WorkflowStep *step, Datum context,
+								  Oid owner, int timeout_ms,
 								  WorkflowTaskResult *result);
 extern void workflow_task_finish(bool commit);
 
