@@ -6,6 +6,14 @@
  *
  * Every object is schema-qualified; the script pins search_path so nothing
  * planted in public or pg_temp before CREATE EXTENSION can be picked up.
+ *
+ * search_path of functions: every function a role may call, and every
+ * SECURITY DEFINER function, pins search_path = pg_catalog, pg_temp.  The
+ * internal helpers of the state machine and of the workers (names starting
+ * with "_", granted to nobody) do not: they are only called by those
+ * functions or by the background workers, whose sessions pin the same
+ * search_path, so they run under it anyway -- and a SET clause costs a
+ * GUC save and restore at every call on the hot path.
  */
 
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
@@ -674,7 +682,6 @@ COMMENT ON FUNCTION workflow._drop_workflow(text, boolean, oid) IS
 CREATE FUNCTION workflow._may_see(creator regrole, caller oid)
 RETURNS boolean
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN (SELECT caller IS NULL OR creator = caller
@@ -689,7 +696,6 @@ COMMENT ON FUNCTION workflow._may_see(regrole, oid) IS
 CREATE FUNCTION workflow._lock_job(job_id bigint, caller oid DEFAULT NULL)
 RETURNS workflow.jobs
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     j workflow.jobs;
@@ -713,7 +719,6 @@ COMMENT ON FUNCTION workflow._lock_job(bigint, oid) IS
 CREATE FUNCTION workflow._wrong_state(j workflow.jobs, action text, expected text)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RAISE EXCEPTION 'cannot % job % because it is not %', action, j.id, expected
@@ -728,7 +733,6 @@ COMMENT ON FUNCTION workflow._wrong_state(workflow.jobs, text, text) IS
 CREATE FUNCTION workflow._step(j workflow.jobs)
 RETURNS workflow.steps
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     r workflow.steps;
@@ -745,7 +749,6 @@ COMMENT ON FUNCTION workflow._step(workflow.jobs) IS
 CREATE FUNCTION workflow._backoff(backoff text, delay interval, max_delay interval, n integer)
 RETURNS interval
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN (SELECT LEAST(CASE backoff
@@ -758,6 +761,26 @@ END
 $$;
 COMMENT ON FUNCTION workflow._backoff(text, interval, interval, integer) IS
     'internal: delay before the n-th retry for a fixed, linear or exponential backoff';
+
+-- The outputs of the tasks of a job's attempt that succeeded so far; none
+-- before the first task of the main chain, without a query.
+CREATE FUNCTION workflow._results(p_job bigint, p_attempt integer, p_phase workflow.phase,
+                                  p_step integer)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF p_phase = 'chain' AND p_step = 0 THEN
+        RETURN '{}'::jsonb;
+    END IF;
+    RETURN coalesce((SELECT jsonb_object_agg(r.task, r.output ORDER BY r.id)
+                       FROM workflow.task_runs r
+                      WHERE r.job_id = p_job AND r.job_attempt = p_attempt
+                        AND r.status = 'succeeded'), '{}'::jsonb);
+END
+$$;
+COMMENT ON FUNCTION workflow._results(bigint, integer, workflow.phase, integer) IS
+    'internal: the outputs of the tasks a job attempt has done so far, by task name';
 
 -- The job context handed to a task (SPEC section 3).
 CREATE FUNCTION workflow.job_context(j workflow.jobs)
@@ -773,10 +796,11 @@ BEGIN
                                              WHERE s.workflow_id = j.workflow_id
                                                AND s.phase = j.phase AND s.position = j.step),
                                    'attempt', j.task_attempt),
-        'results', coalesce((SELECT jsonb_object_agg(r.task, r.output ORDER BY r.id)
-                               FROM workflow.task_runs r
-                              WHERE r.job_id = j.id AND r.job_attempt = j.attempt
-                                AND r.status = 'succeeded'), '{}'::jsonb)));
+        'results', CASE WHEN j.phase = 'chain' AND j.step = 0 THEN '{}'::jsonb
+                        ELSE coalesce((SELECT jsonb_object_agg(r.task, r.output ORDER BY r.id)
+                                         FROM workflow.task_runs r
+                                        WHERE r.job_id = j.id AND r.job_attempt = j.attempt
+                                          AND r.status = 'succeeded'), '{}'::jsonb) END));
 END
 $$;
 COMMENT ON FUNCTION workflow.job_context(workflow.jobs) IS
@@ -787,7 +811,6 @@ CREATE FUNCTION workflow._record_run(j workflow.jobs, task text, status text,
                                      started timestamptz, output jsonb, error jsonb)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     INSERT INTO workflow.task_runs
@@ -804,7 +827,6 @@ COMMENT ON FUNCTION workflow._record_run(workflow.jobs, text, text, timestamptz,
 CREATE FUNCTION workflow._current_step(j workflow.jobs)
 RETURNS workflow.steps
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF j.execution NOT IN ('running', 'waiting') THEN
@@ -822,7 +844,6 @@ COMMENT ON FUNCTION workflow._current_step(workflow.jobs) IS
 CREATE FUNCTION workflow._release_target(j workflow.jobs)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     DELETE FROM workflow.target_locks l WHERE l.target = j.target AND l.job_id = j.id;
@@ -836,7 +857,6 @@ CREATE FUNCTION workflow._terminate(j workflow.jobs, final workflow.execution,
                                     final_result jsonb, final_error jsonb)
 RETURNS workflow.jobs
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     UPDATE workflow.jobs
@@ -862,7 +882,6 @@ CREATE FUNCTION workflow._enqueue_step(j workflow.jobs, new_phase workflow.phase
                                        fallback boolean DEFAULT false)
 RETURNS workflow.jobs
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     s workflow.steps;
@@ -888,7 +907,6 @@ COMMENT ON FUNCTION workflow._enqueue_step(workflow.jobs, workflow.phase, intege
 CREATE FUNCTION workflow._job_failed(j workflow.jobs, err jsonb)
 RETURNS workflow.jobs
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     w workflow.workflows;
@@ -914,7 +932,6 @@ CREATE FUNCTION workflow._step_succeeded(j workflow.jobs, output jsonb, started 
                                          keep_running boolean DEFAULT false)
 RETURNS workflow.jobs
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cur     workflow.steps;
@@ -956,7 +973,6 @@ CREATE FUNCTION workflow._step_failed(j workflow.jobs, err jsonb, started timest
                                       retryable boolean DEFAULT true)
 RETURNS workflow.jobs
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cur     workflow.steps;
@@ -1299,7 +1315,6 @@ COMMENT ON FUNCTION workflow._job_info(bigint, oid) IS
 CREATE FUNCTION workflow._check_runner_id(runner_id text)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF runner_id IS NULL THEN
@@ -1323,11 +1338,17 @@ COMMENT ON FUNCTION workflow._check_runner_id(text) IS
 CREATE FUNCTION workflow._runner_seen(p_id text, p_kind text, p_idle boolean)
 RETURNS text
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    k   text;
+    k       text;
+    known   workflow.runners;
 BEGIN
+    -- already written by this transaction (a poll and its completions in
+    -- one transaction): nothing new to record
+    SELECT * INTO known FROM workflow.runners x WHERE x.id = p_id;
+    IF FOUND AND known.active_at = now() AND known.idle = coalesce(p_idle, known.idle) THEN
+        RETURN known.kind;
+    END IF;
     SELECT r.kind INTO k FROM workflow.runners r WHERE r.id = p_id
        FOR NO KEY UPDATE SKIP LOCKED;
     IF FOUND THEN
@@ -1356,7 +1377,6 @@ CREATE FUNCTION workflow._target_free(p_id bigint, p_target text, p_priority int
                                       p_run_at timestamptz, p_now timestamptz)
 RETURNS boolean
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN (SELECT p_target IS NULL
@@ -1692,8 +1712,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     j           workflow.jobs;
-    s           workflow.steps;
     got         bigint;
+    ids         bigint[] := '{}';
     remaining   integer := p_count;
     pass        integer;
     default_lease interval := current_setting('workflow.task_lease')::interval;
@@ -1740,23 +1760,38 @@ BEGIN
                 RETURNING l.job_id INTO got;
                 CONTINUE WHEN got IS NULL;
             END IF;
-            s := workflow._step(j);
-            UPDATE workflow.jobs
-               SET execution = 'running', runner_id = p_worker,
-                   lease = nextval('workflow.lease_seq'), claimed_at = clock_timestamp(),
-                   lease_expires_at = clock_timestamp() + coalesce(s.timeout, default_lease),
-                   started_at = coalesce(started_at, clock_timestamp()),
-                   deadline = coalesce(deadline,
-                                       clock_timestamp() + (SELECT w.timeout FROM workflow.workflows w
-                                                             WHERE w.id = j.workflow_id))
-             WHERE id = j.id
-            RETURNING * INTO j;
-            RETURN NEXT ROW(j.id, s.name, p_type, j.domain, workflow.job_context(j),
-                            j.task_attempt, j.lease, j.lease_expires_at)::workflow.task;
+            ids := ids || j.id;
             remaining := remaining - 1;
         END LOOP;
         CLOSE cur;
     END LOOP;
+    IF cardinality(ids) = 0 THEN
+        RETURN;
+    END IF;
+    -- one statement for the whole batch, in claim order
+    RETURN QUERY
+        WITH u AS (
+            UPDATE workflow.jobs cj
+               SET execution = 'running', runner_id = p_worker,
+                   lease = nextval('workflow.lease_seq'), claimed_at = clock_timestamp(),
+                   lease_expires_at = clock_timestamp() + coalesce(s.timeout, default_lease),
+                   started_at = coalesce(cj.started_at, clock_timestamp()),
+                   deadline = coalesce(cj.deadline, clock_timestamp() + w.timeout)
+              FROM workflow.steps s, workflow.workflows w
+             WHERE cj.id = ANY (ids)
+               AND s.workflow_id = cj.workflow_id AND s.phase = cj.phase AND s.position = cj.step
+               AND w.id = cj.workflow_id
+            RETURNING cj.*, s.name AS task_name)
+        SELECT u.id, u.task_name, p_type, u.domain,
+               jsonb_build_object(
+                   'job', jsonb_build_object('id', u.id, 'workflow', u.workflow, 'version', u.version,
+                                             'params', u.params, 'target', u.target, 'attempt', u.attempt),
+                   'task', jsonb_build_object('name', u.task_name, 'attempt', u.task_attempt),
+                   'results', workflow._results(u.id, u.attempt, u.phase, u.step)),
+               u.task_attempt, u.lease, u.lease_expires_at
+          FROM u
+          JOIN unnest(ids) WITH ORDINALITY AS o(id, n) ON o.id = u.id
+         ORDER BY o.n;
 END
 $$;
 COMMENT ON FUNCTION workflow._claim_tasks(text, text, integer, text) IS
@@ -1837,7 +1872,6 @@ COMMENT ON FUNCTION workflow.poll_tasks(text, text, integer, interval, text) IS
 CREATE FUNCTION workflow._leased_job(p_job bigint, p_lease bigint, p_status text)
 RETURNS workflow.jobs
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     j   workflow.jobs;
@@ -1882,7 +1916,15 @@ BEGIN
     IF complete_task.output IS NOT NULL THEN
         PERFORM workflow._check_payload(complete_task.output, 'output');
     END IF;
-    j := workflow._leased_job(complete_task.job_id, complete_task.lease, 'succeeded');
+    -- the usual case first: the lease is current (see _runner_record for
+    -- the form of the execution test)
+    SELECT * INTO j FROM workflow.jobs o
+     WHERE o.id = complete_task.job_id AND o.lease = complete_task.lease
+       AND (o.execution = 'running') IS TRUE
+       FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        j := workflow._leased_job(complete_task.job_id, complete_task.lease, 'succeeded');
+    END IF;
     IF j IS NULL THEN
         -- completed before under this lease: the same output is an
         -- idempotent repeat, another one a mistake
@@ -2087,7 +2129,6 @@ COMMENT ON FUNCTION workflow.add_info(jsonb) IS
 CREATE FUNCTION workflow._runner_claim(p_runner text, p_limit integer)
 RETURNS SETOF workflow.jobs
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cand    record;
@@ -2145,7 +2186,6 @@ CREATE FUNCTION workflow._runner_steal(p_runner text, p_limit integer, p_busy bi
                                        p_after interval, p_live text[], p_since timestamptz[])
 RETURNS SETOF workflow.jobs
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN QUERY
@@ -2176,7 +2216,6 @@ COMMENT ON FUNCTION workflow._runner_steal(text, integer, bigint[], interval, te
 CREATE FUNCTION workflow._job_timed_out(j workflow.jobs, started timestamptz)
 RETURNS workflow.jobs
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cur     workflow.steps;
@@ -2213,7 +2252,6 @@ CREATE FUNCTION workflow._runner_record(p_job bigint, p_lease bigint, p_outcome 
                                         p_delay interval, p_info jsonb[])
 RETURNS workflow.jobs
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     j       workflow.jobs;
@@ -2278,7 +2316,6 @@ COMMENT ON FUNCTION workflow._runner_record(bigint, bigint, text, jsonb, jsonb, 
 CREATE FUNCTION workflow._heartbeat(p_ids text[], p_pids integer[], p_idle boolean[])
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     UPDATE workflow.runners r
@@ -2294,7 +2331,6 @@ COMMENT ON FUNCTION workflow._heartbeat(text[], integer[], boolean[]) IS
 CREATE FUNCTION workflow._sweep(p_stale_action text, p_retention interval, p_batch integer)
 RETURNS jsonb
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     j           workflow.jobs;
