@@ -1,2 +1,3 @@
--- bench/sql/steady_create.sql (pgbench -R): create one job per transaction.
-SELECT workflow.create_job('noop');
+-- bench/sql/steady_create.sql (pgbench -R -D batch=N): create N jobs in one
+-- transaction.
+SELECT count(workflow.create_job('noop')) FROM generate_series(1, :batch);
