@@ -10,12 +10,20 @@
  * transaction of its own (execution = running, runner id, a new lease),
  * committed before any task runs.
  * The batch's tasks then run in one transaction, each job's task in a
- * subtransaction of its own together with the record of its outcome and
- * the advance of the job (workflow._runner_record, guarded by the lease):
- * a task's effects and its job's progress commit or roll back together,
- * and one commit (one WAL flush) serves the whole batch.  If a job was
- * canceled, timed out or handed over meanwhile, the guard finds nothing
- * and the runner rolls that job's subtransaction back.  A runner that dies
+ * subtransaction of its own together with the guard of its outcome: a
+ * task's effects and its job's progress commit or roll back together, and
+ * one commit (one WAL flush) serves the whole batch.  If a job was
+ * canceled, timed out or handed over meanwhile, the guard (the job still
+ * running under the lease of this claim) finds nothing and the runner
+ * rolls that job's subtransaction back.  The usual outcome -- a task of
+ * the main chain succeeded, the job ends or goes on to another SQL task --
+ * is guarded by locking the job's row, and written for the whole batch in
+ * one statement before the commit (hold_success, flush_successes); every
+ * other outcome is recorded at once by workflow._runner_record.
+ *
+ * Nothing of a task's definition is read per job: the claim returns the
+ * jobs' rows, and src/steps.c caches the definitions and the prepared
+ * plans of the tasks' SQL.  A runner that dies
  * leaves its jobs `running' under a runner that stopped reporting; the
  * sweeper applies the workflows' on_stale policy.
  *
@@ -116,6 +124,24 @@ typedef struct ClaimedJob
 	"created_by::oid, deadline, attempt, task_attempt"
 #define JOB_NCOLUMNS 11
 
+/* a task success whose record waits for the end of the batch */
+typedef struct PendingSuccess
+{
+	int64		id;
+	int64		lease;
+	int			attempt;
+	int			step;
+	int			task_attempt;
+	const char *task;
+	Datum		output;			/* jsonb, or 0 for NULL */
+	TimestampTz started;
+	TimestampTz finished;
+	bool		finish;			/* the job ends (else: its next task) */
+} PendingSuccess;
+
+static PendingSuccess pending[MAX_BATCH];
+static int	npending = 0;
+
 /* what the step loop should do next */
 typedef enum StepNext
 {
@@ -129,8 +155,9 @@ static int	collect_claims(ClaimedJob *jobs, int limit, TimestampTz claimed_at);
 static void read_job(ClaimedJob *job, HeapTuple row, TupleDesc desc, int first);
 static bool claim_holds(ClaimedJob *job);
 static Datum job_context(ClaimedJob *job, WorkflowStep *step, bool *holds);
-static bool record_success(ClaimedJob *job, WorkflowStep *step, Datum output,
-						   TimestampTz started, bool *still_running);
+static bool hold_success(ClaimedJob *job, WorkflowStep *step, Datum output,
+						 TimestampTz started, bool *still_running);
+static void flush_successes(void);
 static int	steal_jobs(ClaimedJob *jobs, int limit);
 static int	run_batch(ClaimedJob *jobs, int n, ClaimedJob *next);
 static void release_jobs(ClaimedJob *jobs, int n);
@@ -451,6 +478,7 @@ run_batch(ClaimedJob *jobs, int n, ClaimedJob *next)
 			if (run_step(&jobs[i]) == STEP_CONTINUE)
 				next[nnext++] = jobs[i];
 		}
+		flush_successes();
 		workflow_end_spi(true);
 	}
 	PG_CATCH();
@@ -460,6 +488,7 @@ run_batch(ClaimedJob *jobs, int n, ClaimedJob *next)
 
 		HOLD_INTERRUPTS();
 		task_running = false;
+		npending = 0;
 		pg_atomic_write_u64(&my_slot->job_id, 0);
 		MemoryContextSwitchTo(batch_context);
 		edata = CopyErrorData();
@@ -688,86 +717,179 @@ job_context(ClaimedJob *job, WorkflowStep *step, bool *holds)
 /*
  * The common outcome, recorded without PL/pgSQL: the task of a job of the
  * chain succeeded, with nothing else to record, and the job either ends
- * (succeeded) or stays ours at its next SQL task.  Guarded by the lease
- * like workflow._runner_record(), whose 'succeeded' branch it matches;
- * the caller checked that the case is this simple one (main chain, no
- * fallback, no target to release).
+ * (succeeded) or stays ours at its next SQL task.  Inside the task's
+ * subtransaction, the job's row is locked, guarded by the lease like
+ * workflow._runner_record(): when the guard fails the caller rolls the
+ * task back.  The row then stays locked by this transaction, so nothing
+ * can change the job before the batch commits, and the record itself (the
+ * job's update and its task_runs row) is written for the whole batch in
+ * one statement just before the commit (flush_successes), which matches
+ * the 'succeeded' branch of _runner_record.  The caller checked that the
+ * case is this simple one (main chain, no fallback, no target).
  */
 static bool
-record_success(ClaimedJob *job, WorkflowStep *step, Datum output,
-			   TimestampTz started, bool *still_running)
+hold_success(ClaimedJob *job, WorkflowStep *step, Datum output,
+			 TimestampTz started, bool *still_running)
 {
-	static SPIPlanPtr advance_plan = NULL;
-	static SPIPlanPtr finish_plan = NULL;
-	SPIPlanPtr	plan;
-	bool		advance = step->next_kind != NULL;
-	Datum		values[8];
-	char		nulls[8];
-	TimestampTz now = GetCurrentTimestamp();
+	static SPIPlanPtr plan = NULL;
+	Datum		values[2];
+	PendingSuccess *p;
 
-	if (advance_plan == NULL)
+	if (plan == NULL)
 	{
-		Oid			argtypes[8] = {INT8OID, INT8OID, JSONBOID, INT4OID, INT4OID,
-		TEXTOID, INT4OID, TIMESTAMPTZOID};
-		const char *record_run =
-		"INSERT INTO workflow.task_runs "
-		"    (job_id, job_attempt, phase, step, task, attempt, fallback, status, "
-		"     runner_id, lease, started_at, output) "
-		"SELECT u.id, $4, 'chain', $5, $6, $7, false, 'succeeded', u.runner_id, $2, $8, $3 "
-		"  FROM u";
+		Oid			argtypes[2] = {INT8OID, INT8OID};
 
-		advance_plan = SPI_prepare(psprintf("WITH u AS ("
-											"  UPDATE workflow.jobs "
-											"     SET step = $5 + 1, task_attempt = 1, in_fallback = false, "
-											"         task_type = NULL, claimed_at = pg_catalog.clock_timestamp() "
-											"   WHERE id = $1 AND lease = $2 AND (execution = 'running') IS TRUE "
-											"  RETURNING id, runner_id) %s", record_run),
-								   8, argtypes);
-		if (advance_plan == NULL || SPI_keepplan(advance_plan) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("workflow runner could not prepare its bookkeeping")));
-		finish_plan = SPI_prepare(psprintf("WITH u AS ("
-										   "  UPDATE workflow.jobs "
-										   "     SET execution = 'succeeded', result = $3, error = NULL, "
-										   "         finished_at = pg_catalog.clock_timestamp(), lease = NULL, "
-										   "         lease_expires_at = NULL, task_type = NULL, in_fallback = false "
-										   "   WHERE id = $1 AND lease = $2 AND (execution = 'running') IS TRUE "
-										   "  RETURNING id, runner_id) %s", record_run),
-								  8, argtypes);
-		if (finish_plan == NULL || SPI_keepplan(finish_plan) != 0)
+		plan = SPI_prepare("SELECT 1 FROM workflow.jobs "
+						   " WHERE id = $1 AND lease = $2 AND (execution = 'running') IS TRUE "
+						   "   FOR NO KEY UPDATE",
+						   2, argtypes);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INTERNAL_ERROR),
 					 errmsg("workflow runner could not prepare its bookkeeping")));
 	}
-	plan = advance ? advance_plan : finish_plan;
-
-	memset(nulls, ' ', sizeof(nulls));
 	values[0] = Int64GetDatum(job->id);
 	values[1] = Int64GetDatum(job->lease);
-	values[2] = output;
-	nulls[2] = output == (Datum) 0 ? 'n' : ' ';
-	values[3] = Int32GetDatum(job->attempt);
-	values[4] = Int32GetDatum(job->step);
-	values[5] = CStringGetTextDatum(step->name);
-	values[6] = Int32GetDatum(job->task_attempt);
-	values[7] = TimestampTzGetDatum(started);
-	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT)
+	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("workflow runner could not record the outcome of job %lld",
-						(long long) job->id)));
+				 errmsg("workflow runner could not lock job %lld", (long long) job->id)));
 	*still_running = false;
 	if (SPI_processed != 1)
 		return false;
-	if (advance && strcmp(step->next_kind, "sql") == 0)
+
+	Assert(npending < MAX_BATCH);
+	p = &pending[npending++];
+	p->id = job->id;
+	p->lease = job->lease;
+	p->attempt = job->attempt;
+	p->step = job->step;
+	p->task_attempt = job->task_attempt;
+	p->task = step->name;
+	p->output = output;
+	p->started = started;
+	p->finished = GetCurrentTimestamp();
+	p->finish = step->next_kind == NULL;
+
+	if (!p->finish && strcmp(step->next_kind, "sql") == 0)
 	{
 		job->step++;
 		job->task_attempt = 1;
-		job->claimed_at = now;
+		/* the record sets claimed_at later than this */
+		job->claimed_at = p->finished;
 		*still_running = true;
 	}
 	return true;
+}
+
+/*
+ * Write what hold_success() kept for the batch: each job advanced to its
+ * next task or finished as succeeded, and its task_runs row, in one
+ * statement.  The rows are locked by this transaction since.
+ */
+static void
+flush_successes(void)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum	   *ids, *leases, *outputs, *attempts, *steps, *tasks, *task_attempts,
+			   *starts, *ends, *finishes;
+	bool	   *output_nulls;
+	Datum		values[11];
+	int			i;
+	int			dims[1];
+	int			lbs[1] = {1};
+
+	if (npending == 0)
+		return;
+	if (plan == NULL)
+	{
+		Oid			argtypes[11] = {INT8ARRAYOID, INT8ARRAYOID, JSONBARRAYOID, INT4ARRAYOID,
+			INT4ARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID,
+		TIMESTAMPTZARRAYOID, BOOLARRAYOID, TEXTOID};
+
+		plan = SPI_prepare("WITH v AS ("
+						   "  SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+						   "      AS v(id, lease, output, attempt, step, task, task_attempt, "
+						   "           started, finished, finish)), "
+						   "u AS ("
+						   "  UPDATE workflow.jobs j "
+						   "     SET execution = CASE WHEN v.finish THEN 'succeeded' ELSE j.execution END, "
+						   "         result = CASE WHEN v.finish THEN v.output ELSE j.result END, "
+						   "         error = CASE WHEN v.finish THEN NULL ELSE j.error END, "
+						   "         finished_at = CASE WHEN v.finish THEN v.finished ELSE j.finished_at END, "
+						   "         lease = CASE WHEN v.finish THEN NULL ELSE j.lease END, "
+						   "         lease_expires_at = NULL, "
+						   "         step = CASE WHEN v.finish THEN j.step ELSE v.step + 1 END, "
+						   "         task_attempt = CASE WHEN v.finish THEN j.task_attempt ELSE 1 END, "
+						   "         claimed_at = CASE WHEN v.finish THEN j.claimed_at "
+						   "                           ELSE pg_catalog.clock_timestamp() END, "
+						   "         task_type = NULL, in_fallback = false "
+						   "    FROM v "
+						   "   WHERE j.id = v.id AND j.lease = v.lease "
+						   "  RETURNING j.id) "
+						   "INSERT INTO workflow.task_runs "
+						   "    (job_id, job_attempt, phase, step, task, attempt, fallback, status, "
+						   "     runner_id, lease, started_at, finished_at, output) "
+						   "SELECT v.id, v.attempt, 'chain', v.step, v.task, v.task_attempt, false, "
+						   "       'succeeded', $11, v.lease, v.started, v.finished, v.output "
+						   "  FROM v",
+						   11, argtypes);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("workflow runner could not prepare its bookkeeping")));
+	}
+
+	ids = palloc(sizeof(Datum) * npending);
+	leases = palloc(sizeof(Datum) * npending);
+	outputs = palloc(sizeof(Datum) * npending);
+	output_nulls = palloc(sizeof(bool) * npending);
+	attempts = palloc(sizeof(Datum) * npending);
+	steps = palloc(sizeof(Datum) * npending);
+	tasks = palloc(sizeof(Datum) * npending);
+	task_attempts = palloc(sizeof(Datum) * npending);
+	starts = palloc(sizeof(Datum) * npending);
+	ends = palloc(sizeof(Datum) * npending);
+	finishes = palloc(sizeof(Datum) * npending);
+	for (i = 0; i < npending; i++)
+	{
+		PendingSuccess *p = &pending[i];
+
+		ids[i] = Int64GetDatum(p->id);
+		leases[i] = Int64GetDatum(p->lease);
+		outputs[i] = p->output;
+		output_nulls[i] = p->output == (Datum) 0;
+		attempts[i] = Int32GetDatum(p->attempt);
+		steps[i] = Int32GetDatum(p->step);
+		tasks[i] = CStringGetTextDatum(p->task);
+		task_attempts[i] = Int32GetDatum(p->task_attempt);
+		starts[i] = TimestampTzGetDatum(p->started);
+		ends[i] = TimestampTzGetDatum(p->finished);
+		finishes[i] = BoolGetDatum(p->finish);
+	}
+	dims[0] = npending;
+	values[0] = PointerGetDatum(construct_array(ids, npending, INT8OID, 8, true, TYPALIGN_DOUBLE));
+	values[1] = PointerGetDatum(construct_array(leases, npending, INT8OID, 8, true, TYPALIGN_DOUBLE));
+	values[2] = PointerGetDatum(construct_md_array(outputs, output_nulls, 1, dims, lbs,
+												   JSONBOID, -1, false, TYPALIGN_INT));
+	values[3] = PointerGetDatum(construct_array(attempts, npending, INT4OID, 4, true, TYPALIGN_INT));
+	values[4] = PointerGetDatum(construct_array(steps, npending, INT4OID, 4, true, TYPALIGN_INT));
+	values[5] = PointerGetDatum(construct_array(tasks, npending, TEXTOID, -1, false, TYPALIGN_INT));
+	values[6] = PointerGetDatum(construct_array(task_attempts, npending, INT4OID, 4, true,
+												TYPALIGN_INT));
+	values[7] = PointerGetDatum(construct_array(starts, npending, TIMESTAMPTZOID, 8, true,
+												TYPALIGN_DOUBLE));
+	values[8] = PointerGetDatum(construct_array(ends, npending, TIMESTAMPTZOID, 8, true,
+												TYPALIGN_DOUBLE));
+	values[9] = PointerGetDatum(construct_array(finishes, npending, BOOLOID, 1, true, TYPALIGN_CHAR));
+	values[10] = CStringGetTextDatum(my_runner_id);
+
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_INSERT ||
+		SPI_processed != (uint64) npending)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("workflow runner could not record the outcome of %d tasks", npending)));
+	npending = 0;
 }
 
 /*
@@ -882,7 +1004,7 @@ run_step(ClaimedJob *job)
 			if (res.request == WF_TASK_DONE && res.info == (Datum) 0 &&
 				job->phase == WF_PHASE_CHAIN && !job->in_fallback && !job->has_target &&
 				(step->next_kind == NULL || strcmp(step->next_kind, "sql") == 0))
-				kept = record_success(job, step, res.output, started, &still_running);
+				kept = hold_success(job, step, res.output, started, &still_running);
 			else
 				kept = record_outcome(job, outcome, res.output, res.error, started,
 									  res.requeue_ms, res.info, &still_running);
