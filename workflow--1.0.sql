@@ -1709,6 +1709,7 @@ RETURNS SETOF workflow.task
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan  -- see _runner_claim
 AS $$
 DECLARE
     j           workflow.jobs;
@@ -2129,6 +2130,9 @@ COMMENT ON FUNCTION workflow.add_info(jsonb) IS
 CREATE FUNCTION workflow._runner_claim(p_runner text, p_limit integer)
 RETURNS SETOF workflow.jobs
 LANGUAGE plpgsql
+-- the plans do not depend on the values: planning them again at every
+-- call (custom plans) cost more than the claim itself
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     cand    record;
