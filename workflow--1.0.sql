@@ -1074,7 +1074,7 @@ BEGIN
         END IF;
     END IF;
 
-    IF NOT (SELECT r.rolcanlogin FROM pg_roles r WHERE r.oid = p_caller) THEN
+    IF NOT (SELECT a.rolcanlogin FROM pg_catalog.pg_authid a WHERE a.oid = p_caller) THEN
         RAISE EXCEPTION 'role "%" cannot create jobs because it cannot log in', p_caller::regrole
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'The tasks of a job run as the role that created it.',
@@ -1084,6 +1084,18 @@ BEGIN
     SELECT * INTO first FROM workflow.steps s
      WHERE s.workflow_id = w.id AND s.phase = 'chain' AND s.position = 0;
 
+    IF _create_job.idempotency_key IS NULL THEN
+        -- no key: a plain insert (no speculative insertion)
+        INSERT INTO workflow.jobs AS j
+            (workflow_id, workflow, version, params, target, priority, run_at,
+             task_type, domain, created_by)
+        VALUES (w.id, w.name, w.version, _create_job.params, _create_job.target,
+                _create_job.priority, _create_job.run_at, first.task_type, _create_job.domain,
+                p_caller::regrole)
+        RETURNING j.id INTO new_id;
+        PERFORM workflow._wake_at_commit(first.task_type);
+        RETURN new_id;
+    END IF;
     LOOP
         INSERT INTO workflow.jobs AS j
             (workflow_id, workflow, version, params, target, priority, run_at,
