@@ -1915,49 +1915,48 @@ $$;
 COMMENT ON FUNCTION workflow._leased_job(bigint, bigint, text) IS
     'internal: lock the job a lease belongs to, refusing stale leases';
 
-CREATE FUNCTION workflow.complete_task(job_id bigint, lease bigint, output jsonb DEFAULT NULL)
-RETURNS boolean
+-- The rules of a task's completion (src/report.c handles the usual case
+-- without PL/pgSQL and calls this for every other one).  Returns whether
+-- this call recorded the success (false: an idempotent repeat) and the
+-- worker whose heartbeat to record.
+CREATE FUNCTION workflow._complete_task(job_id bigint, lease bigint, output jsonb,
+                                        OUT recorded boolean, OUT worker text)
 LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
     j       workflow.jobs;
     prev    jsonb;
 BEGIN
-    IF complete_task.output IS NOT NULL THEN
-        PERFORM workflow._check_payload(complete_task.output, 'output');
-    END IF;
-    -- the usual case first: the lease is current (see _runner_record for
-    -- the form of the execution test)
-    SELECT * INTO j FROM workflow.jobs o
-     WHERE o.id = complete_task.job_id AND o.lease = complete_task.lease
-       AND (o.execution = 'running') IS TRUE
-       FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        j := workflow._leased_job(complete_task.job_id, complete_task.lease, 'succeeded');
-    END IF;
+    j := workflow._leased_job(_complete_task.job_id, _complete_task.lease, 'succeeded');
     IF j IS NULL THEN
         -- completed before under this lease: the same output is an
         -- idempotent repeat, another one a mistake
         SELECT r.output INTO prev FROM workflow.task_runs r
-         WHERE r.job_id = complete_task.job_id AND r.lease = complete_task.lease
+         WHERE r.job_id = _complete_task.job_id AND r.lease = _complete_task.lease
            AND r.status = 'succeeded';
-        IF prev IS DISTINCT FROM complete_task.output THEN
+        IF prev IS DISTINCT FROM _complete_task.output THEN
             RAISE EXCEPTION 'task of job % was already completed under lease % with another output',
-                            complete_task.job_id, complete_task.lease
+                            _complete_task.job_id, _complete_task.lease
                 USING ERRCODE = 'object_not_in_prerequisite_state';
         END IF;
-        RETURN false;
+        recorded := false;
+        RETURN;
     END IF;
-    PERFORM workflow._step_succeeded(j, complete_task.output, j.claimed_at);
-    PERFORM workflow._runner_seen(j.runner_id, 'external',
-                                  NOT EXISTS (SELECT 1 FROM workflow.jobs o
-                                               WHERE o.execution = 'running' AND o.runner_id = j.runner_id));
-    RETURN true;
+    PERFORM workflow._step_succeeded(j, _complete_task.output, j.claimed_at);
+    recorded := true;
+    worker := j.runner_id;
 END
 $$;
+COMMENT ON FUNCTION workflow._complete_task(bigint, bigint, jsonb) IS
+    'internal: record an external task''s success in every case (stale leases, repeats, targets, other chains)';
+
+CREATE FUNCTION workflow.complete_task(job_id bigint, lease bigint, output jsonb DEFAULT NULL)
+RETURNS boolean
+LANGUAGE c CALLED ON NULL INPUT PARALLEL UNSAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'workflow_complete_task';
 COMMENT ON FUNCTION workflow.complete_task(bigint, bigint, jsonb) IS
     'report an external task done with its output; idempotent for the same lease and output, refused for a stale lease';
 
@@ -2564,7 +2563,13 @@ SELECT r.id,
        r.pid,
        r.started_at,
        r.active_at AS last_heartbeat,
-       r.idle,
+       -- an external worker reports a batch in one transaction and is
+       -- seen at the first task of it: whether it holds tasks now is
+       -- what counts
+       CASE WHEN r.kind = 'external'
+            THEN NOT EXISTS (SELECT 1 FROM workflow.jobs j
+                              WHERE j.execution = 'running' AND j.runner_id = r.id)
+            ELSE r.idle END AS idle,
        (r.active_at >= now() - current_setting('workflow.stale_after')::interval
         AND (r.kind = 'external'
              OR EXISTS (SELECT 1 FROM pg_stat_activity a

@@ -103,24 +103,14 @@ workflow_check_sql(PG_FUNCTION_ARGS)
 }
 
 /*
- * workflow._check_payload(value jsonb, what text): refuse a NULL document
- * and one larger than workflow.max_payload_size (checked on the stored
- * size, without converting it to text).
+ * Refuse a document larger than workflow.max_payload_size (checked on the
+ * stored size, without converting it to text); `what' names it.
  */
-Datum
-workflow_check_payload(PG_FUNCTION_ARGS)
+void
+workflow_check_payload_size(Datum value, const char *what)
 {
-	char	   *what;
-	Size		size;
+	Size		size = toast_raw_datum_size(value) - VARHDRSZ;
 
-	what = PG_ARGISNULL(1) ? "value" : text_to_cstring(PG_GETARG_TEXT_PP(1));
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", what)));
-
-	size = toast_raw_datum_size(PG_GETARG_DATUM(0)) - VARHDRSZ;
 	if (size > (Size) workflow_max_payload_size * 1024)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -128,6 +118,24 @@ workflow_check_payload(PG_FUNCTION_ARGS)
 				 errdetail("Its size is %zu bytes; the limit is %d kB.",
 						   size, workflow_max_payload_size),
 				 errhint("Store large data in a table and pass its key, or raise workflow.max_payload_size.")));
+}
+
+/*
+ * workflow._check_payload(value jsonb, what text): refuse a NULL document
+ * and one larger than workflow.max_payload_size.
+ */
+Datum
+workflow_check_payload(PG_FUNCTION_ARGS)
+{
+	char	   *what;
+
+	what = PG_ARGISNULL(1) ? "value" : text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", what)));
+	workflow_check_payload_size(PG_GETARG_DATUM(0), what);
 
 	PG_RETURN_VOID();
 }

@@ -97,6 +97,9 @@ extern WorkflowShared *WorkflowShmem;
 /* src/workflow.c */
 extern void workflow_require_shmem(void);
 
+/* src/definitions.c */
+extern void workflow_check_payload_size(Datum value, const char *what);
+
 /* src/launcher.c */
 extern void workflow_register_launcher(void);
 extern PGDLLEXPORT void workflow_launcher_main(Datum main_arg);
