@@ -1960,6 +1960,15 @@ AS 'MODULE_PATHNAME', 'workflow_complete_task';
 COMMENT ON FUNCTION workflow.complete_task(bigint, bigint, jsonb) IS
     'report an external task done with its output; idempotent for the same lease and output, refused for a stale lease';
 
+CREATE FUNCTION workflow.complete_tasks(job_ids bigint[], leases bigint[], outputs jsonb[] DEFAULT NULL)
+RETURNS TABLE (job_id bigint, recorded boolean)
+LANGUAGE c CALLED ON NULL INPUT PARALLEL UNSAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'workflow_complete_tasks';
+COMMENT ON FUNCTION workflow.complete_tasks(bigint[], bigint[], jsonb[]) IS
+    'complete_task for a batch of tasks, in the order given, in one statement; any error fails the whole call';
+
 CREATE FUNCTION workflow.fail_task(job_id bigint, lease bigint, error text,
                                    retryable boolean DEFAULT true)
 RETURNS boolean
@@ -2948,6 +2957,7 @@ GRANT EXECUTE ON FUNCTION
     workflow.runner_active(text),
     workflow.poll_tasks(text, text, integer, interval, text),
     workflow.complete_task(bigint, bigint, jsonb),
+    workflow.complete_tasks(bigint[], bigint[], jsonb[]),
     workflow.fail_task(bigint, bigint, text, boolean),
     workflow.extend_task(bigint, bigint, interval),
     workflow.requeue_task(bigint, bigint, interval)

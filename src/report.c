@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * report.c
- *		workflow.complete_task(): an external worker reports a task done.
+ *		workflow.complete_task() and workflow.complete_tasks(): an external
+ *		worker reports a task, or a batch of tasks, done.
  *
  * A worker that polls a batch of tasks reports each of them, so this is
  * the hottest function of the external protocol.  The general rules live
@@ -20,8 +21,13 @@
  *	  workflow._complete_task(), which takes the same lock again (a no-op
  *	  for the lock holder) and decides.
  *
- * Then the worker's heartbeat is recorded (workflow._runner_seen), as by
- * every call of the protocol.
+ * Then the worker's heartbeat is recorded (workflow._runner_seen), once
+ * per transaction.
+ *
+ * complete_tasks() does the same for a batch, with the usual cases of the
+ * whole batch in one statement: a worker that polled 100 tasks reports
+ * them with one statement's executor start-up, index preparation and
+ * plan-cache check instead of 100.
  *
  * The statements are prepared once per backend and kept; PostgreSQL's plan
  * cache re-plans them when the tables or functions they use change (a
@@ -37,19 +43,31 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
 #include "workflow.h"
 
 PG_FUNCTION_INFO_V1(workflow_complete_task);
+PG_FUNCTION_INFO_V1(workflow_complete_tasks);
 
 /* the worker whose heartbeat this transaction recorded, and the transaction */
 static TransactionId seen_xid = InvalidTransactionId;
 static char seen_worker[256];
 
+/* the most tasks one complete_tasks() call takes, as poll_tasks() hands out */
+#define MAX_REPORT_BATCH 1000
+
 static SPIPlanPtr keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes);
 static bool seen_in_this_transaction(const char *worker);
+static uint64 after_fast(bool *done);
+static void record_heartbeat(const char *worker);
+static bool complete_general(Datum job_id, bool job_null, Datum lease, bool lease_null,
+							 Datum output, bool output_null);
+static uint64 fast_one(SPIPlanPtr *plan, Datum job_id, Datum lease, Datum output,
+					   bool output_null);
 
 /*
  * Prepare a statement of this file once per backend.
@@ -91,6 +109,140 @@ seen_in_this_transaction(const char *worker)
 }
 
 /*
+ * The usual case of a completion in one statement, after a CTE `o' of the
+ * jobs to complete (id, workflow_id, step, attempt, task_attempt,
+ * runner_id, claimed_at, lease, output, n), locked: record the run of each
+ * job's task (_record_run); end the job as succeeded (_terminate) or queue
+ * it at its next task (_enqueue_step).  Returns, per job in the order of
+ * n: n, whether it was queued, the next task's type and the worker.
+ */
+#define COMPLETE_SQL_TAIL \
+	"c AS (" \
+	"  SELECT o.*, cs.name, ns.position AS next_position, ns.task_type AS next_type " \
+	"    FROM o " \
+	"    JOIN workflow.steps cs ON cs.workflow_id = o.workflow_id " \
+	"         AND cs.phase = 'chain' AND cs.position = o.step " \
+	"    LEFT JOIN workflow.steps ns ON ns.workflow_id = o.workflow_id " \
+	"         AND ns.phase = 'chain' AND ns.position = o.step + 1), " \
+	"run AS (" \
+	"  INSERT INTO workflow.task_runs " \
+	"      (job_id, job_attempt, phase, step, task, attempt, fallback, status, " \
+	"       runner_id, lease, started_at, output) " \
+	"  SELECT c.id, c.attempt, 'chain', c.step, c.name, c.task_attempt, false, " \
+	"         'succeeded', c.runner_id, c.lease, coalesce(c.claimed_at, pg_catalog.now()), c.output " \
+	"    FROM c ORDER BY c.n), " \
+	"upd AS (" \
+	"  UPDATE workflow.jobs j " \
+	"     SET execution = CASE WHEN c.next_position IS NULL THEN 'succeeded' " \
+	"                          ELSE 'queued' END::workflow.execution, " \
+	"         result = CASE WHEN c.next_position IS NULL THEN c.output ELSE j.result END, " \
+	"         error = CASE WHEN c.next_position IS NULL THEN NULL ELSE j.error END, " \
+	"         finished_at = CASE WHEN c.next_position IS NULL " \
+	"                            THEN pg_catalog.clock_timestamp() " \
+	"                            ELSE j.finished_at END, " \
+	"         step = coalesce(c.next_position, j.step), " \
+	"         task_attempt = CASE WHEN c.next_position IS NULL THEN j.task_attempt " \
+	"                             ELSE 1 END, " \
+	"         run_at = CASE WHEN c.next_position IS NULL THEN j.run_at " \
+	"                       ELSE pg_catalog.now() END, " \
+	"         runner_id = CASE WHEN c.next_position IS NULL THEN j.runner_id END, " \
+	"         claimed_at = CASE WHEN c.next_position IS NULL THEN j.claimed_at END, " \
+	"         task_type = c.next_type, " \
+	"         lease = NULL, lease_expires_at = NULL, in_fallback = false " \
+	"    FROM c " \
+	"   WHERE j.id = c.id) " \
+	"SELECT c.n, c.next_position IS NOT NULL, c.next_type, c.runner_id FROM c ORDER BY c.n"
+
+/* the jobs of the usual case: running under the lease, main chain, no target */
+#define COMPLETE_SQL_SIMPLE_JOB \
+	"(j.execution = 'running') IS TRUE " \
+	"AND j.phase = 'chain' AND NOT j.in_fallback AND j.target IS NULL "
+
+/*
+ * After the fast statement: wake whoever runs the next task of each job
+ * it queued, and record the heartbeat of the workers that reported.
+ * Returns the number of rows of the statement's result (SPI_tuptable),
+ * whose first column is each job's position in the call, marked in done[]
+ * (1-based) when given.
+ */
+static uint64
+after_fast(bool *done)
+{
+	SPITupleTable *tuptable = SPI_tuptable;
+	uint64		nrows = SPI_processed;
+	bool		isnull;
+
+	for (uint64 i = 0; i < nrows; i++)
+	{
+		HeapTuple	row = tuptable->vals[i];
+		TupleDesc	desc = tuptable->tupdesc;
+
+		if (done != NULL)
+			done[DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull)) - 1] = true;
+		if (DatumGetBool(SPI_getbinval(row, desc, 2, &isnull)))
+		{
+			/* queued at its next task: wake whoever runs it */
+			workflow_require_shmem();
+			workflow_wake_queue_at_commit(workflow_queue_hash(SPI_getvalue(row, desc, 3)), 1);
+		}
+	}
+	for (uint64 i = 0; i < nrows; i++)
+		record_heartbeat(SPI_getvalue(tuptable->vals[i], tuptable->tupdesc, 4));
+	return nrows;
+}
+
+/*
+ * Record the heartbeat of an external worker that reported, once per
+ * transaction: a worker reporting a batch of tasks in one transaction is
+ * seen at the first of them.
+ */
+static void
+record_heartbeat(const char *worker)
+{
+	static SPIPlanPtr seen_plan = NULL;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+
+	if (worker == NULL || seen_in_this_transaction(worker))
+		return;
+	keep_plan(&seen_plan, "SELECT workflow._runner_seen($1, 'external', NULL)", 1, argtypes);
+	values[0] = CStringGetTextDatum(worker);
+	if (SPI_execute_plan(seen_plan, values, NULL, false, 1) != SPI_OK_SELECT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not record the heartbeat of worker \"%s\"", worker)));
+}
+
+/*
+ * Every case but the usual one, by the rules in SQL: returns whether the
+ * call recorded the success (false: an idempotent repeat).
+ */
+static bool
+complete_general(Datum job_id, bool job_null, Datum lease, bool lease_null,
+				 Datum output, bool output_null)
+{
+	static SPIPlanPtr general_plan = NULL;
+	Oid			argtypes[3] = {INT8OID, INT8OID, JSONBOID};
+	Datum		values[3] = {job_id, lease, output};
+	char		nulls[3] = {job_null ? 'n' : ' ', lease_null ? 'n' : ' ', output_null ? 'n' : ' '};
+	bool		isnull;
+	bool		recorded;
+
+	keep_plan(&general_plan, "SELECT * FROM workflow._complete_task($1, $2, $3)", 3, argtypes);
+	if (SPI_execute_plan(general_plan, values, nulls, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not record the success of job %lld",
+						job_null ? 0 : (long long) DatumGetInt64(job_id))));
+	recorded = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										  1, &isnull));
+	if (recorded)
+		record_heartbeat(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+	return recorded;
+}
+
+/*
  * workflow.complete_task(job_id bigint, lease bigint, output jsonb)
  * returns boolean: true when this call recorded the success, false for an
  * idempotent repeat (see workflow._complete_task).
@@ -99,15 +251,7 @@ Datum
 workflow_complete_task(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr fast_plan = NULL;
-	static SPIPlanPtr general_plan = NULL;
-	static SPIPlanPtr seen_plan = NULL;
-	Datum		values[3];
-	char		nulls[3];
-	bool		isnull;
-	bool		done = false;
 	bool		result = true;
-	char	   *worker = NULL;
-	Oid			argtypes[3] = {INT8OID, INT8OID, JSONBOID};
 
 	if (!PG_ARGISNULL(2))
 		workflow_check_payload_size(PG_GETARG_DATUM(2), "output");
@@ -117,120 +261,187 @@ workflow_complete_task(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("complete_task could not connect to SPI")));
 
-	for (int i = 0; i < 3; i++)
-	{
-		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
-		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
-	}
-
-	if (!PG_ARGISNULL(0) && !PG_ARGISNULL(1))
-	{
-		/*
-		 * The usual case in one statement: lock the job if its lease is
-		 * current (see _runner_record for the form of the execution test)
-		 * and it is simple; record the run of its task (_record_run); end
-		 * it as succeeded (_terminate) or queue it at its next task
-		 * (_enqueue_step).
-		 */
-		keep_plan(&fast_plan,
-				  "WITH o AS ("
-				  "  SELECT j.id, j.workflow_id, j.step, j.attempt, j.task_attempt, "
-				  "         j.runner_id, j.claimed_at, j.lease "
-				  "    FROM workflow.jobs j "
-				  "   WHERE j.id = $1 AND j.lease = $2 AND (j.execution = 'running') IS TRUE "
-				  "     AND j.phase = 'chain' AND NOT j.in_fallback AND j.target IS NULL "
-				  "     FOR NO KEY UPDATE), "
-				  "c AS ("
-				  "  SELECT o.*, cs.name, ns.position AS next_position, ns.task_type AS next_type "
-				  "    FROM o "
-				  "    JOIN workflow.steps cs ON cs.workflow_id = o.workflow_id "
-				  "         AND cs.phase = 'chain' AND cs.position = o.step "
-				  "    LEFT JOIN workflow.steps ns ON ns.workflow_id = o.workflow_id "
-				  "         AND ns.phase = 'chain' AND ns.position = o.step + 1), "
-				  "run AS ("
-				  "  INSERT INTO workflow.task_runs "
-				  "      (job_id, job_attempt, phase, step, task, attempt, fallback, status, "
-				  "       runner_id, lease, started_at, output) "
-				  "  SELECT c.id, c.attempt, 'chain', c.step, c.name, c.task_attempt, false, "
-				  "         'succeeded', c.runner_id, c.lease, coalesce(c.claimed_at, pg_catalog.now()), $3 "
-				  "    FROM c), "
-				  "upd AS ("
-				  "  UPDATE workflow.jobs j "
-				  "     SET execution = CASE WHEN c.next_position IS NULL THEN 'succeeded' "
-				  "                          ELSE 'queued' END::workflow.execution, "
-				  "         result = CASE WHEN c.next_position IS NULL THEN $3 ELSE j.result END, "
-				  "         error = CASE WHEN c.next_position IS NULL THEN NULL ELSE j.error END, "
-				  "         finished_at = CASE WHEN c.next_position IS NULL "
-				  "                            THEN pg_catalog.clock_timestamp() "
-				  "                            ELSE j.finished_at END, "
-				  "         step = coalesce(c.next_position, j.step), "
-				  "         task_attempt = CASE WHEN c.next_position IS NULL THEN j.task_attempt "
-				  "                             ELSE 1 END, "
-				  "         run_at = CASE WHEN c.next_position IS NULL THEN j.run_at "
-				  "                       ELSE pg_catalog.now() END, "
-				  "         runner_id = CASE WHEN c.next_position IS NULL THEN j.runner_id END, "
-				  "         claimed_at = CASE WHEN c.next_position IS NULL THEN j.claimed_at END, "
-				  "         task_type = c.next_type, "
-				  "         lease = NULL, lease_expires_at = NULL, in_fallback = false "
-				  "    FROM c "
-				  "   WHERE j.id = c.id) "
-				  "SELECT c.next_position IS NOT NULL, c.next_type, c.runner_id FROM c",
-				  3, argtypes);
-		if (SPI_execute_plan(fast_plan, values, nulls, false, 0) != SPI_OK_SELECT)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("complete_task could not record the success of job %lld",
-							(long long) PG_GETARG_INT64(0))));
-		if (SPI_processed == 1)
-		{
-			HeapTuple	row = SPI_tuptable->vals[0];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-
-			if (DatumGetBool(SPI_getbinval(row, desc, 1, &isnull)))
-			{
-				/* queued at its next task: wake whoever runs it */
-				workflow_require_shmem();
-				workflow_wake_queue_at_commit(workflow_queue_hash(SPI_getvalue(row, desc, 2)), 1);
-			}
-			worker = SPI_getvalue(row, desc, 3);
-			done = true;
-		}
-	}
-
-	if (!done)
-	{
-		/* every other case: the rules in SQL */
-		keep_plan(&general_plan, "SELECT * FROM workflow._complete_task($1, $2, $3)",
-				  3, argtypes);
-		if (SPI_execute_plan(general_plan, values, nulls, false, 1) != SPI_OK_SELECT ||
-			SPI_processed != 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("complete_task could not record the success of job %lld",
-							(long long) PG_GETARG_INT64(0))));
-		result = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-											1, &isnull));
-		worker = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	}
-
-	/*
-	 * The worker's heartbeat, once per transaction: a worker reporting a
-	 * batch of tasks in one transaction is seen at the first of them.
-	 */
-	if (result && worker != NULL && !seen_in_this_transaction(worker))
-	{
-		Oid			seen_types[1] = {TEXTOID};
-
-		keep_plan(&seen_plan, "SELECT workflow._runner_seen($1, 'external', NULL)",
-				  1, seen_types);
-		values[0] = CStringGetTextDatum(worker);
-		if (SPI_execute_plan(seen_plan, values, NULL, false, 1) != SPI_OK_SELECT)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("complete_task could not record the heartbeat of worker \"%s\"",
-							worker)));
-	}
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) ||
+		fast_one(&fast_plan, PG_GETARG_DATUM(0), PG_GETARG_DATUM(1),
+				 PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2), PG_ARGISNULL(2)) == 0)
+		result = complete_general(PG_ARGISNULL(0) ? (Datum) 0 : PG_GETARG_DATUM(0), PG_ARGISNULL(0),
+								  PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1), PG_ARGISNULL(1),
+								  PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2), PG_ARGISNULL(2));
 
 	SPI_finish();
 	PG_RETURN_BOOL(result);
+}
+
+/*
+ * The usual case of one completion; returns 1 when it applied, else 0.
+ */
+static uint64
+fast_one(SPIPlanPtr *plan, Datum job_id, Datum lease, Datum output, bool output_null)
+{
+	Oid			argtypes[3] = {INT8OID, INT8OID, JSONBOID};
+	Datum		values[3] = {job_id, lease, output};
+	char		nulls[3] = {' ', ' ', output_null ? 'n' : ' '};
+
+	keep_plan(plan,
+			  "WITH o AS ("
+			  "  SELECT j.id, j.workflow_id, j.step, j.attempt, j.task_attempt, "
+			  "         j.runner_id, j.claimed_at, j.lease, $3::jsonb AS output, 1::bigint AS n "
+			  "    FROM workflow.jobs j "
+			  "   WHERE j.id = $1 AND j.lease = $2 AND " COMPLETE_SQL_SIMPLE_JOB
+			  "     FOR NO KEY UPDATE), "
+			  COMPLETE_SQL_TAIL,
+			  3, argtypes);
+	if (SPI_execute_plan(*plan, values, nulls, false, 0) != SPI_OK_SELECT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not record the success of job %lld",
+						(long long) DatumGetInt64(job_id))));
+	return after_fast(NULL);
+}
+
+/*
+ * workflow.complete_tasks(job_ids bigint[], leases bigint[], outputs
+ * jsonb[]) returns table (job_id bigint, recorded boolean): complete_task
+ * for each task of a batch, in the order given, with the usual cases in
+ * one statement.  outputs may be NULL (no output for any task).  As with
+ * a series of complete_task calls, an error (a stale lease, say) fails the
+ * whole call.
+ */
+Datum
+workflow_complete_tasks(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr fast_plan = NULL;
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ArrayType  *ids_array;
+	ArrayType  *leases_array;
+	Datum	   *ids, *leases, *outputs = NULL;
+	bool	   *ids_null, *leases_null, *outputs_null = NULL;
+	int			n, nleases, noutputs;
+	bool	   *simple;
+	bool	   *done;
+	int			nsimple = 0;
+	Datum	   *fast_ids, *fast_leases, *fast_outputs, *fast_n;
+	bool	   *fast_outputs_null;
+	int			dims[1];
+	int			lbs[1] = {1};
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("job_ids and leases must not be null")));
+	ids_array = PG_GETARG_ARRAYTYPE_P(0);
+	leases_array = PG_GETARG_ARRAYTYPE_P(1);
+	if (ARR_NDIM(ids_array) > 1 || ARR_NDIM(leases_array) > 1 ||
+		(!PG_ARGISNULL(2) && ARR_NDIM(PG_GETARG_ARRAYTYPE_P(2)) > 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("job_ids, leases and outputs must be one-dimensional arrays")));
+	deconstruct_array(ids_array, INT8OID, 8, true, TYPALIGN_DOUBLE, &ids, &ids_null, &n);
+	deconstruct_array(leases_array, INT8OID, 8, true, TYPALIGN_DOUBLE, &leases, &leases_null,
+					  &nleases);
+	noutputs = n;
+	if (!PG_ARGISNULL(2))
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), JSONBOID, -1, false, TYPALIGN_INT,
+						  &outputs, &outputs_null, &noutputs);
+	if (nleases != n || noutputs != n)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("job_ids, leases and outputs must have the same length"),
+				 errdetail("There are %d job ids, %d leases and %d outputs.", n, nleases, noutputs)));
+	if (n > MAX_REPORT_BATCH)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("at most %d tasks can be completed in one call, not %d",
+						MAX_REPORT_BATCH, n)));
+	for (int i = 0; i < n; i++)
+		if (outputs != NULL && !outputs_null[i])
+			workflow_check_payload_size(outputs[i], "output");
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("complete_tasks could not connect to SPI")));
+
+	/*
+	 * The usual cases in one statement; a job given twice only the first
+	 * time (the second is a repeat, for the general path).
+	 */
+	simple = palloc0(sizeof(bool) * Max(n, 1));
+	done = palloc0(sizeof(bool) * Max(n, 1));
+	fast_ids = palloc(sizeof(Datum) * Max(n, 1));
+	fast_leases = palloc(sizeof(Datum) * Max(n, 1));
+	fast_outputs = palloc(sizeof(Datum) * Max(n, 1));
+	fast_outputs_null = palloc(sizeof(bool) * Max(n, 1));
+	fast_n = palloc(sizeof(Datum) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		bool		twice = false;
+
+		if (ids_null[i] || leases_null[i])
+			continue;
+		for (int k = 0; k < i && !twice; k++)
+			twice = !ids_null[k] && DatumGetInt64(ids[k]) == DatumGetInt64(ids[i]);
+		if (twice)
+			continue;
+		simple[i] = true;
+		fast_ids[nsimple] = ids[i];
+		fast_leases[nsimple] = leases[i];
+		fast_outputs[nsimple] = outputs != NULL ? outputs[i] : (Datum) 0;
+		fast_outputs_null[nsimple] = outputs == NULL || outputs_null[i];
+		fast_n[nsimple] = Int64GetDatum(i + 1);
+		nsimple++;
+	}
+	if (nsimple > 0)
+	{
+		Oid			argtypes[4] = {INT8ARRAYOID, INT8ARRAYOID, JSONBARRAYOID, INT8ARRAYOID};
+		Datum		values[4];
+
+		dims[0] = nsimple;
+		values[0] = PointerGetDatum(construct_array(fast_ids, nsimple, INT8OID, 8, true,
+													TYPALIGN_DOUBLE));
+		values[1] = PointerGetDatum(construct_array(fast_leases, nsimple, INT8OID, 8, true,
+													TYPALIGN_DOUBLE));
+		values[2] = PointerGetDatum(construct_md_array(fast_outputs, fast_outputs_null, 1, dims,
+													   lbs, JSONBOID, -1, false, TYPALIGN_INT));
+		values[3] = PointerGetDatum(construct_array(fast_n, nsimple, INT8OID, 8, true,
+													TYPALIGN_DOUBLE));
+		/* locks in the order given, as a series of complete_task calls */
+		keep_plan(&fast_plan,
+				  "WITH o AS ("
+				  "  SELECT j.id, j.workflow_id, j.step, j.attempt, j.task_attempt, "
+				  "         j.runner_id, j.claimed_at, j.lease, v.output, v.n "
+				  "    FROM unnest($1, $2, $3, $4) AS v(id, lease, output, n) "
+				  "    JOIN workflow.jobs j ON j.id = v.id AND j.lease = v.lease "
+				  "   WHERE " COMPLETE_SQL_SIMPLE_JOB
+				  "   ORDER BY v.n "
+				  "     FOR NO KEY UPDATE OF j), "
+				  COMPLETE_SQL_TAIL,
+				  4, argtypes);
+		if (SPI_execute_plan(fast_plan, values, NULL, false, 0) != SPI_OK_SELECT)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("complete_tasks could not record the successes")));
+		after_fast(done);
+	}
+
+	/* the rest, one by one in the order given, and the result */
+	for (int i = 0; i < n; i++)
+	{
+		Datum		values[2];
+		bool		nulls[2] = {ids_null[i], false};
+
+		if (!done[i])
+			values[1] = BoolGetDatum(complete_general(ids[i], ids_null[i], leases[i], leases_null[i],
+													  outputs != NULL ? outputs[i] : (Datum) 0,
+													  outputs == NULL || outputs_null[i]));
+		else
+			values[1] = BoolGetDatum(true);
+		values[0] = ids[i];
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+
+	SPI_finish();
+	return (Datum) 0;
 }
