@@ -62,6 +62,8 @@ static char seen_worker[256];
 
 static SPIPlanPtr keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes);
 static bool seen_in_this_transaction(const char *worker);
+static void forget_heartbeat_on_abort(SubXactEvent event, SubTransactionId mySubid,
+									  SubTransactionId parentSubid, void *arg);
 static uint64 after_fast(bool *done);
 static void record_heartbeat(const char *worker);
 static bool complete_general(Datum job_id, bool job_null, Datum lease, bool lease_null,
@@ -90,6 +92,18 @@ keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
 }
 
 /*
+ * A rolled-back subtransaction may have held the heartbeat this
+ * transaction recorded: record it again at the next report.
+ */
+static void
+forget_heartbeat_on_abort(SubXactEvent event, SubTransactionId mySubid,
+						  SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		seen_xid = InvalidTransactionId;
+}
+
+/*
  * Whether this transaction already recorded the heartbeat of `worker';
  * remembers it as recorded otherwise.  The caller wrote a job, so the
  * transaction has an id.
@@ -97,7 +111,14 @@ keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
 static bool
 seen_in_this_transaction(const char *worker)
 {
+	static bool callback_registered = false;
 	TransactionId xid = GetTopTransactionIdIfAny();
+
+	if (!callback_registered)
+	{
+		RegisterSubXactCallback(forget_heartbeat_on_abort, NULL);
+		callback_registered = true;
+	}
 
 	if (!TransactionIdIsValid(xid) || strlen(worker) >= sizeof(seen_worker))
 		return false;
