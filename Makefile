@@ -38,6 +38,10 @@ PG_CONFIG   ?= pg_config
 PGXS        := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS knows no header dependencies: every object (and its JIT bitcode)
+# includes the shared-memory layout, so a change of a header rebuilds all.
+$(OBJS) $(OBJS:.o=.bc): src/workflow.h src/compat.h
+
 # ---------------------------------------------------------------------------
 # The client, workflow-worker (src/client/): a plain program linked with
 # libpq, installed into PostgreSQL's bin directory.  PGXS's PROGRAM cannot be
