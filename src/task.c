@@ -309,8 +309,8 @@ jsonb_scalar(const char *json)
 
 /*
  * Convert a task's output to jsonb in `target': jsonb as is, json parsed,
- * booleans, integers and text directly, anything else through to_jsonb()
- * (with a plan kept per type).
+ * booleans, integers and text directly, void as no output (NULL), anything
+ * else through to_jsonb() (with a plan kept per type).
  */
 static Datum
 output_to_jsonb(Datum value, Oid type, MemoryContext target)
@@ -322,6 +322,8 @@ output_to_jsonb(Datum value, Oid type, MemoryContext target)
 	Datum		jb;
 	MemoryContext oldcontext;
 
+	if (type == VOIDOID)
+		return (Datum) 0;		/* select pg_sleep(1): no output */
 	if (type == JSONBOID)
 		jb = value;
 	else if (type == JSONOID)

@@ -14,7 +14,8 @@
 #     between two jobs, and the second job sees the new table.
 # (3) Code of several statements, the first creating what the next use,
 #     runs statement after statement, at every run.
-# (4) Output types the runner converts itself and through to_jsonb().
+# (4) Output types the runner converts itself and through to_jsonb(), and
+#     void (a task ending in SELECT pg_sleep(n)): no output.
 # (5) After DROP and CREATE EXTENSION the workflow ids start again: a new
 #     workflow with the id of one the runner ran before runs its own SQL,
 #     not the old one.
@@ -127,6 +128,8 @@ create_workflow(q{{"name": "outputs", "chain": [
 	{"name": "ts", "sql": "SELECT '2026-01-02 03:04:05+00'::timestamptz"},
 	{"name": "arr", "sql": "SELECT ARRAY[1, 2]"},
 	{"name": "nothing", "sql": "SELECT NULL::int"},
+	{"name": "void", "sql": "SELECT pg_sleep(0)"},
+	{"name": "rec", "sql": "SELECT row(1, 'x')"},
 	{"name": "j", "sql": "SELECT '{\"a\": [1, 2]}'::json"}]}});
 my $id = q1("SET TIME ZONE 'UTC'; SELECT workflow.create_job('outputs')");
 is(finish($id), 'succeeded|{"a": [1, 2]}|', 'outputs: the job succeeded');
@@ -140,6 +143,8 @@ is($out{n}, '1.50', 'numeric output through to_jsonb');
 like($out{ts}, qr/^"2026-01-02T03:04:05(\+00:00)?"$/, 'timestamptz output through to_jsonb');
 is($out{arr}, '[1, 2]', 'array output through to_jsonb');
 is($out{nothing}, 'NULL', 'a NULL output');
+is($out{void}, 'NULL', 'a void output (SELECT pg_sleep(0)) is no output');
+is($out{rec}, '{"f1": 1, "f2": "x"}', 'an anonymous record output through to_jsonb');
 
 # (5) the cache starts again with the extension
 q1('DROP EXTENSION workflow CASCADE');
