@@ -159,6 +159,8 @@ static bool hold_success(ClaimedJob *job, WorkflowStep *step, Datum output,
 						 TimestampTz started, bool *still_running);
 static void flush_successes(void);
 static int	steal_jobs(ClaimedJob *jobs, int limit);
+static void publish_batch(ClaimedJob *jobs, int n);
+static bool steal_candidates(void);
 static int	run_batch(ClaimedJob *jobs, int n, ClaimedJob *next);
 static void release_jobs(ClaimedJob *jobs, int n);
 static StepNext run_step(ClaimedJob *job);
@@ -376,6 +378,47 @@ read_job(ClaimedJob *job, HeapTuple row, TupleDesc desc, int first)
 }
 
 /*
+ * Tell idle runners, through shared memory, since when the jobs of the
+ * batch about to run have been waiting: steal_jobs() looks in the table
+ * only when some live runner's batch has waited long enough.
+ */
+static void
+publish_batch(ClaimedJob *jobs, int n)
+{
+	TimestampTz oldest = DT_NOEND;
+	int			i;
+
+	for (i = 0; i < n; i++)
+		oldest = Min(oldest, jobs[i].claimed_at);
+	pg_atomic_write_u64(&my_slot->batch_claimed_at, (uint64) Max(oldest, 1));
+}
+
+/*
+ * Whether a live runner other than this one has had jobs of its batch
+ * claimed and not started for more than STEAL_AFTER_MS, from shared
+ * memory: only then is a takeover worth a scan of the running jobs.
+ */
+static bool
+steal_candidates(void)
+{
+	TimestampTz before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), -STEAL_AFTER_MS);
+	int			i;
+
+	for (i = 1; i < WF_NUM_SLOTS; i++)
+	{
+		WorkflowWorkerSlot *slot = &WorkflowShmem->slots[i];
+		uint64		since;
+
+		if (slot == my_slot)
+			continue;
+		since = pg_atomic_read_u64(&slot->batch_claimed_at);
+		if (since != 0 && (TimestampTz) since < before)
+			return true;
+	}
+	return false;
+}
+
+/*
  * Nothing queued: take over jobs that a busy runner claimed long enough
  * ago but has not started (see workflow._runner_steal), so that one slow
  * task does not hold back the quick jobs claimed in its batch while other
@@ -394,6 +437,8 @@ steal_jobs(ClaimedJob *jobs, int limit)
 	Interval   *after;
 	int			i;
 
+	if (!steal_candidates())
+		return 0;
 	for (i = 1; i < WF_NUM_SLOTS; i++)
 	{
 		WorkflowWorkerSlot *slot = &WorkflowShmem->slots[i];
@@ -464,8 +509,12 @@ run_batch(ClaimedJob *jobs, int n, ClaimedJob *next)
 		int			i;
 
 		workflow_begin_spi();
+		publish_batch(jobs, n);
 		for (i = 0; i < n; i++)
 		{
+			/* starting the last one: nothing left to take over */
+			if (i == n - 1)
+				pg_atomic_write_u64(&my_slot->batch_claimed_at, 0);
 			if (shutdown_requested)
 			{
 				/* not started: hand it back */
@@ -490,6 +539,7 @@ run_batch(ClaimedJob *jobs, int n, ClaimedJob *next)
 		task_running = false;
 		npending = 0;
 		pg_atomic_write_u64(&my_slot->job_id, 0);
+		pg_atomic_write_u64(&my_slot->batch_claimed_at, 0);
 		MemoryContextSwitchTo(batch_context);
 		edata = CopyErrorData();
 		EmitErrorReport();

@@ -79,6 +79,7 @@ static WorkflowWaiter *my_waiter = NULL;
 
 static void wakeup_xact_callback(XactEvent event, void *arg);
 static void wake_waiters(uint32 queue, int count);
+static int	runners_to_wake(PendingWake wake);
 static void interrupt_jobs(void);
 static void register_callback(void);
 
@@ -116,6 +117,7 @@ workflow_wakeup_shmem_init(WorkflowShared *shared)
 		slot->idle = true;
 		pg_atomic_init_u64(&slot->job_id, 0);
 		pg_atomic_init_u64(&slot->interrupt_job, 0);
+		pg_atomic_init_u64(&slot->batch_claimed_at, 0);
 	}
 	pg_atomic_init_u64(&shared->wakeups, 0);
 	shared->nwaiters = MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
@@ -295,6 +297,23 @@ wake_waiters(uint32 queue, int count)
 }
 
 /*
+ * How many waiters of a queue to wake for the jobs it got.  A runner
+ * claims up to workflow.batch_size jobs at a time, so one runner per batch
+ * of jobs is enough: waking one per job would have the others claim
+ * nothing, at the cost of a transaction each, on every commit of a
+ * producer (a runner busy with a long batch is relieved by the idle ones,
+ * see steal_jobs in src/runner.c).  A long-polling external worker may ask
+ * for a single task: one per task.
+ */
+static int
+runners_to_wake(PendingWake wake)
+{
+	if (wake.queue != 0 || workflow_batch_size <= 1)
+		return wake.count;
+	return wake.count / workflow_batch_size + (wake.count % workflow_batch_size != 0);
+}
+
+/*
  * At commit, wake the waiters of every queue that got work; forget
  * everything at abort or prepare.
  */
@@ -314,7 +333,7 @@ wakeup_xact_callback(XactEvent event, void *arg)
 					wake_waiters(PG_UINT32_MAX, INT_MAX);
 				else
 					for (i = 0; i < npending; i++)
-						wake_waiters(pending[i].queue, pending[i].count);
+						wake_waiters(pending[i].queue, runners_to_wake(pending[i]));
 			}
 			npending = 0;
 			ninterrupts = 0;

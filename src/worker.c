@@ -59,6 +59,7 @@ workflow_worker_attach(int slot)
 	SpinLockRelease(&WorkflowShmem->mutex);
 	pg_atomic_write_u64(&s->job_id, 0);
 	pg_atomic_write_u64(&s->interrupt_job, 0);
+	pg_atomic_write_u64(&s->batch_claimed_at, 0);
 
 	my_slot = slot;
 	on_shmem_exit(worker_slot_release, Int32GetDatum(slot));
@@ -83,6 +84,7 @@ worker_slot_release(int code, Datum arg)
 	launcher = WorkflowShmem->launcher;
 	SpinLockRelease(&WorkflowShmem->mutex);
 	pg_atomic_write_u64(&s->job_id, 0);
+	pg_atomic_write_u64(&s->batch_claimed_at, 0);
 	if (launcher != NULL)
 		SetLatch(&launcher->procLatch);
 }

@@ -79,6 +79,10 @@ typedef struct WorkflowWorkerSlot
 	bool		idle;
 	pg_atomic_uint64 job_id;
 	pg_atomic_uint64 interrupt_job;
+	pg_atomic_uint64 batch_claimed_at;	/* a runner's batch in progress: when
+										 * its oldest job was claimed (0: no
+										 * batch); what an idle runner may
+										 * take over */
 } WorkflowWorkerSlot;
 
 /* the shared-memory area of the extension */
