@@ -2365,6 +2365,8 @@ DECLARE
     n_stale     integer := 0;
     n_pruned    integer := 0;
     ids         bigint[];
+    pass        integer;
+    cur         refcursor;
 BEGIN
     -- timers of wait tasks that have elapsed
     FOR j IN SELECT * FROM workflow.jobs
@@ -2377,17 +2379,31 @@ BEGIN
     END LOOP;
 
     -- whole-job timeouts of running and waiting jobs (queued ones are
-    -- handled by the runner that claims them)
-    FOR j IN SELECT * FROM workflow.jobs
-              WHERE execution IN ('running', 'waiting') AND deadline < now()
-              LIMIT p_batch
-                FOR NO KEY UPDATE SKIP LOCKED
-    LOOP
-        IF j.execution = 'running' THEN
-            PERFORM workflow._interrupt_at_commit(j.id);
+    -- handled by the runner that claims them): one scan of the partial
+    -- index of each state (with "execution IN (...)" the plan was a scan
+    -- of the whole table, history included, at every pass)
+    FOR pass IN 1..2 LOOP
+        IF pass = 1 THEN
+            OPEN cur FOR SELECT * FROM workflow.jobs
+                          WHERE execution = 'running' AND deadline < now()
+                          LIMIT p_batch
+                            FOR NO KEY UPDATE SKIP LOCKED;
+        ELSE
+            OPEN cur FOR SELECT * FROM workflow.jobs
+                          WHERE execution = 'waiting' AND deadline < now()
+                          LIMIT p_batch
+                            FOR NO KEY UPDATE SKIP LOCKED;
         END IF;
-        PERFORM workflow._job_timed_out(j, NULL);
-        n_timeouts := n_timeouts + 1;
+        LOOP
+            FETCH cur INTO j;
+            EXIT WHEN NOT FOUND;
+            IF j.execution = 'running' THEN
+                PERFORM workflow._interrupt_at_commit(j.id);
+            END IF;
+            PERFORM workflow._job_timed_out(j, NULL);
+            n_timeouts := n_timeouts + 1;
+        END LOOP;
+        CLOSE cur;
     END LOOP;
 
     -- stale jobs: expired leases of external tasks, and the jobs of
