@@ -236,6 +236,8 @@ CREATE TABLE workflow.runners (
 ) WITH (fillfactor = 50);
 COMMENT ON TABLE workflow.runners IS
     'every runner (in-server background worker or external worker) and its last heartbeat';
+COMMENT ON COLUMN workflow.runners.idle IS
+    'in-server runners: no batch in progress at their last heartbeat; not kept for external workers (workflow.runner_status shows whether a runner holds jobs now)';
 
 -- pg_dump keeps definitions and jobs; runners are transient.
 SELECT pg_catalog.pg_extension_config_dump('workflow.workflows', '');
@@ -1346,8 +1348,9 @@ COMMENT ON FUNCTION workflow._check_runner_id(text) IS
 -- Register a runner if it is new, else record its heartbeat, without ever
 -- waiting: several connections (forks, threads) may share one runner id,
 -- and a heartbeat another transaction is writing right now is as good.
--- Returns the runner's kind.
-CREATE FUNCTION workflow._runner_seen(p_id text, p_kind text, p_idle boolean)
+-- Returns the runner's kind.  (Whether it is idle is not stored:
+-- workflow.runner_status derives it from the jobs it holds.)
+CREATE FUNCTION workflow._runner_seen(p_id text, p_kind text)
 RETURNS text
 LANGUAGE plpgsql
 AS $$
@@ -1358,27 +1361,26 @@ BEGIN
     -- already written by this transaction (a poll and its completions in
     -- one transaction): nothing new to record
     SELECT * INTO known FROM workflow.runners x WHERE x.id = p_id;
-    IF FOUND AND known.active_at = now() AND known.idle = coalesce(p_idle, known.idle) THEN
+    IF FOUND AND known.active_at = now() THEN
         RETURN known.kind;
     END IF;
     SELECT r.kind INTO k FROM workflow.runners r WHERE r.id = p_id
        FOR NO KEY UPDATE SKIP LOCKED;
     IF FOUND THEN
-        UPDATE workflow.runners r SET active_at = now(), idle = coalesce(p_idle, r.idle)
-         WHERE r.id = p_id;
+        UPDATE workflow.runners r SET active_at = now() WHERE r.id = p_id;
         RETURN k;
     END IF;
     SELECT r.kind INTO k FROM workflow.runners r WHERE r.id = p_id;
     IF FOUND THEN
         RETURN k;
     END IF;
-    INSERT INTO workflow.runners (id, kind, pid, idle)
-    VALUES (p_id, p_kind, pg_backend_pid(), coalesce(p_idle, true))
+    INSERT INTO workflow.runners (id, kind, pid)
+    VALUES (p_id, p_kind, pg_backend_pid())
     ON CONFLICT (id) DO NOTHING;
     RETURN p_kind;
 END
 $$;
-COMMENT ON FUNCTION workflow._runner_seen(text, text, boolean) IS
+COMMENT ON FUNCTION workflow._runner_seen(text, text) IS
     'internal: register or heartbeat a runner without waiting for a concurrent heartbeat';
 
 -- Can a queued job run now as far as its target is concerned?  It can when
@@ -1490,7 +1492,7 @@ BEGIN
         END IF;
     END IF;
 
-    PERFORM workflow._runner_seen(run_job.runner_id, 'external', false);
+    PERFORM workflow._runner_seen(run_job.runner_id, 'external');
 
     UPDATE workflow.jobs jj
        SET execution = 'running', runner_id = run_job.runner_id,
@@ -1559,10 +1561,7 @@ BEGIN
                                               jsonb_build_object('message', 'finished by runner as ' || finish_job.execution))
                                  END);
     END IF;
-    PERFORM workflow._runner_seen(finish_job.runner_id, 'external',
-                                  NOT EXISTS (SELECT 1 FROM workflow.jobs o
-                                               WHERE o.execution = 'running'
-                                                 AND o.runner_id = finish_job.runner_id));
+    PERFORM workflow._runner_seen(finish_job.runner_id, 'external');
     RETURN j;
 END
 $$;
@@ -1611,7 +1610,7 @@ BEGIN
             USING ERRCODE = 'undefined_object',
                   HINT = 'Call workflow.register_runner() first.';
     END IF;
-    PERFORM workflow._runner_seen(runner_active.runner_id, 'external', NULL);
+    PERFORM workflow._runner_seen(runner_active.runner_id, 'external');
 END
 $$;
 COMMENT ON FUNCTION workflow.runner_active(text) IS
@@ -1856,9 +1855,7 @@ AS $$
 DECLARE
     k   text;
 BEGIN
-    k := workflow._runner_seen(p_worker, 'external',
-                               NOT EXISTS (SELECT 1 FROM workflow.jobs o
-                                            WHERE o.execution = 'running' AND o.runner_id = p_worker));
+    k := workflow._runner_seen(p_worker, 'external');
     IF k <> 'external' THEN
         RAISE EXCEPTION 'runner id "%" belongs to an in-server worker', p_worker
             USING ERRCODE = 'invalid_parameter_value',
@@ -1992,9 +1989,7 @@ BEGIN
     PERFORM workflow._step_failed(j, jsonb_build_object('message', fail_task.error,
                                                         'worker', j.runner_id),
                                   j.claimed_at, fail_task.retryable);
-    PERFORM workflow._runner_seen(j.runner_id, 'external',
-                                  NOT EXISTS (SELECT 1 FROM workflow.jobs o
-                                               WHERE o.execution = 'running' AND o.runner_id = j.runner_id));
+    PERFORM workflow._runner_seen(j.runner_id, 'external');
     RETURN true;
 END
 $$;
@@ -2024,9 +2019,7 @@ BEGIN
                                                current_setting('workflow.task_lease')::interval)
      WHERE jj.id = j.id
     RETURNING * INTO j;
-    PERFORM workflow._runner_seen(j.runner_id, 'external',
-                                  NOT EXISTS (SELECT 1 FROM workflow.jobs o
-                                               WHERE o.execution = 'running' AND o.runner_id = j.runner_id));
+    PERFORM workflow._runner_seen(j.runner_id, 'external');
     RETURN j.lease_expires_at;
 END
 $$;
@@ -2588,22 +2581,19 @@ SELECT r.id,
        r.pid,
        r.started_at,
        r.active_at AS last_heartbeat,
-       -- an external worker reports a batch in one transaction and is
-       -- seen at the first task of it: whether it holds tasks now is
-       -- what counts
-       CASE WHEN r.kind = 'external'
-            THEN NOT EXISTS (SELECT 1 FROM workflow.jobs j
-                              WHERE j.execution = 'running' AND j.runner_id = r.id)
-            ELSE r.idle END AS idle,
+       -- idle: holds no job now (runners.idle is only what an in-server
+       -- runner reported at its last heartbeat)
+       h.running_jobs = 0 AS idle,
        (r.active_at >= now() - current_setting('workflow.stale_after')::interval
         AND (r.kind = 'external'
              OR EXISTS (SELECT 1 FROM pg_stat_activity a
                          WHERE a.pid = r.pid AND a.backend_start <= r.started_at))) AS alive,
-       (SELECT min(j.id) FROM workflow.jobs j
-         WHERE j.execution = 'running' AND j.runner_id = r.id) AS current_job,
-       (SELECT count(*) FROM workflow.jobs j
-         WHERE j.execution = 'running' AND j.runner_id = r.id) AS running_jobs
-  FROM workflow.runners r;
+       h.current_job,
+       h.running_jobs
+  FROM workflow.runners r
+ CROSS JOIN LATERAL (SELECT min(j.id) AS current_job, count(*) AS running_jobs
+                       FROM workflow.jobs j
+                      WHERE j.execution = 'running' AND j.runner_id = r.id) h;
 COMMENT ON VIEW workflow.runner_status IS
     'every runner: kind, pid, last heartbeat, whether it is alive, and the job it is running';
 

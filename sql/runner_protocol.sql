@@ -89,8 +89,8 @@ SELECT execution, runner_id FROM workflow.jobs WHERE id = :e;
 SELECT workflow.create_job('rp_sql', '{"l": "later"}', run_at => now() + interval '1 hour') AS later \gset
 SELECT (workflow.run_job(:later, 'rp-1')) IS NULL AS not_due;
 SELECT execution FROM workflow.jobs WHERE id = :later;
--- the runner was recorded by its first claim
-SELECT id, kind, idle FROM workflow.runners WHERE id LIKE 'rp-%' ORDER BY id;
+-- the runner was recorded by its first claim, and holds a job
+SELECT id, kind, idle FROM workflow.runner_status WHERE id LIKE 'rp-%' ORDER BY id;
 
 -- unknown job, bad runner ids
 SELECT workflow.run_job(999999999, 'rp-1');

@@ -68,8 +68,7 @@ static uint64 after_fast(bool *done);
 static void record_heartbeat(const char *worker);
 static bool complete_general(Datum job_id, bool job_null, Datum lease, bool lease_null,
 							 Datum output, bool output_null);
-static uint64 fast_one(SPIPlanPtr *plan, Datum job_id, Datum lease, Datum output,
-					   bool output_null);
+static uint64 fast_one(Datum job_id, Datum lease, Datum output, bool output_null);
 
 /*
  * Prepare a statement of this file once per backend.
@@ -206,9 +205,9 @@ after_fast(bool *done)
 			workflow_require_shmem();
 			workflow_wake_queue_at_commit(workflow_queue_hash(SPI_getvalue(row, desc, 3)), 1);
 		}
+		/* runs a statement, but the rows read here stay until SPI_finish */
+		record_heartbeat(SPI_getvalue(row, desc, 4));
 	}
-	for (uint64 i = 0; i < nrows; i++)
-		record_heartbeat(SPI_getvalue(tuptable->vals[i], tuptable->tupdesc, 4));
 	return nrows;
 }
 
@@ -226,7 +225,7 @@ record_heartbeat(const char *worker)
 
 	if (worker == NULL || seen_in_this_transaction(worker))
 		return;
-	keep_plan(&seen_plan, "SELECT workflow._runner_seen($1, 'external', NULL)", 1, argtypes);
+	keep_plan(&seen_plan, "SELECT workflow._runner_seen($1, 'external')", 1, argtypes);
 	values[0] = CStringGetTextDatum(worker);
 	if (SPI_execute_plan(seen_plan, values, NULL, false, 1) != SPI_OK_SELECT)
 		ereport(ERROR,
@@ -271,7 +270,6 @@ complete_general(Datum job_id, bool job_null, Datum lease, bool lease_null,
 Datum
 workflow_complete_task(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr fast_plan = NULL;
 	bool		result = true;
 
 	if (!PG_ARGISNULL(2))
@@ -283,7 +281,7 @@ workflow_complete_task(PG_FUNCTION_ARGS)
 				 errmsg("complete_task could not connect to SPI")));
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) ||
-		fast_one(&fast_plan, PG_GETARG_DATUM(0), PG_GETARG_DATUM(1),
+		fast_one(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1),
 				 PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2), PG_ARGISNULL(2)) == 0)
 		result = complete_general(PG_ARGISNULL(0) ? (Datum) 0 : PG_GETARG_DATUM(0), PG_ARGISNULL(0),
 								  PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1), PG_ARGISNULL(1),
@@ -297,13 +295,14 @@ workflow_complete_task(PG_FUNCTION_ARGS)
  * The usual case of one completion; returns 1 when it applied, else 0.
  */
 static uint64
-fast_one(SPIPlanPtr *plan, Datum job_id, Datum lease, Datum output, bool output_null)
+fast_one(Datum job_id, Datum lease, Datum output, bool output_null)
 {
+	static SPIPlanPtr plan = NULL;
 	Oid			argtypes[3] = {INT8OID, INT8OID, JSONBOID};
 	Datum		values[3] = {job_id, lease, output};
 	char		nulls[3] = {' ', ' ', output_null ? 'n' : ' '};
 
-	keep_plan(plan,
+	keep_plan(&plan,
 			  "WITH o AS ("
 			  "  SELECT j.id, j.workflow_id, j.step, j.attempt, j.task_attempt, "
 			  "         j.runner_id, j.claimed_at, j.lease, $3::jsonb AS output, 1::bigint AS n "
@@ -312,7 +311,7 @@ fast_one(SPIPlanPtr *plan, Datum job_id, Datum lease, Datum output, bool output_
 			  "     FOR NO KEY UPDATE), "
 			  COMPLETE_SQL_TAIL,
 			  3, argtypes);
-	if (SPI_execute_plan(*plan, values, nulls, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_SELECT)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not record the success of job %lld",
