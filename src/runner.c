@@ -160,7 +160,6 @@ static bool hold_success(ClaimedJob *job, WorkflowStep *step, Datum output,
 static void flush_successes(void);
 static int	steal_jobs(ClaimedJob *jobs, int limit);
 static void publish_batch(ClaimedJob *jobs, int n);
-static bool steal_candidates(void);
 static int	run_batch(ClaimedJob *jobs, int n, ClaimedJob *next);
 static void release_jobs(ClaimedJob *jobs, int n);
 static StepNext run_step(ClaimedJob *job);
@@ -394,31 +393,6 @@ publish_batch(ClaimedJob *jobs, int n)
 }
 
 /*
- * Whether a live runner other than this one has had jobs of its batch
- * claimed and not started for more than STEAL_AFTER_MS, from shared
- * memory: only then is a takeover worth a scan of the running jobs.
- */
-static bool
-steal_candidates(void)
-{
-	TimestampTz before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), -STEAL_AFTER_MS);
-	int			i;
-
-	for (i = 1; i < WF_NUM_SLOTS; i++)
-	{
-		WorkflowWorkerSlot *slot = &WorkflowShmem->slots[i];
-		uint64		since;
-
-		if (slot == my_slot)
-			continue;
-		since = pg_atomic_read_u64(&slot->batch_claimed_at);
-		if (since != 0 && (TimestampTz) since < before)
-			return true;
-	}
-	return false;
-}
-
-/*
  * Nothing queued: take over jobs that a busy runner claimed long enough
  * ago but has not started (see workflow._runner_steal), so that one slow
  * task does not hold back the quick jobs claimed in its batch while other
@@ -433,16 +407,17 @@ steal_jobs(ClaimedJob *jobs, int limit)
 	Datum		since[WF_NUM_SLOTS];
 	int			nbusy = 0;
 	int			nlive = 0;
+	bool		waited = false;
+	TimestampTz before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), -STEAL_AFTER_MS);
 	Datum		values[6];
 	Interval   *after;
 	int			i;
 
-	if (!steal_candidates())
-		return 0;
 	for (i = 1; i < WF_NUM_SLOTS; i++)
 	{
 		WorkflowWorkerSlot *slot = &WorkflowShmem->slots[i];
 		uint64		job_id = pg_atomic_read_u64(&slot->job_id);
+		uint64		batch_since = pg_atomic_read_u64(&slot->batch_claimed_at);
 		pid_t		pid;
 		TimestampTz started_at;
 		char		id[NAMEDATALEN];
@@ -455,12 +430,20 @@ steal_jobs(ClaimedJob *jobs, int limit)
 		SpinLockRelease(&WorkflowShmem->mutex);
 		if (pid == 0 || pid == MyProcPid)
 			continue;
+		/* a batch of this runner has waited long enough (publish_batch) */
+		if (batch_since != 0 && (TimestampTz) batch_since < before)
+			waited = true;
 		workflow_runner_id(i, id, sizeof(id));
 		live[nlive] = CStringGetTextDatum(id);
 		since[nlive] = TimestampTzGetDatum(started_at);
 		nlive++;
 	}
-	if (nlive == 0)
+
+	/*
+	 * Only then is a takeover worth the query, which scans the running jobs
+	 * (the dead versions of finished ones included, until vacuum).
+	 */
+	if (!waited)
 		return 0;
 
 	if (plan == NULL)
