@@ -164,8 +164,9 @@ CREATE INDEX jobs_waiting ON workflow.jobs (run_at)
 -- running jobs by runner (stale jobs, runner status)
 CREATE INDEX jobs_running ON workflow.jobs (runner_id)
     WHERE execution = 'running';
--- one live job per (workflow, idempotency key)
-CREATE UNIQUE INDEX jobs_idempotency ON workflow.jobs (workflow, idempotency_key)
+-- one live job per (workflow, creator, idempotency key): keys are each
+-- role's own, so no role can take or pre-empt another role's key
+CREATE UNIQUE INDEX jobs_idempotency ON workflow.jobs (workflow, created_by, idempotency_key)
     WHERE idempotency_key IS NOT NULL AND execution IN ('queued', 'running', 'waiting');
 -- retention pruning
 CREATE INDEX jobs_finished ON workflow.jobs (finished_at)
@@ -263,6 +264,13 @@ AS 'MODULE_PATHNAME', 'workflow_check_sql';
 COMMENT ON FUNCTION workflow._check_sql(text, text) IS
     'internal: parse (not run) the SQL of a task and raise a syntax error naming the field';
 
+CREATE FUNCTION workflow._check_search_path(value text)
+RETURNS text
+LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'workflow_check_search_path';
+COMMENT ON FUNCTION workflow._check_search_path(text) IS
+    'internal: parse (never apply) a search_path: the list in canonical form, or NULL when it is not a list of schema names';
+
 CREATE FUNCTION workflow._check_payload(value jsonb, what text)
 RETURNS void
 LANGUAGE c PARALLEL SAFE
@@ -307,8 +315,8 @@ BEGIN
     IF value IS NULL OR jsonb_typeof(value) = 'null' THEN
         RETURN NULL;
     ELSIF jsonb_typeof(value) = 'number' THEN
-        IF abs(value::numeric) > 100000000 THEN
-            PERFORM workflow._invalid(field, format('is out of range: %s seconds', value));
+        IF abs(value::numeric) > 3155760000 THEN
+            PERFORM workflow._invalid(field, format('is out of range: %s seconds (at most 100 years)', value));
         END IF;
         -- rounded to microseconds first: a tiny number is 0, not an error
         result := make_interval(secs => round(value::numeric, 6)::double precision);
@@ -329,11 +337,16 @@ BEGIN
     IF result < interval '0' THEN
         PERFORM workflow._invalid(field, 'must not be negative');
     END IF;
+    -- every interval is bounded, so that adding one to now() can never
+    -- overflow: a claim that computes a deadline must not fail
+    IF result > interval '100 years' THEN
+        PERFORM workflow._invalid(field, format('is out of range: %s (at most 100 years)', value));
+    END IF;
     RETURN result;
 END
 $$;
 COMMENT ON FUNCTION workflow._interval(jsonb, text) IS
-    'internal: read an interval field of a definition (interval text or seconds)';
+    'internal: read an interval field of a definition (interval text or seconds, 0 to 100 years)';
 
 -- A whole number within bounds.
 CREATE FUNCTION workflow._integer(value jsonb, field text, lo integer, hi integer)
@@ -574,15 +587,15 @@ BEGIN
     END IF;
 
     v_timeout := coalesce(workflow._interval(definition -> 'timeout', 'timeout'), interval '3600 s');
-    v_search_path := coalesce(workflow._string(definition -> 'search_path', 'search_path', '\S',
-                                               'a non-empty list of schema names'),
-                              'public');
-    BEGIN
-        PERFORM set_config('search_path', v_search_path, true);
-    EXCEPTION WHEN invalid_parameter_value THEN
+    -- parsed, never applied here: it is the tasks' search_path, not ours
+    v_search_path := workflow._check_search_path(
+        coalesce(workflow._string(definition -> 'search_path', 'search_path', '\S',
+                                  'a non-empty list of schema names'),
+                 'public'));
+    IF v_search_path IS NULL THEN
         PERFORM workflow._invalid('search_path', format('must be a list of schema names, not %s',
                                                         definition -> 'search_path'));
-    END;
+    END IF;
     v_attempts := coalesce(workflow._integer(definition -> 'max_attempts', 'max_attempts', 1, 1000), 1);
 
     -- one version number at a time per name
@@ -747,18 +760,22 @@ $$;
 COMMENT ON FUNCTION workflow._step(workflow.jobs) IS
     'internal: the task definition a job is at';
 
--- Delay before retry number n (n >= 1) of a task or a job.
+-- Delay before retry number n (n >= 1) of a task or a job.  Computed in
+-- seconds as numeric and capped before it becomes an interval again, so it
+-- saturates at max_delay (at most 100 years) instead of overflowing.
 CREATE FUNCTION workflow._backoff(backoff text, delay interval, max_delay interval, n integer)
 RETURNS interval
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $$
 BEGIN
-    RETURN (SELECT LEAST(CASE backoff
-                     WHEN 'linear' THEN delay * n
-                     WHEN 'exponential' THEN delay * power(2, LEAST(n - 1, 40))
-                     ELSE delay
-                 END,
-                 coalesce(max_delay, interval '100 years')));
+    RETURN make_interval(secs => LEAST(
+               extract(epoch FROM delay) * CASE backoff
+                   WHEN 'linear' THEN GREATEST(n, 1)::numeric
+                   WHEN 'exponential' THEN power(2::numeric, LEAST(GREATEST(n, 1) - 1, 64))
+                   ELSE 1::numeric
+               END,
+               extract(epoch FROM coalesce(max_delay, interval '100 years')),
+               extract(epoch FROM interval '100 years'))::double precision);
 END
 $$;
 COMMENT ON FUNCTION workflow._backoff(text, interval, interval, integer) IS
@@ -1057,6 +1074,24 @@ BEGIN
         RAISE EXCEPTION 'target and idempotency key must not be longer than 1000 characters'
             USING ERRCODE = 'program_limit_exceeded';
     END IF;
+    IF NOT isfinite(_create_job.run_at) THEN
+        RAISE EXCEPTION 'run_at must be a finite time, not %', _create_job.run_at
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Claim order is priority, then run_at: a role that is not an
+    -- administrator cannot put its jobs before other roles' jobs, neither
+    -- with a priority above workflow.max_user_priority nor with a run_at in
+    -- the past (a time already passed means "now").
+    IF NOT pg_has_role(p_caller, 'workflow_admin', 'MEMBER') THEN
+        IF _create_job.priority > current_setting('workflow.max_user_priority')::integer THEN
+            RAISE EXCEPTION 'priority % is higher than this role may use', _create_job.priority
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = format('Roles that are not members of workflow_admin may use priorities up to workflow.max_user_priority (%s).',
+                                      current_setting('workflow.max_user_priority')),
+                      HINT = 'An administrator can allow more for one role with ALTER ROLE ... SET workflow.max_user_priority.';
+        END IF;
+        _create_job.run_at := GREATEST(_create_job.run_at, now());
+    END IF;
 
     IF _create_job.version IS NULL THEN
         SELECT * INTO w FROM workflow.workflows ww
@@ -1105,7 +1140,7 @@ BEGIN
         VALUES (w.id, w.name, w.version, _create_job.params, _create_job.target,
                 _create_job.priority, _create_job.run_at, first.task_type, _create_job.domain,
                 _create_job.idempotency_key, p_caller::regrole)
-        ON CONFLICT (workflow, idempotency_key)
+        ON CONFLICT (workflow, created_by, idempotency_key)
             WHERE idempotency_key IS NOT NULL AND execution IN ('queued', 'running', 'waiting')
             DO NOTHING
         RETURNING j.id INTO new_id;
@@ -1113,9 +1148,10 @@ BEGIN
             PERFORM workflow._wake_at_commit(first.task_type);
             RETURN new_id;
         END IF;
-        -- a live job with this key exists: return it
+        -- a live job of this role with this key exists: return it
         SELECT j.id INTO new_id FROM workflow.jobs j
-         WHERE j.workflow = w.name AND j.idempotency_key = _create_job.idempotency_key
+         WHERE j.workflow = w.name AND j.created_by = p_caller::regrole
+           AND j.idempotency_key = _create_job.idempotency_key
            AND j.execution IN ('queued', 'running', 'waiting');
         IF new_id IS NOT NULL THEN
             RETURN new_id;
@@ -2809,8 +2845,12 @@ DECLARE
     step    int;
     vals    int[] := '{}';
 BEGIN
+    -- cron's ranges only: never a huge series
+    IF field IS NULL OR lo IS NULL OR hi IS NULL OR lo < 0 OR hi > 59 OR lo > hi THEN
+        RETURN NULL;
+    END IF;
     FOREACH part IN ARRAY string_to_array(field, ',') LOOP
-        m := regexp_match(part, '^(\*|(\d+)(?:-(\d+))?)(?:/(\d+))?$');
+        m := regexp_match(part, '^(\*|(\d{1,2})(?:-(\d{1,2}))?)(?:/(\d{1,2}))?$');
         IF m IS NULL THEN
             RETURN NULL;
         END IF;
@@ -2832,6 +2872,22 @@ $$;
 COMMENT ON FUNCTION workflow._cron_field(text, int, int) IS
     'internal: expand one field of a cron expression';
 
+-- A text as jsonb, or NULL when it is not JSON: a pg_cron command named
+-- like a schedule but written by hand must not break the view.
+CREATE FUNCTION workflow._jsonb_or_null(value text)
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN value::jsonb;
+EXCEPTION WHEN invalid_text_representation THEN
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION workflow._jsonb_or_null(text) IS
+    'internal: parse a text as jsonb, NULL when it is not JSON';
+
 -- The schedules, read from pg_cron when it is installed (empty otherwise),
 -- with the invoker's rights: pg_cron shows a role its own schedules.
 CREATE FUNCTION workflow._schedules()
@@ -2852,9 +2908,10 @@ BEGIN
     RETURN QUERY EXECUTE $q$
         SELECT substr(j.jobname, 10), j.schedule,
                replace((regexp_match(j.command, $r$create_job\('((?:[^']|'')*)'$r$))[1], '''''', ''''),
-               (SELECT CASE WHEN m[1] = 'E'
-                            THEN replace(replace(m[2], '''''', ''''), '\\', '\')
-                            ELSE replace(m[2], '''''', '''') END::jsonb
+               (SELECT workflow._jsonb_or_null(
+                           CASE WHEN m[1] = 'E'
+                                THEN replace(replace(m[2], '''''', ''''), '\\', '\')
+                                ELSE replace(m[2], '''''', '''') END)
                   FROM regexp_match(j.command, $r$, (E?)'((?:[^']|'')*)'::jsonb\)$r$) AS m),
                j.active, j.username::text, j.jobid,
                workflow._cron_next(j.schedule, now()),
@@ -2940,6 +2997,7 @@ GRANT EXECUTE ON FUNCTION
     workflow._schedules(),
     workflow._cron_next(text, timestamptz),
     workflow._cron_field(text, integer, integer),
+    workflow._jsonb_or_null(text),
     workflow.create_workflow(jsonb),
     workflow.drop_workflow(text, boolean),
     workflow.create_job(text, jsonb, text, timestamptz, integer, text, integer, text),

@@ -346,7 +346,7 @@ SELECT workflow.create_workflow('{"name": "def_x", "chain": [{"name": "a", "sql"
 \echo :LAST_ERROR_SQLSTATE
 SELECT workflow.create_workflow('{"name": "def_x", "chain": [{"name": "a", "sql": "select 1", "max_delay": {"s": 1}}]}');
 \echo :LAST_ERROR_SQLSTATE
-SELECT workflow.create_workflow('{"name": "def_x", "chain": [{"name": "a", "sql": "select 1", "delay": 1e9}]}');
+SELECT workflow.create_workflow('{"name": "def_x", "chain": [{"name": "a", "sql": "select 1", "delay": 4e9}]}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT workflow.create_workflow('{"name": "def_x", "chain": [{"name": "a", "sql": "select 1", "delay": "1000000000 years"}]}');
 \echo :LAST_ERROR_SQLSTATE
@@ -370,7 +370,14 @@ SELECT workflow.create_workflow('{"name": "def_x", "timeout": "-1 hour", "chain"
 \echo :LAST_ERROR_SQLSTATE
 SELECT workflow.create_workflow('{"name": "def_x", "timeout": "an hour", "chain": [{"name": "a", "sql": "select 1"}]}');
 \echo :LAST_ERROR_SQLSTATE
-SELECT workflow.create_workflow('{"name": "def_x", "timeout": 1e9, "chain": [{"name": "a", "sql": "select 1"}]}');
+SELECT workflow.create_workflow('{"name": "def_x", "timeout": 4e9, "chain": [{"name": "a", "sql": "select 1"}]}');
+\echo :LAST_ERROR_SQLSTATE
+-- every interval is at most 100 years, so that now() + it never overflows
+SELECT workflow.create_workflow('{"name": "def_x", "timeout": "1000000 years", "chain": [{"name": "a", "sql": "select 1"}]}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT workflow.create_workflow('{"name": "def_x", "chain": [{"name": "a", "wait": "100 years 1 day"}]}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT workflow.create_workflow('{"name": "def_x", "initial_delay": "296516 years 8 mons", "chain": [{"name": "a", "sql": "select 1"}]}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT workflow.create_workflow('{"name": "def_x", "initial_delay": true, "chain": [{"name": "a", "sql": "select 1"}]}');
 \echo :LAST_ERROR_SQLSTATE
@@ -394,6 +401,26 @@ SELECT workflow.create_workflow('{"name": "def_x", "search_path": "app,,public",
 \echo :LAST_ERROR_SQLSTATE
 -- validating the search_path does not change the caller's
 SHOW search_path;
+-- it is parsed, never applied, and stored in canonical form
+BEGIN;
+SELECT workflow.create_workflow('{"name": "def_sp", "search_path": "App,  \"My Schema\",pg_catalog", "chain": [{"name": "a", "sql": "select 1"}]}');
+SELECT search_path FROM workflow.workflows WHERE name = 'def_sp';
+ROLLBACK;
+SHOW search_path;
+
+-- COPY from or to the client cannot work in a background worker
+SELECT workflow.create_workflow('{"name": "def_x", "chain": [{"name": "a", "sql": "COPY pg_class TO STDOUT"}]}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT workflow.create_workflow('{"name": "def_x", "chain": [{"name": "a", "sql": "select 1; COPY t FROM STDIN"}]}');
+\echo :LAST_ERROR_SQLSTATE
+
+-- backoffs saturate at max_delay, or at 100 years, never overflow
+SELECT workflow._backoff('exponential', interval '100 years', NULL, 1000) AS exp_cap,
+       workflow._backoff('linear', interval '90 years', NULL, 2147483647) AS lin_cap,
+       workflow._backoff('exponential', interval '1 s', interval '1 min', 1000) AS max_delay,
+       workflow._backoff('exponential', interval '1 s', NULL, 4) AS fourth,
+       workflow._backoff('linear', interval '2 s', NULL, 3) AS third,
+       workflow._backoff('fixed', interval '5 s', NULL, 7) AS fixed;
 
 -- oversized definition
 SET workflow.max_payload_size = '1kB';

@@ -372,6 +372,56 @@ SELECT * FROM workflow.job_info(NULL);
 SELECT count(*) FROM workflow.job_info(:w1);
 
 -------------------------------------------------------------------------------
+-- one role cannot put its jobs before another's, nor take its keys
+-------------------------------------------------------------------------------
+
+CREATE ROLE jobs_alice LOGIN IN ROLE workflow_user;
+CREATE ROLE jobs_bob LOGIN IN ROLE workflow_user;
+SET ROLE jobs_alice;
+-- above workflow.max_user_priority (0 by default): refused, nothing created
+SELECT workflow.create_job('jobs_a', '{"who": "alice"}', priority => 2147483647);
+\echo :LAST_ERROR_SQLSTATE
+SELECT workflow.create_job('jobs_a', '{"who": "alice"}', priority => 1);
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) FROM workflow.jobs WHERE params = '{"who": "alice"}';
+-- lower priorities are a role's own business
+SELECT workflow.create_job('jobs_a', '{"who": "alice"}', priority => -5) IS NOT NULL AS created;
+-- a run_at in the past means now: it does not jump ahead of older jobs
+SELECT workflow.create_job('jobs_a', '{"who": "alice", "n": 2}', run_at => '2000-01-01') AS past \gset
+SELECT run_at > '2020-01-01' AS clamped_to_now FROM workflow.jobs WHERE id = :past;
+-- an infinite run_at is refused
+SELECT workflow.create_job('jobs_a', run_at => 'infinity');
+\echo :LAST_ERROR_SQLSTATE
+SELECT workflow.create_job('jobs_a', run_at => '-infinity');
+\echo :LAST_ERROR_SQLSTATE
+-- idempotency keys are each role's own
+SELECT workflow.create_job('jobs_a', '{"who": "alice"}', idempotency_key => 'shared-1') AS alice_key \gset
+SET ROLE jobs_bob;
+SELECT workflow.create_job('jobs_a', '{"who": "bob"}', idempotency_key => 'shared-1') AS bob_key \gset
+SELECT :bob_key <> :alice_key AS not_alices_job;
+SELECT workflow.create_job('jobs_a', '{"who": "bob"}', idempotency_key => 'shared-1') = :bob_key AS own_key_protects;
+SELECT count(*) AS bobs_jobs FROM workflow.jobs WHERE idempotency_key = 'shared-1';
+RESET ROLE;
+SELECT created_by::text, count(*) FROM workflow.jobs WHERE idempotency_key = 'shared-1'
+ GROUP BY 1 ORDER BY 1;
+-- an administrator may give one role more
+ALTER ROLE jobs_alice SET workflow.max_user_priority = 10;
+SET workflow.max_user_priority = 10;
+SET ROLE jobs_alice;
+SELECT workflow.create_job('jobs_a', '{"who": "alice", "n": 3}', priority => 10) IS NOT NULL AS created;
+-- and cannot raise it itself
+SET workflow.max_user_priority = 100;
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+RESET workflow.max_user_priority;
+-- administrators are not limited, and keep their run_at
+SELECT workflow.create_job('jobs_a', '{"who": "admin"}', priority => 2147483647, run_at => '2000-01-01') AS adm \gset
+SELECT priority, run_at = '2000-01-01' AS kept FROM workflow.jobs WHERE id = :adm;
+DELETE FROM workflow.jobs WHERE created_by IN ('jobs_alice'::regrole, 'jobs_bob'::regrole);
+DROP ROLE jobs_alice;
+DROP ROLE jobs_bob;
+
+-------------------------------------------------------------------------------
 -- clean up
 -------------------------------------------------------------------------------
 

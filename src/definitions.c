@@ -4,6 +4,7 @@
  *		Checks used when a workflow definition or a payload is accepted:
  *		SQL task bodies are parsed, not run, so that syntax errors show up
  *		at create_workflow() rather than when a runner reaches the task;
+ *		a definition's search_path is parsed without being applied;
  *		documents larger than workflow.max_payload_size are refused.
  *
  * Copyright (c) 2026, the workflow developers
@@ -14,15 +15,18 @@
 
 #include "access/detoast.h"
 #include "fmgr.h"
+#include "lib/stringinfo.h"
 #include "nodes/parsenodes.h"
 #include "parser/parser.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/varlena.h"
 
 #include "compat.h"
 #include "workflow.h"
 
 PG_FUNCTION_INFO_V1(workflow_check_sql);
+PG_FUNCTION_INFO_V1(workflow_check_search_path);
 PG_FUNCTION_INFO_V1(workflow_check_payload);
 
 /* the field being parsed, for the error context callback */
@@ -97,9 +101,58 @@ workflow_check_sql(PG_FUNCTION_ARGS)
 					 errmsg("invalid workflow definition: field \"%s\" contains a transaction control statement",
 							field),
 					 errdetail("A task runs in the transaction that records its result; it cannot commit, roll back or use savepoints itself.")));
+		if (IsA(raw->stmt, CopyStmt) && ((CopyStmt *) raw->stmt)->filename == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid workflow definition: field \"%s\" contains COPY FROM STDIN or COPY TO STDOUT",
+							field),
+					 errdetail("A task runs in a background worker, which has no client to copy data from or to."),
+					 errhint("Use INSERT ... SELECT, or COPY to or from a server file or program.")));
 	}
 
 	PG_RETURN_VOID();
+}
+
+/*
+ * workflow._check_search_path(value text): whether a definition's
+ * "search_path" is a list of schema names: the list in canonical form
+ * (each name quoted as needed, separated by ", "), or NULL when it is not
+ * one.
+ *
+ * The value is only parsed, never applied: the caller is a SECURITY
+ * DEFINER function, and a search_path set inside it would decide how every
+ * later unqualified name of that function is resolved.  The parsing is the
+ * one the search_path setting itself uses (SplitIdentifierString), so a
+ * value accepted here is accepted when a runner sets it for the tasks.
+ * Schemas need not exist yet, as for SET search_path.
+ */
+Datum
+workflow_check_search_path(PG_FUNCTION_ARGS)
+{
+	char	   *value;
+	List	   *names;
+	ListCell   *lc;
+	StringInfoData buf;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	value = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	/* SplitIdentifierString scribbles on its input: give it a copy */
+	if (!SplitIdentifierString(pstrdup(value), ',', &names) || names == NIL)
+		PG_RETURN_NULL();
+
+	initStringInfo(&buf);
+	foreach(lc, names)
+	{
+		const char *name = (const char *) lfirst(lc);
+
+		if (buf.len > 0)
+			appendStringInfoString(&buf, ", ");
+		/* "$user" stays a quoted identifier, as SHOW search_path prints it */
+		appendStringInfoString(&buf, quote_identifier(name));
+	}
+	PG_RETURN_TEXT_P(cstring_to_text(buf.data));
 }
 
 /*

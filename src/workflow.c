@@ -42,6 +42,7 @@ bool		workflow_enabled = true;
 int			workflow_max_payload_size = 1024;
 int			workflow_task_lease = 60;
 int			workflow_batch_size = 50;
+int			workflow_max_user_priority = 0;
 
 WorkflowShared *WorkflowShmem = NULL;
 
@@ -195,6 +196,20 @@ workflow_define_gucs(void)
 							1024, 1, 1024 * 1024,
 							PGC_SUSET,
 							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	/*
+	 * Read by workflow._create_job (SQL).  PGC_SUSET, so that a role cannot
+	 * raise its own limit, while an administrator can give one role more
+	 * with ALTER ROLE ... SET.
+	 */
+	DefineCustomIntVariable("workflow.max_user_priority",
+							"Highest job priority a role that is not a member of workflow_admin may use.",
+							"Jobs of higher priority run first, whoever created them: in a database shared by several roles, one role's high-priority jobs would delay every other role's. Set it per role with ALTER ROLE ... SET.",
+							&workflow_max_user_priority,
+							0, -1000000, 1000000,
+							PGC_SUSET,
+							0,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("workflow");

@@ -39,6 +39,7 @@ extern int	workflow_stale_job_action;
 extern int	workflow_retention;
 extern bool workflow_enabled;
 extern int	workflow_max_payload_size;
+extern int	workflow_max_user_priority;
 extern int	workflow_task_lease;
 extern int	workflow_batch_size;
 
