@@ -7,7 +7,7 @@ EXTENSION    = workflow
 EXTVERSION   = 1.0
 MODULE_big   = workflow
 OBJS         = src/workflow.o src/definitions.o src/steps.o src/wakeup.o src/worker.o \
-               src/launcher.o src/runner.o src/sweeper.o src/task.o src/poll.o src/report.o src/api.o
+               src/launcher.o src/runner.o src/sweeper.o src/task.o src/poll.o src/report.o src/api.o src/lease.o
 DATA         = workflow--$(EXTVERSION).sql
 PGFILEDESC   = "workflow - job queues and multi-step workflows inside PostgreSQL"
 

@@ -8,15 +8,14 @@
 -- workflow.enabled = off): the file plays the workers and calls
 -- workflow._sweep() itself.  Workflows are named et_*, task types et.*,
 -- workers et-*; the file removes them at the end.  Timestamps and leases are
--- compared, never printed (except the lease numbers the stale-lease error
--- names, which come from a sequence reset below).
+-- compared, never printed: leases are random, and an error that names one
+-- shows only its SQLSTATE (VERBOSITY sqlstate).
 --
 \set SHOW_CONTEXT never
 
--- job ids of this file start at 4001 and leases at 4001, whatever ran
--- before, so that the error messages that name them are stable
+-- job ids of this file start at 4001, whatever ran before, so that the
+-- error messages that name them are stable
 SELECT setval(pg_get_serial_sequence('workflow.jobs', 'id'), 4001, false) AS first_job_id;
-SELECT setval('workflow.lease_seq', 4001, false) AS first_lease;
 
 -- two external tasks, then an SQL task that reads both outputs
 SELECT workflow.create_workflow($${"name": "et_two",
@@ -107,12 +106,19 @@ SELECT workflow.create_job('et_one', '{}', domain => 'eu/west');
 SELECT workflow.create_job('et_one', '{}', domain => '');
 \echo :LAST_ERROR_SQLSTATE
 
--- an external worker cannot use the id of an in-server runner
+-- an external worker cannot use the id of an in-server runner, nor
+-- register as one (even a superuser: only the in-server workers can)
 SELECT workflow.register_runner('runner-1', 'runner');
+\echo :LAST_ERROR_SQLSTATE
+SELECT workflow.register_runner('runner-1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT workflow.register_runner('et-bg', 'runner');
+\echo :LAST_ERROR_SQLSTATE
 SELECT * FROM workflow.poll_tasks('et.one', 'runner-1');
 \echo :LAST_ERROR_SQLSTATE
-SELECT kind FROM workflow.runners WHERE id = 'runner-1';
-DELETE FROM workflow.runners WHERE id = 'runner-1';
+SELECT * FROM workflow.poll_tasks('et.one', 'sweeper');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) FROM workflow.runners WHERE id IN ('runner-1', 'et-bg');
 
 -- none of these claimed anything or registered a worker
 SELECT execution, runner_id, lease FROM workflow.jobs WHERE id = :q;
@@ -156,9 +162,13 @@ SELECT id, kind, current_job, running_jobs
 -- the same report again is idempotent (false, nothing changes) ...
 SELECT workflow.complete_task(:a, pg_temp.lease(:a), '{"charged": 42}');
 -- ... another output under the same lease is refused
+\set VERBOSITY sqlstate
 SELECT workflow.complete_task(:a, pg_temp.lease(:a), '{"charged": 43}');
+\set VERBOSITY default
 \echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY sqlstate
 SELECT workflow.complete_task(:a, pg_temp.lease(:a));
+\set VERBOSITY default
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) FROM workflow.task_runs WHERE job_id = :a;
 SELECT pg_temp.lease(:a) AS a_lease_1 \gset
@@ -169,17 +179,25 @@ SELECT count(*) FROM workflow.next_jobs(0, 99, 'et.ship') n WHERE n = :a;
 SELECT job_id = :a AS is_a, task, task_type, input -> 'task' AS task_ctx,
        input -> 'results' AS results, input -> 'job' -> 'params' AS params, attempt
   FROM pg_temp.poll('et.ship', 'et-w2');
-SELECT pg_temp.lease(:a) > :a_lease_1 AS new_lease;
+SELECT pg_temp.lease(:a) <> :a_lease_1 AS new_lease;
 -- the first lease is still an idempotent repeat, and still refused for
 -- anything else
 SELECT workflow.complete_task(:a, :a_lease_1, '{"charged": 42}');
+\set VERBOSITY sqlstate
 SELECT workflow.complete_task(:a, :a_lease_1, '{"charged": 0}');
+\set VERBOSITY default
 \echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY sqlstate
 SELECT workflow.fail_task(:a, :a_lease_1, 'late');
+\set VERBOSITY default
 \echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY sqlstate
 SELECT workflow.extend_task(:a, :a_lease_1);
+\set VERBOSITY default
 \echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY sqlstate
 SELECT workflow.requeue_task(:a, :a_lease_1, '0');
+\set VERBOSITY default
 \echo :LAST_ERROR_SQLSTATE
 -- the target stays held between the tasks
 SELECT job_id = :a AS held_by_a FROM workflow.target_locks WHERE target = 'acct-9';
@@ -242,6 +260,17 @@ SELECT workflow.requeue_task(:b, pg_temp.lease(:b), '-1 s');
 \echo :LAST_ERROR_SQLSTATE
 SELECT workflow.requeue_task(:b, pg_temp.lease(:b), NULL);
 \echo :LAST_ERROR_SQLSTATE
+-- user-given intervals are bounded (0 to 100 years), never overflow
+SELECT workflow.requeue_task(:b, pg_temp.lease(:b), '100 years 1 day');
+\echo :LAST_ERROR_SQLSTATE
+SELECT workflow.requeue_task(:b, pg_temp.lease(:b), '296516 years 8 mons');
+\echo :LAST_ERROR_SQLSTATE
+SELECT workflow.extend_task(:b, pg_temp.lease(:b), '296516 years 8 mons');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM workflow.poll_tasks('et.one', 'et-w1', 1, '178000000 years');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM workflow.poll_tasks('et.one', 'et-w1', 1, '-178000000 years');
+\echo :LAST_ERROR_SQLSTATE
 -- none of it changed the job
 SELECT execution, runner_id, lease = pg_temp.lease(:b) AS same_lease, task_attempt
   FROM workflow.jobs WHERE id = :b;
@@ -275,9 +304,13 @@ SELECT execution, lease = pg_temp.lease(:b) AS same_lease, task_attempt FROM wor
 SELECT count(*) FROM workflow.task_runs WHERE job_id = :b;
 SELECT workflow.cancel_job(:t);
 -- a canceled job's lease is stale
+\set VERBOSITY sqlstate
 SELECT workflow.extend_task(:t, pg_temp.lease(:t));
+\set VERBOSITY default
 \echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY sqlstate
 SELECT workflow.complete_task(:t, pg_temp.lease(:t));
+\set VERBOSITY default
 \echo :LAST_ERROR_SQLSTATE
 
 -------------------------------------------------------------------------------
@@ -292,7 +325,9 @@ SELECT execution, task_attempt, runner_id, lease, lease_expires_at,
 SELECT attempt, status, output, error FROM workflow.task_runs WHERE job_id = :b ORDER BY id;
 -- a repeat is idempotent; anything else under that lease is refused
 SELECT workflow.requeue_task(:b, pg_temp.lease(:b), '1 hour');
+\set VERBOSITY sqlstate
 SELECT workflow.complete_task(:b, pg_temp.lease(:b));
+\set VERBOSITY default
 \echo :LAST_ERROR_SQLSTATE
 -- not visible before the delay
 SELECT count(*) FROM workflow.poll_tasks('et.one', 'et-w1');
@@ -322,7 +357,9 @@ SELECT execution, phase, step, task_type, task_attempt, runner_id, lease,
   FROM workflow.jobs WHERE id = :r;
 -- a repeat is idempotent; a late complete is refused
 SELECT workflow.fail_task(:r, pg_temp.lease(:r), 'card declined');
+\set VERBOSITY sqlstate
 SELECT workflow.complete_task(:r, pg_temp.lease(:r));
+\set VERBOSITY default
 \echo :LAST_ERROR_SQLSTATE
 -- not before the backoff
 SELECT count(*) FROM workflow.poll_tasks('et.retry', 'et-w1');
@@ -373,20 +410,32 @@ SELECT execution, task_attempt, runner_id, lease, error FROM workflow.jobs WHERE
 SELECT attempt, status, runner_id, error FROM workflow.task_runs WHERE job_id = :x ORDER BY id;
 -- the late worker's reports are refused, a failure report too (the failed
 -- attempt recorded under its lease is the sweeper's, not a report of its)
+\set VERBOSITY sqlstate
 SELECT workflow.complete_task(:x, :x_lease_1, '"late"');
+\set VERBOSITY default
 \echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY sqlstate
 SELECT workflow.fail_task(:x, :x_lease_1, 'late');
+\set VERBOSITY default
 \echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY sqlstate
 SELECT workflow.requeue_task(:x, :x_lease_1, '0');
+\set VERBOSITY default
 \echo :LAST_ERROR_SQLSTATE
 -- another worker gets it, attempt 2
 SELECT attempt, input -> 'task' AS task_ctx FROM pg_temp.poll('et.fail', 'et-w2');
 -- the late worker is still refused, the new one accepted
+\set VERBOSITY sqlstate
 SELECT workflow.complete_task(:x, :x_lease_1, '"late"');
+\set VERBOSITY default
 \echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY sqlstate
 SELECT workflow.fail_task(:x, :x_lease_1, 'late');
+\set VERBOSITY default
 \echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY sqlstate
 SELECT workflow.extend_task(:x, :x_lease_1);
+\set VERBOSITY default
 \echo :LAST_ERROR_SQLSTATE
 SELECT workflow.complete_task(:x, pg_temp.lease(:x), '"on time"');
 SELECT execution, result FROM workflow.jobs WHERE id = :x;

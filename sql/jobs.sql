@@ -404,6 +404,22 @@ SELECT count(*) AS bobs_jobs FROM workflow.jobs WHERE idempotency_key = 'shared-
 RESET ROLE;
 SELECT created_by::text, count(*) FROM workflow.jobs WHERE idempotency_key = 'shared-1'
  GROUP BY 1 ORDER BY 1;
+-- targets are each role's own: alice's job holding "cust-7" (a wait task,
+-- held for as long as it waits) does not hold back bob's job of "cust-7"
+SET ROLE jobs_alice;
+SELECT workflow.create_job('jobs_wait', '{"who": "alice"}', target => 'cust-7') AS t_alice \gset
+SELECT workflow.create_job('jobs_wait', '{"who": "alice", "n": 2}', target => 'cust-7') AS t_alice2 \gset
+SET ROLE jobs_bob;
+SELECT workflow.create_job('jobs_wait', '{"who": "bob"}', target => 'cust-7') AS t_bob \gset
+RESET ROLE;
+SELECT (workflow.run_job(:t_alice, 'jobs-runner')).execution;
+UPDATE workflow.jobs SET execution = 'waiting' WHERE id = :t_alice;
+-- alice's second job waits for her first; bob's is runnable
+SELECT :t_bob = ANY (ARRAY(SELECT workflow.next_jobs(0, 100))) AS bob_runnable,
+       :t_alice2 = ANY (ARRAY(SELECT workflow.next_jobs(0, 100))) AS alice2_runnable;
+SELECT (workflow.run_job(:t_alice2, 'jobs-runner')).id IS NULL AS alice2_refused;
+SELECT (workflow.run_job(:t_bob, 'jobs-runner')).execution AS bob_claimed;
+SELECT owner::text, target FROM workflow.target_locks WHERE target = 'cust-7' ORDER BY 1;
 -- an administrator may give one role more
 ALTER ROLE jobs_alice SET workflow.max_user_priority = 10;
 SET workflow.max_user_priority = 10;
@@ -417,6 +433,7 @@ RESET workflow.max_user_priority;
 -- administrators are not limited, and keep their run_at
 SELECT workflow.create_job('jobs_a', '{"who": "admin"}', priority => 2147483647, run_at => '2000-01-01') AS adm \gset
 SELECT priority, run_at = '2000-01-01' AS kept FROM workflow.jobs WHERE id = :adm;
+DELETE FROM workflow.target_locks WHERE owner IN ('jobs_alice'::regrole, 'jobs_bob'::regrole);
 DELETE FROM workflow.jobs WHERE created_by IN ('jobs_alice'::regrole, 'jobs_bob'::regrole);
 DROP ROLE jobs_alice;
 DROP ROLE jobs_bob;

@@ -238,18 +238,33 @@ SELECT count(*) FROM workflow.target_locks WHERE target LIKE 'acct-%';
 -------------------------------------------------------------------------------
 
 SELECT workflow.register_runner('rp-ext');
+-- the kinds of the in-server workers are theirs alone: an SQL caller (even
+-- a superuser) registers external workers only
 SELECT workflow.register_runner('rp-bg', 'runner');
+\echo :LAST_ERROR_SQLSTATE
 SELECT workflow.register_runner('rp-sweeper', 'sweeper');
-SELECT id, kind, idle, pid = pg_backend_pid() AS my_pid FROM workflow.runners
+\echo :LAST_ERROR_SQLSTATE
+-- rows of those kinds, written here as the in-server workers would
+INSERT INTO workflow.runners (id, kind, pid, owner)
+VALUES ('rp-bg', 'runner', pg_backend_pid(), to_regrole(current_user)),
+       ('rp-sweeper', 'sweeper', pg_backend_pid(), to_regrole(current_user));
+SELECT id, kind, idle, pid = pg_backend_pid() AS my_pid,
+       owner = to_regrole(current_user) AS mine FROM workflow.runners
  WHERE id IN ('rp-ext', 'rp-bg', 'rp-sweeper') ORDER BY id;
 -- heartbeat
 UPDATE workflow.runners SET active_at = now() - interval '1 hour' WHERE id = 'rp-ext';
 SELECT workflow.runner_active('rp-ext');
 SELECT active_at > now() - interval '1 minute' AS fresh FROM workflow.runners WHERE id = 'rp-ext';
 -- registering again (after a restart) resets it
+UPDATE workflow.runners SET started_at = now() - interval '1 hour' WHERE id = 'rp-ext';
+SELECT workflow.register_runner('rp-ext', 'external');
+SELECT started_at > now() - interval '1 minute' AS restarted FROM workflow.runners WHERE id = 'rp-ext';
+-- no SQL caller takes over the id of an in-server worker
 SELECT workflow.register_runner('rp-bg', 'external');
+\echo :LAST_ERROR_SQLSTATE
+SELECT workflow.runner_active('rp-bg');
+\echo :LAST_ERROR_SQLSTATE
 SELECT id, kind FROM workflow.runners WHERE id = 'rp-bg';
-SELECT workflow.register_runner('rp-bg', 'runner');
 
 SELECT workflow.runner_active('rp-nobody');
 \echo :LAST_ERROR_SQLSTATE
@@ -284,11 +299,18 @@ SELECT workflow.create_job('rp_sql', '{"l": "S-ghost-new"}') AS s_ghost_new \gse
 SELECT workflow.create_job('rp_sql', '{"l": "S-lease"}') AS s_lease \gset
 SELECT workflow.create_job('rp_sql', '{"l": "S-fine"}') AS s_fine \gset
 SELECT execution FROM workflow.run_job(:s_ext, 'rp-ext');
+-- an SQL caller cannot claim under an in-server worker's id: claimed
+-- under another id, then handed to it as the in-server runner would
 SELECT execution FROM workflow.run_job(:s_bg, 'rp-bg');
+\echo :LAST_ERROR_SQLSTATE
+SELECT execution FROM workflow.run_job(:s_bg, 'x-claim');
+SELECT execution FROM workflow.run_job(:s_lease, 'x-claim');
+SELECT execution FROM workflow.run_job(:s_fine, 'x-claim');
+UPDATE workflow.jobs SET runner_id = 'rp-bg' WHERE id = :s_bg;
+UPDATE workflow.jobs SET runner_id = 'rp-sweeper' WHERE id IN (:s_lease, :s_fine);
+DELETE FROM workflow.runners WHERE id = 'x-claim';
 SELECT execution FROM workflow.run_job(:s_ghost_old, 'rp-ghost');
 SELECT execution FROM workflow.run_job(:s_ghost_new, 'rp-ghost');
-SELECT execution FROM workflow.run_job(:s_lease, 'rp-sweeper');
-SELECT execution FROM workflow.run_job(:s_fine, 'rp-sweeper');
 -- rp-ghost is not registered; one of its jobs was claimed long ago
 DELETE FROM workflow.runners WHERE id = 'rp-ghost';
 UPDATE workflow.jobs SET started_at = now() - interval '1 hour', claimed_at = now() - interval '1 hour' WHERE id = :s_ghost_old;

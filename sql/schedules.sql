@@ -282,6 +282,19 @@ SELECT workflow._cron_next(NULL, '2025-01-01 00:00:00+00') AS null_expression;
 SELECT workflow._cron_next('0 3 * * *', NULL) AS null_time;
 -- a day that never comes
 SELECT workflow._cron_next('0 0 31 2 *', '2025-01-01 00:00:00+00') AS february_31;
+-- numbers too large for a cron field, and ranges that are not cron's: NULL,
+-- never an error or a huge series
+SELECT workflow._cron_next('99999999999 * * * *', '2025-01-01 00:00:00+00') AS huge_minute;
+SELECT workflow._cron_field('*/5', 0, 2147483647) AS huge_range,
+       workflow._cron_field('1-2', -5, 10) AS negative_range,
+       workflow._cron_field('*/20', 0, 59) AS every_20;
+
+-- a pg_cron job named like a schedule but written by hand, with params that
+-- are not JSON, does not break the view for anyone
+SELECT cron.schedule('workflow:by-hand', '0 4 * * *',
+                     $$SELECT workflow.create_job('wf', 'not json'::jsonb)$$) > 0 AS scheduled;
+SELECT name, workflow, params FROM workflow.schedules WHERE name = 'by-hand';
+SELECT cron.unschedule('workflow:by-hand');
 
 -------------------------------------------------------------------------------
 -- Clean up

@@ -35,6 +35,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
+#include "postmaster/bgworker.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
@@ -118,4 +119,33 @@ workflow_api_call(PG_FUNCTION_ARGS)
 	result = FunctionCallInvoke(impl_fcinfo);
 	fcinfo->isnull = impl_fcinfo->isnull;
 	return result;
+}
+
+PG_FUNCTION_INFO_V1(workflow_in_server_worker);
+
+/*
+ * workflow._in_server_worker() returns text: the runner id of the
+ * in-server worker this process is ("runner-N" for the runner of slot N,
+ * "sweeper"), or NULL for any other backend.
+ *
+ * The ids and kinds of the in-server workers are theirs alone: no SQL
+ * caller, whatever its role, may register or use them.  Which process
+ * calls is known exactly here, from the background worker entry the
+ * postmaster started it with, so it cannot be claimed by a client.
+ */
+Datum
+workflow_in_server_worker(PG_FUNCTION_ARGS)
+{
+	char		id[NAMEDATALEN];
+
+	if (MyBgworkerEntry == NULL ||
+		strcmp(MyBgworkerEntry->bgw_library_name, "workflow") != 0)
+		PG_RETURN_NULL();
+	if (strcmp(MyBgworkerEntry->bgw_function_name, "workflow_runner_main") == 0)
+		workflow_runner_id(DatumGetInt32(MyBgworkerEntry->bgw_main_arg), id, sizeof(id));
+	else if (strcmp(MyBgworkerEntry->bgw_function_name, "workflow_sweeper_main") == 0)
+		strlcpy(id, "sweeper", sizeof(id));
+	else
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(id));
 }

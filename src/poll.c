@@ -25,6 +25,16 @@
  * The claim writes nothing until it finds a task, so no transaction id is
  * held while waiting either.
  *
+ * Callers.  workflow.poll_tasks() is the C entry point of src/api.c, which
+ * calls this function, workflow._poll_tasks(..., p_caller oid), with the
+ * exact calling role: the worker id must be that role's (or new, and then
+ * registered as that role's), checked before any wait and again when the
+ * worker is registered after the claim.
+ *
+ * Arithmetic.  Times and intervals given by the caller are converted with
+ * saturation, never with a signed overflow: an absurd wait is refused as
+ * out of range, not wrapped around into an accepted one.
+ *
  * Copyright (c) 2026, the workflow developers
  *
  *-------------------------------------------------------------------------
@@ -33,6 +43,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "common/int.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -43,6 +54,7 @@
 #include "storage/proc.h"
 #include "tcop/pquery.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/portal.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -59,12 +71,16 @@ PG_FUNCTION_INFO_V1(workflow_poll_tasks);
 #define MAX_BATCH 1000
 
 static int64 interval_to_ms(Interval *iv);
+static int64 ms_until(TimestampTz when);
 static bool statement_reads_only_this_function(Oid fn_oid);
+static bool is_public_entry_point(Oid funcid, Oid impl_oid);
 static int	claim(SPIPlanPtr plan, Datum *values, char *nulls, ReturnSetInfo *rsinfo);
 
 /*
- * workflow.poll_tasks(task_type text, worker_id text, count int,
- *					   wait interval, domain text) returns setof workflow.task
+ * workflow._poll_tasks(task_type text, worker_id text, count int,
+ *						wait interval, domain text, p_caller oid)
+ * returns setof workflow.task: the implementation of workflow.poll_tasks
+ * (src/api.c passes the calling role).
  */
 Datum
 workflow_poll_tasks(PG_FUNCTION_ARGS)
@@ -78,10 +94,16 @@ workflow_poll_tasks(PG_FUNCTION_ARGS)
 	TimestampTz deadline;
 	bool		may_release_xmin;
 	Oid			argtypes[4] = {TEXTOID, TEXTOID, INT4OID, TEXTOID};
+	Oid			caller_argtypes[2] = {TEXTOID, OIDOID};
+	Datum		caller_values[2];
 	Datum		values[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
 	SPIPlanPtr	plan;
 	int			found;
+
+	if (PG_NARGS() != 6 || PG_ARGISNULL(5))
+		elog(ERROR, "workflow._poll_tasks called without its caller");
+	caller_values[1] = PG_GETARG_DATUM(5);
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		ereport(ERROR,
@@ -114,11 +136,11 @@ workflow_poll_tasks(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("poll_tasks could not connect to SPI")));
 
-	/* the same checks as the other functions, in SQL */
-	values[0] = PointerGetDatum(worker_id);
+	/* the same checks as the other functions, in SQL: the id is the caller's */
+	caller_values[0] = PointerGetDatum(worker_id);
 	if (SPI_execute_with_args("SELECT workflow._check_runner_id($1), "
-							  "workflow._check_external_worker($1)", 1, argtypes + 1,
-							  values, NULL, true, 0) != SPI_OK_SELECT)
+							  "workflow._check_external_worker($1, $2)", 2, caller_argtypes,
+							  caller_values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not check the worker id");
 	values[0] = PointerGetDatum(task_type);
 	if (PG_ARGISNULL(4))
@@ -164,7 +186,7 @@ workflow_poll_tasks(PG_FUNCTION_ARGS)
 		found = claim(plan, values, nulls, rsinfo);
 		if (found > 0 || wait_ms == 0)
 			break;
-		remaining = (long) ((deadline - GetCurrentTimestamp()) / 1000);
+		remaining = (long) ms_until(deadline);
 		if (remaining <= 0)
 			break;
 
@@ -189,10 +211,11 @@ workflow_poll_tasks(PG_FUNCTION_ARGS)
 
 				if (!isnull)
 				{
-					long		until_due = (long) ((DatumGetTimestampTz(due) -
-													 GetCurrentTimestamp()) / 1000) + 1;
+					/* saturating: run_at may be far away, even infinite */
+					int64		until_due = ms_until(DatumGetTimestampTz(due));
 
-					remaining = Max(1, Min(remaining, until_due));
+					if (until_due < remaining)
+						remaining = (long) Max(1, until_due + 1);
 				}
 			}
 		}
@@ -209,10 +232,9 @@ workflow_poll_tasks(PG_FUNCTION_ARGS)
 	}
 	workflow_wait_end();
 
-	/* register or heartbeat the worker */
-	values[0] = PointerGetDatum(worker_id);
-	if (SPI_execute_with_args("SELECT workflow._touch_worker($1)", 1, argtypes + 1,
-							  values, NULL, false, 0) != SPI_OK_SELECT)
+	/* register or heartbeat the worker, as the caller's */
+	if (SPI_execute_with_args("SELECT workflow._touch_worker($1, $2)", 2, caller_argtypes,
+							  caller_values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not register the worker");
 
 	SPI_finish();
@@ -235,18 +257,64 @@ claim(SPIPlanPtr plan, Datum *values, char *nulls, ReturnSetInfo *rsinfo)
 }
 
 /*
- * An interval in milliseconds (months count 30 days).
+ * An interval in milliseconds (months count 30 days), saturating at
+ * PG_INT64_MIN / PG_INT64_MAX instead of overflowing: the caller refuses
+ * anything out of its range, and an interval of 296516 years must not wrap
+ * around into an accepted wait.
  */
 static int64
 interval_to_ms(Interval *iv)
 {
-	return (iv->time + (int64) iv->day * USECS_PER_DAY +
-			(int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY) / 1000;
+	int64		ms = iv->time / 1000;
+	int64		part;
+
+	/* days and months in milliseconds cannot overflow on their own */
+	part = (int64) iv->day * (USECS_PER_DAY / 1000);
+	if (pg_add_s64_overflow(ms, part, &ms))
+		return part < 0 ? PG_INT64_MIN : PG_INT64_MAX;
+	part = (int64) iv->month * DAYS_PER_MONTH * (USECS_PER_DAY / 1000);
+	if (pg_add_s64_overflow(ms, part, &ms))
+		return part < 0 ? PG_INT64_MIN : PG_INT64_MAX;
+	return ms;
+}
+
+/*
+ * Milliseconds from now until `when' (negative when it is past), saturating
+ * for the infinite timestamps and for differences out of range.
+ */
+static int64
+ms_until(TimestampTz when)
+{
+	int64		diff;
+
+	if (TIMESTAMP_IS_NOEND(when))
+		return PG_INT64_MAX;
+	if (TIMESTAMP_IS_NOBEGIN(when))
+		return PG_INT64_MIN;
+	if (pg_sub_s64_overflow(when, GetCurrentTimestamp(), &diff))
+		return when > 0 ? PG_INT64_MAX : PG_INT64_MIN;
+	return diff / 1000;
+}
+
+/*
+ * Is `funcid' the public entry point whose implementation `impl_oid' is
+ * (workflow.poll_tasks for workflow._poll_tasks, see src/api.c)?
+ */
+static bool
+is_public_entry_point(Oid funcid, Oid impl_oid)
+{
+	char	   *name = get_func_name(funcid);
+	char	   *impl_name = get_func_name(impl_oid);
+
+	return name != NULL && impl_name != NULL && impl_name[0] == '_' &&
+		strcmp(name, impl_name + 1) == 0 &&
+		get_func_namespace(funcid) == get_func_namespace(impl_oid);
 }
 
 /*
  * Is the running statement exactly `SELECT <plain columns> FROM
- * <this function>(...)' in a single-statement READ COMMITTED transaction?
+ * workflow.poll_tasks(...)' (whose implementation `fn_oid' is) in a
+ * single-statement READ COMMITTED transaction?
  * Then nothing reads with its snapshot after this function returns, and
  * the advertised xmin may be cleared while it sleeps (see the file header).
  */
@@ -286,7 +354,7 @@ statement_reads_only_this_function(Oid fn_oid)
 		return false;
 	rtfunc = linitial_node(RangeTblFunction, ((FunctionScan *) top)->functions);
 	if (!IsA(rtfunc->funcexpr, FuncExpr) ||
-		((FuncExpr *) rtfunc->funcexpr)->funcid != fn_oid)
+		!is_public_entry_point(((FuncExpr *) rtfunc->funcexpr)->funcid, fn_oid))
 		return false;
 	return true;
 }

@@ -6,7 +6,7 @@
  *
  * A worker that polls a batch of tasks reports each of them, so this is
  * the hottest function of the external protocol.  The general rules live
- * in SQL (workflow._complete_task: stale leases, idempotent repeats,
+ * in SQL (workflow._complete_task_general: stale leases, idempotent repeats,
  * targets, fallbacks, the onerror and oncancel chains); this file handles
  * the common case without PL/pgSQL and hands every other case to it:
  *
@@ -18,11 +18,23 @@
  *	  does; the runners or the workers of the next task's type are woken at
  *	  commit;
  *	- anything else, including a lease that is no longer current, goes to
- *	  workflow._complete_task(), which takes the same lock again (a no-op
- *	  for the lock holder) and decides.
+ *	  workflow._complete_task_general(), which takes the same lock again
+ *	  (a no-op for the lock holder) and decides.
  *
  * Then the worker's heartbeat is recorded (workflow._runner_seen), once
  * per transaction.
+ *
+ * Callers.  workflow.complete_task() and complete_tasks() are the C entry
+ * points of src/api.c, which call these functions, workflow._complete_task
+ * and workflow._complete_tasks, with the exact calling role as their last
+ * argument.  A lease alone does not let a role report a task: the task
+ * must have been claimed under a runner id of that role (or the caller is
+ * a member of workflow_admin).  The general path checks this before it
+ * changes anything (workflow._leased_job).  The usual case checks it once
+ * per runner id and transaction, with the heartbeat that reads the
+ * runner's row anyway, right after its statement: a refused call raises
+ * an error there, which undoes everything the statement did, and the
+ * batch costs no lookup per task.
  *
  * complete_tasks() does the same for a batch, with the usual cases of the
  * whole batch in one statement: a worker that polled 100 tasks reports
@@ -53,22 +65,28 @@
 PG_FUNCTION_INFO_V1(workflow_complete_task);
 PG_FUNCTION_INFO_V1(workflow_complete_tasks);
 
-/* the worker whose heartbeat this transaction recorded, and the transaction */
+/*
+ * The worker whose heartbeat this transaction recorded, the role whose
+ * right to use that worker id was checked with it, and the transaction
+ */
 static TransactionId seen_xid = InvalidTransactionId;
+static Oid	seen_caller = InvalidOid;
 static char seen_worker[256];
 
 /* the most tasks one complete_tasks() call takes, as poll_tasks() hands out */
 #define MAX_REPORT_BATCH 1000
 
 static SPIPlanPtr keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes);
-static bool seen_in_this_transaction(const char *worker);
+static bool seen_in_this_transaction(const char *worker, Oid caller);
+static void remember_seen(const char *worker, Oid caller);
 static void forget_heartbeat_on_abort(SubXactEvent event, SubTransactionId mySubid,
 									  SubTransactionId parentSubid, void *arg);
-static uint64 after_fast(bool *done);
-static void record_heartbeat(const char *worker);
+static uint64 after_fast(bool *done, Oid caller);
+static void record_heartbeat(const char *worker, Oid caller);
 static bool complete_general(Datum job_id, bool job_null, Datum lease, bool lease_null,
-							 Datum output, bool output_null);
-static uint64 fast_one(Datum job_id, Datum lease, Datum output, bool output_null);
+							 Datum output, bool output_null, Oid caller);
+static uint64 fast_one(Datum job_id, Datum lease, Datum output, bool output_null, Oid caller);
+static Oid	report_caller(FunctionCallInfo fcinfo);
 
 /*
  * Prepare a statement of this file once per backend.
@@ -103,12 +121,12 @@ forget_heartbeat_on_abort(SubXactEvent event, SubTransactionId mySubid,
 }
 
 /*
- * Whether this transaction already recorded the heartbeat of `worker';
- * remembers it as recorded otherwise.  The caller wrote a job, so the
- * transaction has an id.
+ * Whether this transaction already recorded the heartbeat of `worker' for
+ * role `caller' (and so checked that the role may use that id).  The
+ * caller wrote a job, so the transaction has an id.
  */
 static bool
-seen_in_this_transaction(const char *worker)
+seen_in_this_transaction(const char *worker, Oid caller)
 {
 	static bool callback_registered = false;
 	TransactionId xid = GetTopTransactionIdIfAny();
@@ -119,13 +137,39 @@ seen_in_this_transaction(const char *worker)
 		callback_registered = true;
 	}
 
+	return TransactionIdIsValid(xid) && TransactionIdEquals(xid, seen_xid) &&
+		caller == seen_caller && strcmp(worker, seen_worker) == 0;
+}
+
+/*
+ * Remember that this transaction recorded the heartbeat of `worker' for
+ * role `caller', once that succeeded.
+ */
+static void
+remember_seen(const char *worker, Oid caller)
+{
+	TransactionId xid = GetTopTransactionIdIfAny();
+
 	if (!TransactionIdIsValid(xid) || strlen(worker) >= sizeof(seen_worker))
-		return false;
-	if (TransactionIdEquals(xid, seen_xid) && strcmp(worker, seen_worker) == 0)
-		return true;
+	{
+		seen_xid = InvalidTransactionId;
+		return;
+	}
 	seen_xid = xid;
+	seen_caller = caller;
 	strlcpy(seen_worker, worker, sizeof(seen_worker));
-	return false;
+}
+
+/*
+ * The calling role, appended by src/api.c to the arguments of the public
+ * function (argument `nargs' - 1).
+ */
+static Oid
+report_caller(FunctionCallInfo fcinfo)
+{
+	if (PG_NARGS() < 1 || PG_ARGISNULL(PG_NARGS() - 1))
+		elog(ERROR, "function %u called without its caller", fcinfo->flinfo->fn_oid);
+	return PG_GETARG_OID(PG_NARGS() - 1);
 }
 
 /*
@@ -180,13 +224,14 @@ seen_in_this_transaction(const char *worker)
 
 /*
  * After the fast statement: wake whoever runs the next task of each job
- * it queued, and record the heartbeat of the workers that reported.
- * Returns the number of rows of the statement's result (SPI_tuptable),
- * whose first column is each job's position in the call, marked in done[]
- * (1-based) when given.
+ * it queued, and record the heartbeat of the workers that reported, which
+ * refuses (an error: the statement's changes are undone) a task claimed
+ * under a runner id that is not the caller's.  Returns the number of rows
+ * of the statement's result (SPI_tuptable), whose first column is each
+ * job's position in the call, marked in done[] (1-based) when given.
  */
 static uint64
-after_fast(bool *done)
+after_fast(bool *done, Oid caller)
 {
 	SPITupleTable *tuptable = SPI_tuptable;
 	uint64		nrows = SPI_processed;
@@ -206,31 +251,46 @@ after_fast(bool *done)
 			workflow_wake_queue_at_commit(workflow_queue_hash(SPI_getvalue(row, desc, 3)), 1);
 		}
 		/* runs a statement, but the rows read here stay until SPI_finish */
-		record_heartbeat(SPI_getvalue(row, desc, 4));
+		record_heartbeat(SPI_getvalue(row, desc, 4), caller);
 	}
 	return nrows;
 }
 
 /*
  * Record the heartbeat of an external worker that reported, once per
- * transaction: a worker reporting a batch of tasks in one transaction is
- * seen at the first of them.
+ * transaction and role: a worker reporting a batch of tasks in one
+ * transaction is seen at the first of them.  workflow._runner_seen raises
+ * an error when `caller' may not use the worker id; a task without a
+ * worker is reported by administrators only.
  */
 static void
-record_heartbeat(const char *worker)
+record_heartbeat(const char *worker, Oid caller)
 {
 	static SPIPlanPtr seen_plan = NULL;
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
+	static SPIPlanPtr check_plan = NULL;
+	Oid			argtypes[2] = {TEXTOID, OIDOID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
 
-	if (worker == NULL || seen_in_this_transaction(worker))
+	values[1] = ObjectIdGetDatum(caller);
+	if (worker == NULL)
+	{
+		keep_plan(&check_plan, "SELECT workflow._check_external_worker($1, $2)", 2, argtypes);
+		values[0] = (Datum) 0;
+		nulls[0] = 'n';
+		if (SPI_execute_plan(check_plan, values, nulls, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not check the worker of a task");
 		return;
-	keep_plan(&seen_plan, "SELECT workflow._runner_seen($1, 'external')", 1, argtypes);
+	}
+	if (seen_in_this_transaction(worker, caller))
+		return;
+	keep_plan(&seen_plan, "SELECT workflow._runner_seen($1, $2)", 2, argtypes);
 	values[0] = CStringGetTextDatum(worker);
-	if (SPI_execute_plan(seen_plan, values, NULL, false, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(seen_plan, values, nulls, false, 1) != SPI_OK_SELECT)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not record the heartbeat of worker \"%s\"", worker)));
+	remember_seen(worker, caller);
 }
 
 /*
@@ -239,16 +299,17 @@ record_heartbeat(const char *worker)
  */
 static bool
 complete_general(Datum job_id, bool job_null, Datum lease, bool lease_null,
-				 Datum output, bool output_null)
+				 Datum output, bool output_null, Oid caller)
 {
 	static SPIPlanPtr general_plan = NULL;
-	Oid			argtypes[3] = {INT8OID, INT8OID, JSONBOID};
-	Datum		values[3] = {job_id, lease, output};
-	char		nulls[3] = {job_null ? 'n' : ' ', lease_null ? 'n' : ' ', output_null ? 'n' : ' '};
+	Oid			argtypes[4] = {INT8OID, INT8OID, JSONBOID, OIDOID};
+	Datum		values[4] = {job_id, lease, output, ObjectIdGetDatum(caller)};
+	char		nulls[4] = {job_null ? 'n' : ' ', lease_null ? 'n' : ' ', output_null ? 'n' : ' ', ' '};
 	bool		isnull;
 	bool		recorded;
 
-	keep_plan(&general_plan, "SELECT * FROM workflow._complete_task($1, $2, $3)", 3, argtypes);
+	keep_plan(&general_plan, "SELECT * FROM workflow._complete_task_general($1, $2, $3, $4)",
+			  4, argtypes);
 	if (SPI_execute_plan(general_plan, values, nulls, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		ereport(ERROR,
@@ -258,19 +319,21 @@ complete_general(Datum job_id, bool job_null, Datum lease, bool lease_null,
 	recorded = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 										  1, &isnull));
 	if (recorded)
-		record_heartbeat(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+		record_heartbeat(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2), caller);
 	return recorded;
 }
 
 /*
- * workflow.complete_task(job_id bigint, lease bigint, output jsonb)
- * returns boolean: true when this call recorded the success, false for an
- * idempotent repeat (see workflow._complete_task).
+ * workflow._complete_task(job_id bigint, lease bigint, output jsonb,
+ * p_caller oid) returns boolean, the implementation of
+ * workflow.complete_task: true when this call recorded the success, false
+ * for an idempotent repeat (see workflow._complete_task_general).
  */
 Datum
 workflow_complete_task(PG_FUNCTION_ARGS)
 {
 	bool		result = true;
+	Oid			caller = report_caller(fcinfo);
 
 	if (!PG_ARGISNULL(2))
 		workflow_check_payload_size(PG_GETARG_DATUM(2), "output");
@@ -282,10 +345,11 @@ workflow_complete_task(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) ||
 		fast_one(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1),
-				 PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2), PG_ARGISNULL(2)) == 0)
+				 PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2), PG_ARGISNULL(2), caller) == 0)
 		result = complete_general(PG_ARGISNULL(0) ? (Datum) 0 : PG_GETARG_DATUM(0), PG_ARGISNULL(0),
 								  PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1), PG_ARGISNULL(1),
-								  PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2), PG_ARGISNULL(2));
+								  PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2), PG_ARGISNULL(2),
+								  caller);
 
 	SPI_finish();
 	PG_RETURN_BOOL(result);
@@ -295,7 +359,7 @@ workflow_complete_task(PG_FUNCTION_ARGS)
  * The usual case of one completion; returns 1 when it applied, else 0.
  */
 static uint64
-fast_one(Datum job_id, Datum lease, Datum output, bool output_null)
+fast_one(Datum job_id, Datum lease, Datum output, bool output_null, Oid caller)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			argtypes[3] = {INT8OID, INT8OID, JSONBOID};
@@ -316,14 +380,15 @@ fast_one(Datum job_id, Datum lease, Datum output, bool output_null)
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not record the success of job %lld",
 						(long long) DatumGetInt64(job_id))));
-	return after_fast(NULL);
+	return after_fast(NULL, caller);
 }
 
 /*
- * workflow.complete_tasks(job_ids bigint[], leases bigint[], outputs
- * jsonb[]) returns table (job_id bigint, recorded boolean): complete_task
- * for each task of a batch, in the order given, with the usual cases in
- * one statement.  outputs may be NULL (no output for any task).  As with
+ * workflow._complete_tasks(job_ids bigint[], leases bigint[], outputs
+ * jsonb[], p_caller oid) returns table (job_id bigint, recorded boolean),
+ * the implementation of workflow.complete_tasks: complete_task for each
+ * task of a batch, in the order given, with the usual cases in one
+ * statement.  outputs may be NULL (no output for any task).  As with
  * a series of complete_task calls, an error (a stale lease, say) fails the
  * whole call.
  */
@@ -344,6 +409,7 @@ workflow_complete_tasks(PG_FUNCTION_ARGS)
 	bool	   *fast_outputs_null;
 	int			dims[1];
 	int			lbs[1] = {1};
+	Oid			caller = report_caller(fcinfo);
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -443,7 +509,7 @@ workflow_complete_tasks(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INTERNAL_ERROR),
 					 errmsg("complete_tasks could not record the successes")));
-		after_fast(done);
+		after_fast(done, caller);
 	}
 
 	/* the rest, one by one in the order given, and the result */
@@ -455,7 +521,8 @@ workflow_complete_tasks(PG_FUNCTION_ARGS)
 		if (!done[i])
 			values[1] = BoolGetDatum(complete_general(ids[i], ids_null[i], leases[i], leases_null[i],
 													  outputs != NULL ? outputs[i] : (Datum) 0,
-													  outputs == NULL || outputs_null[i]));
+													  outputs == NULL || outputs_null[i],
+													  caller));
 		else
 			values[1] = BoolGetDatum(true);
 		values[0] = ids[i];

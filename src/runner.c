@@ -33,12 +33,30 @@
  * over the jobs another runner claimed more than STEAL_AFTER_MS ago and has
  * not started yet (workflow._runner_steal); the lease makes this safe.
  *
+ * One fault touches one job.  Everything the runner does for a job -- the
+ * check that the job is still its own, the context query, the task, the
+ * guard and record of its outcome -- happens inside that job's
+ * subtransaction (opened by workflow_task_begin()); an error there rolls
+ * back that job's work only and is recorded for that job only
+ * (job_fault()), in a subtransaction of its own: the failure paths may pay
+ * for one, the success path still has one subtransaction per job.  A row
+ * of a job that another transaction holds locked is never waited for
+ * (NOWAIT): the job's work is rolled back and the job is handed back to
+ * the queue, untouched, once the row is free (the deferred list).  Only an
+ * error of the batch as a whole (its commit) undoes the batch; its jobs
+ * are then handed back, not failed.
+ *
  * Signals.  SIGTERM asks for a graceful stop: an idle runner exits; a busy
  * one cancels the statement of its task, and hands the job back to the
  * queue (same task, no attempt counted) before exiting, so that a fast
- * shutdown leaves nothing stale.  SIGINT keeps PostgreSQL's handler: it
- * cancels the running statement (statement timeouts, cancel_job,
- * pg_cancel_backend).  SIGHUP reloads the configuration.
+ * shutdown leaves nothing stale.  SIGINT cancels the body of the task
+ * being run (statement timeouts, cancel_job, pg_cancel_backend) and is
+ * ignored at any other time: it was meant for a body that is over.  A body
+ * that does not stop within workflow.cancel_grace_period of its cancel (it
+ * catches query_canceled) makes the runner exit as die() would (FATAL,
+ * which no task can catch): that task gets a failed attempt and the other
+ * jobs of the batch are handed back, before the process exits
+ * (runner_exit_handback).  SIGHUP reloads the configuration.
  *
  * Copyright (c) 2026, the workflow developers
  *
@@ -50,6 +68,7 @@
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
+#include "common/int.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -65,6 +84,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 
 #include "compat.h"
@@ -73,8 +93,17 @@
 /* set by SIGTERM */
 static volatile sig_atomic_t shutdown_requested = false;
 
-/* true while a task body runs: SIGTERM then also cancels its statement */
-static volatile sig_atomic_t task_running = false;
+/*
+ * While a task body runs (workflow_task_running), SIGTERM also cancels its
+ * statement, and the first cancel to reach the body is noted here, for the
+ * watchdog (cancel_watchdog) to escalate after workflow.cancel_grace_period.
+ */
+static volatile TimestampTz cancel_noted_at = 0;
+static volatile int64 running_job = 0;
+
+/* set by the watchdog: the job whose task ignored its cancel (0: none) */
+static volatile int64 escalated_job = 0;
+static TimeoutId watchdog_timeout;
 
 static WorkflowWorkerSlot *my_slot = NULL;
 static char my_runner_id[NAMEDATALEN];
@@ -124,6 +153,24 @@ typedef struct ClaimedJob
 	"created_by::oid, deadline, attempt, task_attempt"
 #define JOB_NCOLUMNS 11
 
+/*
+ * The batch being run, for the hand-back when the runner must exit in the
+ * middle of it (runner_exit_handback).
+ */
+static ClaimedJob *current_batch = NULL;
+static int	current_nbatch = 0;
+
+/*
+ * Jobs to hand back whose row another transaction keeps locked: still
+ * claimed by this runner (running, its lease), retried at every turn of
+ * the main loop until the row is free.
+ */
+static ClaimedJob deferred[MAX_BATCH];
+static int	ndeferred = 0;
+
+/* pending successes are written before they hold this many output bytes */
+#define FLUSH_OUTPUT_BYTES (64 * 1024 * 1024)
+
 /* a task success whose record waits for the end of the batch */
 typedef struct PendingSuccess
 {
@@ -141,6 +188,7 @@ typedef struct PendingSuccess
 
 static PendingSuccess pending[MAX_BATCH];
 static int	npending = 0;
+static Size pending_bytes = 0;
 
 /* what the step loop should do next */
 typedef enum StepNext
@@ -150,6 +198,9 @@ typedef enum StepNext
 } StepNext;
 
 static void runner_sigterm(SIGNAL_ARGS);
+static void runner_sigint(SIGNAL_ARGS);
+static void cancel_watchdog(void);
+static void runner_exit_handback(int code, Datum arg);
 static int	claim_batch(ClaimedJob *jobs, int limit);
 static int	collect_claims(ClaimedJob *jobs, int limit, TimestampTz claimed_at);
 static void read_job(ClaimedJob *job, HeapTuple row, TupleDesc desc, int first);
@@ -163,10 +214,20 @@ static void publish_batch(ClaimedJob *jobs, int n);
 static int	run_batch(ClaimedJob *jobs, int n, ClaimedJob *next);
 static void release_jobs(ClaimedJob *jobs, int n);
 static StepNext run_step(ClaimedJob *job);
+static StepNext run_step_guarded(ClaimedJob *job);
+static StepNext record_here(ClaimedJob *job, const char *outcome, Datum error,
+							TimestampTz started);
 static bool record_outcome(ClaimedJob *job, const char *outcome, Datum output, Datum error,
 						   TimestampTz started, int64 delay_ms, Datum info, bool *still_running);
-static void record_unexpected(ClaimedJob *job, ErrorData *edata);
+static bool record_isolated(ClaimedJob *job, const char *outcome, Datum error,
+							bool *still_running);
+static StepNext job_fault(ClaimedJob *job, ErrorData *edata);
+static Datum runner_error(int sqlerrcode, const char *message, const char *detail);
+static void defer_job(ClaimedJob *job);
+static void retry_deferred(void);
 static Datum creator_problem(Oid owner);
+static int64 saturating_add(int64 a, int64 b);
+static int64 saturating_mul(int64 a, int64 b);
 
 /*
  * The identifier of the runner of slot `slot' in workflow.runners.
@@ -187,13 +248,62 @@ runner_sigterm(SIGNAL_ARGS)
 	int			save_errno = errno;
 
 	shutdown_requested = true;
-	if (task_running)
+	if (workflow_task_running && !proc_exit_inprogress)
 	{
+		if (cancel_noted_at == 0)
+			cancel_noted_at = GetCurrentTimestamp();
 		InterruptPending = true;
 		QueryCancelPending = true;
 	}
 	SetLatch(MyLatch);
 	errno = save_errno;
+}
+
+/*
+ * SIGINT (a task's statement timeout, cancel_job, pg_cancel_backend):
+ * cancel the body of the task being run, as StatementCancelHandler does,
+ * and note when for the watchdog.  At any other time there is nothing to
+ * cancel: a late cancel must not fail the runner's bookkeeping of a task
+ * that is over, or of another job.
+ */
+static void
+runner_sigint(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	if (workflow_task_running && !proc_exit_inprogress)
+	{
+		if (cancel_noted_at == 0)
+			cancel_noted_at = GetCurrentTimestamp();
+		StatementCancelHandler(postgres_signal_arg);
+	}
+	else
+		SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/*
+ * Timeout handler, every few hundred milliseconds while a batch runs: a
+ * task body that has not stopped workflow.cancel_grace_period after it was
+ * canceled caught the cancel.  Escalate as die() does: the next interrupt
+ * check raises FATAL, which no exception block can catch, and
+ * runner_exit_handback() records what it can.
+ */
+static void
+cancel_watchdog(void)
+{
+	TimestampTz since = cancel_noted_at;
+
+	if (!workflow_task_running || since == 0 || escalated_job != 0 ||
+		proc_exit_inprogress)
+		return;
+	if (!TimestampDifferenceExceeds(since, GetCurrentTimestamp(),
+									workflow_cancel_grace_period))
+		return;
+	escalated_job = running_job;
+	InterruptPending = true;
+	ProcDiePending = true;
+	SetLatch(MyLatch);
 }
 
 /*
@@ -213,10 +323,14 @@ workflow_runner_main(Datum main_arg)
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, runner_sigterm);
+	pqsignal(SIGINT, runner_sigint);
 	BackgroundWorkerUnblockSignals();
 
 	my_slot = workflow_worker_attach(slot);
 	workflow_worker_connect(dboid);
+	watchdog_timeout = RegisterTimeout(USER_TIMEOUT, cancel_watchdog);
+	/* after the connection: runs before its transaction is cleaned up */
+	before_shmem_exit(runner_exit_handback, (Datum) 0);
 	workflow_runner_id(slot, my_runner_id, sizeof(my_runner_id));
 	pgstat_report_appname(my_runner_id);
 
@@ -232,6 +346,9 @@ workflow_runner_main(Datum main_arg)
 		MemoryContextReset(loop_context);
 		MemoryContextSwitchTo(loop_context);
 		my_slot->alive_at = GetCurrentTimestamp();
+
+		if (ndeferred > 0)
+			retry_deferred();
 
 		if (!workflow_enabled && nbatch == 0)
 		{
@@ -268,6 +385,8 @@ workflow_runner_main(Datum main_arg)
 	/* hand back what we still hold */
 	if (nbatch > 0)
 		release_jobs(batch, nbatch);
+	if (ndeferred > 0)
+		retry_deferred();
 	proc_exit(0);
 }
 
@@ -477,15 +596,25 @@ steal_jobs(ClaimedJob *jobs, int limit)
 /*
  * Run the current task of every job of the batch, each in a subtransaction
  * of one transaction, and commit them together.  Jobs that stay ours at
- * their next SQL task are returned in `next'.  An error outside a task
- * (bookkeeping, SPI, the commit) fails every job of the batch, each in a
- * fresh transaction, guarded by its lease.
+ * their next SQL task are returned in `next'.  An error of one job is that
+ * job's (run_step); an error of the batch as a whole (writing the
+ * successes, the commit) undoes every job of the batch, which are then
+ * handed back to the queue, untouched, in a fresh transaction.
  */
 static int
 run_batch(ClaimedJob *jobs, int n, ClaimedJob *next)
 {
 	MemoryContext batch_context = CurrentMemoryContext;
 	volatile int nnext = 0;
+	int			check_ms;
+
+	current_batch = jobs;
+	current_nbatch = n;
+	/* the watchdog of canceled tasks (a few checks per grace period) */
+	check_ms = Max(Min(workflow_cancel_grace_period / 10, 500), 10);
+	enable_timeout_every(watchdog_timeout,
+						 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), check_ms),
+						 check_ms);
 
 	PG_TRY();
 	{
@@ -503,12 +632,14 @@ run_batch(ClaimedJob *jobs, int n, ClaimedJob *next)
 				/* not started: hand it back */
 				bool		still_running;
 
-				(void) record_outcome(&jobs[i], "release", 0, 0,
-									  GetCurrentTimestamp(), 0, 0, &still_running);
+				(void) record_isolated(&jobs[i], "release", 0, &still_running);
 				continue;
 			}
 			if (run_step(&jobs[i]) == STEP_CONTINUE)
 				next[nnext++] = jobs[i];
+			/* large outputs: written before the batch ends */
+			if (pending_bytes > FLUSH_OUTPUT_BYTES)
+				flush_successes();
 		}
 		flush_successes();
 		workflow_end_spi(true);
@@ -519,8 +650,9 @@ run_batch(ClaimedJob *jobs, int n, ClaimedJob *next)
 		int			i;
 
 		HOLD_INTERRUPTS();
-		task_running = false;
+		workflow_task_running = false;
 		npending = 0;
+		pending_bytes = 0;
 		pg_atomic_write_u64(&my_slot->job_id, 0);
 		pg_atomic_write_u64(&my_slot->batch_claimed_at, 0);
 		MemoryContextSwitchTo(batch_context);
@@ -530,15 +662,52 @@ run_batch(ClaimedJob *jobs, int n, ClaimedJob *next)
 		AbortOutOfAnyTransaction();
 		QueryCancelPending = false;
 		RESUME_INTERRUPTS();
+		disable_timeout(watchdog_timeout, false);
+
+		/*
+		 * Nothing of the batch was kept: no job failed, each is handed back
+		 * as it was (guarded by its lease, so a job canceled meanwhile is
+		 * left alone).
+		 */
+		workflow_begin_spi();
 		for (i = 0; i < n; i++)
-			record_unexpected(&jobs[i], edata);
-		/* never loop hot on a persistent error */
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1000L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		{
+			bool		still_running;
+
+			(void) record_isolated(&jobs[i], "return", 0, &still_running);
+		}
+		workflow_end_spi(true);
+
+		/*
+		 * Never loop hot on a persistent error: a second before the next
+		 * claim, unless asked to stop (the latch may have been set long
+		 * before, by the watchdog's alarms or a wake-up).
+		 */
+		{
+			TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+
+			for (;;)
+			{
+				long		left;
+
+				ResetLatch(MyLatch);
+				left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+				if (shutdown_requested || left <= 0)
+					break;
+				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 left, PG_WAIT_EXTENSION);
+				CHECK_FOR_INTERRUPTS();
+				workflow_worker_reload_if_needed();
+			}
+		}
 		nnext = 0;
+		FreeErrorData(edata);
 	}
 	PG_END_TRY();
+
+	disable_timeout(watchdog_timeout, false);
+	current_batch = NULL;
+	current_nbatch = 0;
 	return nnext;
 }
 
@@ -553,15 +722,16 @@ release_jobs(ClaimedJob *jobs, int n)
 
 	workflow_begin_spi();
 	for (i = 0; i < n; i++)
-		(void) record_outcome(&jobs[i], "release", 0, 0, GetCurrentTimestamp(), 0, 0,
-							  &still_running);
+		(void) record_isolated(&jobs[i], "release", 0, &still_running);
 	workflow_end_spi(true);
 }
 
 /*
  * Record an outcome through workflow._runner_record().  Returns true when
  * the guard held (the job was still ours), and sets *still_running when
- * the job stays claimed by us at its next SQL task.
+ * the job stays claimed by us at its next SQL task.  The job's row is
+ * locked NOWAIT: a row another transaction holds raises
+ * lock_not_available, which the caller turns into a hand-back.
  */
 static bool
 record_outcome(ClaimedJob *job, const char *outcome, Datum output, Datum error,
@@ -588,8 +758,9 @@ record_outcome(ClaimedJob *job, const char *outcome, Datum output, Datum error,
 					 errmsg("workflow runner could not prepare its bookkeeping")));
 	}
 
+	/* requeue() bounds the delay; saturate anyway, never overflow */
 	delay = palloc0(sizeof(Interval));
-	delay->time = delay_ms * 1000;
+	delay->time = Min(saturating_mul(Max(delay_ms, 0), 1000), WF_MAX_INTERVAL_USECS);
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = Int64GetDatum(job->id);
@@ -758,7 +929,9 @@ job_context(ClaimedJob *job, WorkflowStep *step, bool *holds)
  * job's update and its task_runs row) is written for the whole batch in
  * one statement just before the commit (flush_successes), which matches
  * the 'succeeded' branch of _runner_record.  The caller checked that the
- * case is this simple one (main chain, no fallback, no target).
+ * case is this simple one (main chain, no fallback, no target).  The lock
+ * is NOWAIT: a row another transaction holds (a role's open transaction)
+ * raises lock_not_available, and the job is handed back (job_fault).
  */
 static bool
 hold_success(ClaimedJob *job, WorkflowStep *step, Datum output,
@@ -774,7 +947,7 @@ hold_success(ClaimedJob *job, WorkflowStep *step, Datum output,
 
 		plan = SPI_prepare("SELECT 1 FROM workflow.jobs "
 						   " WHERE id = $1 AND lease = $2 AND (execution = 'running') IS TRUE "
-						   "   FOR NO KEY UPDATE",
+						   "   FOR NO KEY UPDATE NOWAIT",
 						   2, argtypes);
 		if (plan == NULL || SPI_keepplan(plan) != 0)
 			ereport(ERROR,
@@ -800,6 +973,8 @@ hold_success(ClaimedJob *job, WorkflowStep *step, Datum output,
 	p->task_attempt = job->task_attempt;
 	p->task = step->name;
 	p->output = output;
+	if (output != (Datum) 0)
+		pending_bytes += VARSIZE_ANY(DatumGetPointer(output));
 	p->started = started;
 	p->finished = GetCurrentTimestamp();
 	p->finish = step->next_kind == NULL;
@@ -923,16 +1098,58 @@ flush_successes(void)
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("workflow runner could not record the outcome of %d tasks", npending)));
 	npending = 0;
+	pending_bytes = 0;
 }
 
 /*
- * Run the current task of a claimed job inside the batch's transaction:
- * the body in a subtransaction of its own, and the record of its outcome
- * inside that same subtransaction, so that the task's effects and the
- * job's progress are kept or undone together.
+ * Run the current task of a claimed job inside the batch's transaction,
+ * in the job's own subtransaction: the check that the job is still ours,
+ * the body, and the record of its outcome, so that the task's effects and
+ * the job's progress are kept or undone together.  An error anywhere in
+ * there (the runner's bookkeeping of this job, its context query) rolls
+ * back this job's work only and is handled by job_fault().
  */
 static StepNext
 run_step(ClaimedJob *job)
+{
+	MemoryContext context = CurrentMemoryContext;
+	volatile StepNext next = STEP_DONE;
+
+	PG_TRY();
+	{
+		next = run_step_guarded(job);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		workflow_task_running = false;
+		pg_atomic_write_u64(&my_slot->job_id, 0);
+		debug_query_string = NULL;
+		MemoryContextSwitchTo(context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		/* whatever of this job's subtransaction is open */
+		workflow_task_finish(false);
+		/* and a success it held is no longer held */
+		if (npending > 0 && pending[npending - 1].id == job->id)
+		{
+			npending--;
+			if (pending[npending].output != (Datum) 0)
+				pending_bytes -= VARSIZE_ANY(DatumGetPointer(pending[npending].output));
+		}
+		next = job_fault(job, edata);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	return next;
+}
+
+/*
+ * The work of run_step() that may raise an error.
+ */
+static StepNext
+run_step_guarded(ClaimedJob *job)
 {
 	WorkflowStep *step;
 	Datum		context = (Datum) 0;
@@ -944,9 +1161,10 @@ run_step(ClaimedJob *job)
 	uint64		interrupted;
 	char		activity[256];
 
+	started = GetCurrentTimestamp();
+	workflow_task_begin();
 	step = workflow_step_lookup(job->workflow_id, job->phase, job->step,
 								job->in_fallback, job->owner);
-	started = GetCurrentTimestamp();
 
 	/* make sure the job is still ours: the context query tells that too */
 	if (step != NULL && step->uses_context && strcmp(step->kind, "sql") == 0)
@@ -955,29 +1173,31 @@ run_step(ClaimedJob *job)
 
 		context = job_context(job, step, &holds);
 		if (!holds)
+		{
+			workflow_task_finish(false);
 			return STEP_DONE;	/* canceled or handed over meanwhile */
+		}
 	}
 	else if (TimestampDifferenceExceeds(job->claimed_at, started, TRUST_CLAIM_MS) &&
 			 !claim_holds(job))
+	{
+		workflow_task_finish(false);
 		return STEP_DONE;
+	}
 
 	if (job->deadline <= GetCurrentTransactionStartTimestamp())
-	{
-		(void) record_outcome(job, "timeout", 0, 0, started, 0, 0, &still_running);
-		return still_running ? STEP_CONTINUE : STEP_DONE;
-	}
+		return record_here(job, "timeout", 0, started);
 	if (step == NULL)
-		return STEP_DONE;		/* its workflow was dropped meanwhile */
-	if (strcmp(step->kind, "wait") == 0 && step->body == NULL)
 	{
-		(void) record_outcome(job, "wait_step", 0, 0, started, 0, 0, &still_running);
-		return STEP_DONE;
+		workflow_task_finish(false);
+		return STEP_DONE;		/* its workflow was dropped meanwhile */
 	}
+	if (strcmp(step->kind, "wait") == 0 && step->body == NULL)
+		return record_here(job, "wait_step", 0, started);
 	if (step->body == NULL)
 	{
 		/* an external task reached through a stale path: hand it back */
-		(void) record_outcome(job, "release", 0, 0, started, 0, 0, &still_running);
-		return STEP_DONE;
+		return record_here(job, "release", 0, started);
 	}
 
 	/* the creator must still exist and be able to log in */
@@ -985,17 +1205,14 @@ run_step(ClaimedJob *job)
 		Datum		error = creator_problem(job->owner);
 
 		if (error != (Datum) 0)
-		{
-			(void) record_outcome(job, "fatal", 0, error, started, 0, 0, &still_running);
-			return STEP_DONE;
-		}
+			return record_here(job, "fatal", error, started);
 	}
 
 	/* the smaller of the task's timeout and what is left of the job's */
-	timeout_ms = step->timeout_us < 0 ? 0 : (step->timeout_us + 999) / 1000;
+	timeout_ms = step->timeout_us <= 0 ? 0 : saturating_add(step->timeout_us, 999) / 1000;
 	if (!TIMESTAMP_NOT_FINITE(job->deadline))
 	{
-		int64		left_ms = (job->deadline - started + 999) / 1000;
+		int64		left_ms = saturating_add(saturating_add(job->deadline, -started), 999) / 1000;
 
 		/* a timeout below 1 ms has already passed: give the task 1 ms */
 		if (left_ms < 1)
@@ -1011,16 +1228,25 @@ run_step(ClaimedJob *job)
 	pgstat_report_activity(STATE_RUNNING, activity);
 	debug_query_string = step->body;
 
+	/*
+	 * From here a cancel is meant for the body: the flag first, then the
+	 * job id that cancel_job() looks for.
+	 */
 	pg_atomic_write_u64(&my_slot->interrupt_job, 0);
+	running_job = job->id;
+	cancel_noted_at = 0;
+	workflow_task_running = true;
+	pg_memory_barrier();
 	pg_atomic_write_u64(&my_slot->job_id, (uint64) job->id);
-	task_running = true;
 	if (shutdown_requested)
 	{
+		cancel_noted_at = GetCurrentTimestamp();
 		InterruptPending = true;
 		QueryCancelPending = true;
 	}
 	workflow_execute_task(job->id, step, context, job->owner, (int) timeout_ms, &res);
-	task_running = false;
+	/* workflow_execute_task() ended the body and dropped late cancels */
+	workflow_task_running = false;
 	pg_atomic_write_u64(&my_slot->job_id, 0);
 	debug_query_string = NULL;
 	interrupted = pg_atomic_read_u64(&my_slot->interrupt_job);
@@ -1032,27 +1258,19 @@ run_step(ClaimedJob *job)
 
 		outcome = res.request == WF_TASK_REQUEUE ? "requeue" :
 			res.request == WF_TASK_WAIT ? "wait" : "succeeded";
-		PG_TRY();
-		{
-			if (res.request == WF_TASK_DONE && res.info == (Datum) 0 &&
-				job->phase == WF_PHASE_CHAIN && !job->in_fallback && !job->has_target &&
-				(step->next_kind == NULL || strcmp(step->next_kind, "sql") == 0))
-				kept = hold_success(job, step, res.output, started, &still_running);
-			else
-				kept = record_outcome(job, outcome, res.output, res.error, started,
-									  res.requeue_ms, res.info, &still_running);
-		}
-		PG_CATCH();
-		{
-			workflow_task_finish(false);
-			PG_RE_THROW();
-		}
-		PG_END_TRY();
+		if (res.request == WF_TASK_DONE && res.info == (Datum) 0 &&
+			job->phase == WF_PHASE_CHAIN && !job->in_fallback && !job->has_target &&
+			(step->next_kind == NULL || strcmp(step->next_kind, "sql") == 0))
+			kept = hold_success(job, step, res.output, started, &still_running);
+		else
+			kept = record_outcome(job, outcome, res.output, res.error, started,
+								  res.requeue_ms, res.info, &still_running);
 		/* not ours anymore (canceled, timed out): the task's effects go */
 		workflow_task_finish(kept);
 		return (kept && still_running) ? STEP_CONTINUE : STEP_DONE;
 	}
 
+	/* the body failed: its subtransaction is rolled back */
 	if (res.sqlerrcode == ERRCODE_QUERY_CANCELED && interrupted == (uint64) job->id)
 		return STEP_DONE;		/* canceled or timed out by a committed transaction */
 	if (res.sqlerrcode == ERRCODE_QUERY_CANCELED && !shutdown_requested &&
@@ -1074,36 +1292,317 @@ run_step(ClaimedJob *job)
 	else
 		outcome = "failed";
 
+	/* the record of a failure: a subtransaction of its own */
+	workflow_task_begin();
 	(void) record_outcome(job, outcome, res.output, res.error, started,
 						  res.requeue_ms, res.info, &still_running);
+	workflow_task_finish(true);
 	return still_running ? STEP_CONTINUE : STEP_DONE;
 }
 
 /*
- * After an error outside the task body (SPI, bookkeeping, an interrupt
- * between statements), record it in a fresh transaction so that the job
- * does not stay `running' under a live runner.  On shutdown the job is
- * handed back instead.  An error here lets the runner exit; the launcher
- * starts a new one and the sweeper handles the job.
+ * Record an outcome decided before any task ran, inside the job's open
+ * subtransaction, and keep it.
  */
-static void
-record_unexpected(ClaimedJob *job, ErrorData *edata)
+static StepNext
+record_here(ClaimedJob *job, const char *outcome, Datum error, TimestampTz started)
+{
+	bool		still_running;
+
+	(void) record_outcome(job, outcome, 0, error, started, 0, 0, &still_running);
+	workflow_task_finish(true);
+	return still_running ? STEP_CONTINUE : STEP_DONE;
+}
+
+/*
+ * An error raised while the runner worked on one job (outside the task's
+ * body, whose errors are the task's), after that job's subtransaction was
+ * rolled back.  It is that job's alone:
+ *
+ *	- its row is locked by another transaction (NOWAIT): hand the job back
+ *	  once the row is free, no attempt counted;
+ *	- a cancel (a shutdown, or one that reached the bookkeeping anyway):
+ *	  hand the job back, no attempt counted -- unless a committed
+ *	  cancel_job() or timeout meant this job, which is then done with;
+ *	- anything else (an overflow, a failing context query): a failed
+ *	  attempt of this job, with the runner's error.
+ *
+ * The other jobs of the batch keep their outcomes.
+ */
+static StepNext
+job_fault(ClaimedJob *job, ErrorData *edata)
+{
+	bool		still_running;
+
+	if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+	{
+		ereport(LOG,
+				(errmsg("workflow runner hands job %lld back: its row is locked by another transaction",
+						(long long) job->id)));
+		defer_job(job);
+		return STEP_DONE;
+	}
+	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED || shutdown_requested)
+	{
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
+			pg_atomic_read_u64(&my_slot->interrupt_job) == (uint64) job->id)
+			return STEP_DONE;	/* canceled or timed out by a committed transaction */
+		(void) record_isolated(job, "return", 0, &still_running);
+		return STEP_DONE;
+	}
+
+	ereport(LOG,
+			(errcode(edata->sqlerrcode),
+			 errmsg("workflow runner failed the task of job %lld: %s",
+					(long long) job->id, edata->message ? edata->message : "unknown error")));
+	(void) record_isolated(job, "failed",
+						   runner_error(edata->sqlerrcode, edata->message, edata->detail),
+						   &still_running);
+	return STEP_DONE;
+}
+
+/*
+ * An error of the runner (not of the task's code), as stored in
+ * task_runs.error: marked "runner": true.
+ */
+static Datum
+runner_error(int sqlerrcode, const char *message, const char *detail)
 {
 	StringInfoData buf;
-	Datum		error;
-	bool		still_running;
-	bool		kept;
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "{\"sqlstate\": ");
-	escape_json(&buf, unpack_sql_state(edata->sqlerrcode));
+	escape_json(&buf, unpack_sql_state(sqlerrcode));
 	appendStringInfoString(&buf, ", \"message\": ");
-	escape_json(&buf, edata->message ? edata->message : "unknown error");
+	escape_json(&buf, message ? message : "unknown error");
+	if (detail != NULL)
+	{
+		appendStringInfoString(&buf, ", \"detail\": ");
+		escape_json(&buf, detail);
+	}
 	appendStringInfoString(&buf, ", \"runner\": true}");
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+}
+
+/*
+ * Record an outcome for a job in a subtransaction of its own, never
+ * raising an error: if the record fails, the job is handed back instead
+ * ("return": the queue at the same task, no run recorded, no attempt
+ * counted); if even that fails, or the row is locked by another
+ * transaction, the job goes to the deferred list.  Needs an open
+ * transaction and SPI.
+ */
+static bool
+record_isolated(ClaimedJob *job, const char *outcome, Datum error, bool *still_running)
+{
+	MemoryContext context = CurrentMemoryContext;
+	volatile bool kept = false;
+
+	*still_running = false;
+	PG_TRY();
+	{
+		workflow_task_begin();
+		kept = record_outcome(job, outcome, 0, error, GetCurrentTimestamp(), 0, 0,
+							  still_running);
+		workflow_task_finish(true);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		workflow_task_finish(false);
+		*still_running = false;
+		if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+			defer_job(job);
+		else
+		{
+			ereport(LOG,
+					(errcode(edata->sqlerrcode),
+					 errmsg("workflow runner could not record outcome \"%s\" of job %lld: %s",
+							outcome, (long long) job->id,
+							edata->message ? edata->message : "unknown error")));
+			if (strcmp(outcome, "return") != 0)
+				(void) record_isolated(job, "return", 0, still_running);
+			else
+				defer_job(job);
+		}
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	return kept;
+}
+
+/*
+ * Remember to hand a job back later: its row is locked by another
+ * transaction.  Meanwhile it stays claimed by this runner (a lease is
+ * never lost), out of its batches.
+ */
+static void
+defer_job(ClaimedJob *job)
+{
+	int			i;
+
+	for (i = 0; i < ndeferred; i++)
+		if (deferred[i].id == job->id)
+		{
+			deferred[i] = *job;
+			return;
+		}
+	if (ndeferred >= MAX_BATCH)
+	{
+		ereport(WARNING,
+				(errmsg("workflow runner cannot hand job %lld back: too many jobs whose rows are locked",
+						(long long) job->id),
+				 errdetail("The job stays running until this runner exits; then its on_stale policy applies.")));
+		return;
+	}
+	deferred[ndeferred++] = *job;
+}
+
+/*
+ * Hand back the deferred jobs whose rows are free now, in a transaction of
+ * its own, at most once per workflow.run_interval.
+ */
+static void
+retry_deferred(void)
+{
+	static TimestampTz last = 0;
+	ClaimedJob *jobs;
+	int			n = ndeferred;
+	int			i;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (!shutdown_requested && !TimestampDifferenceExceeds(last, now, workflow_run_interval))
+		return;
+	last = now;
+	jobs = palloc(sizeof(ClaimedJob) * n);
+	memcpy(jobs, deferred, sizeof(ClaimedJob) * n);
+	ndeferred = 0;
+	workflow_begin_spi();
+	for (i = 0; i < n; i++)
+	{
+		bool		still_running;
+
+		/* still locked: deferred again */
+		(void) record_isolated(&jobs[i], "return", 0, &still_running);
+	}
+	workflow_end_spi(true);
+}
+
+/*
+ * Exit callback (before_shmem_exit, so it runs before the connection's own
+ * clean-up): after the watchdog escalated, the batch's transaction is
+ * gone, with the work of every job in it.  In a transaction of its own --
+ * as PostgreSQL's own exit callbacks do (RemoveTempRelationsCallback) --
+ * the task that ignored its cancel gets a failed attempt (or its job's
+ * timeout), and every other job of the batch, and the deferred ones, are
+ * handed back untouched.  Rows locked by anyone else are skipped (no wait
+ * is possible here): such a job, or everything if this fails, stays
+ * running under this runner, and its on_stale policy applies once the
+ * runner's next incarnation registers.
+ */
+static void
+runner_exit_handback(int code, Datum arg)
+{
+	ClaimedJob *jobs;
+	int			n = 0;
+	Datum	   *ids;
+	Datum		values[1];
+	Oid			argtypes[1] = {INT8ARRAYOID};
+	int			i;
+	uint64		k;
+
+	if (escalated_job == 0 || WorkflowShmem == NULL)
+		return;
+	disable_all_timeouts(false);
+	AbortOutOfAnyTransaction();
+
+	ereport(LOG,
+			(errmsg("workflow runner terminated: the task of job %lld did not stop within workflow.cancel_grace_period (%d ms) after it was canceled",
+					(long long) escalated_job, workflow_cancel_grace_period)));
+
+	jobs = palloc(sizeof(ClaimedJob) * (current_nbatch + ndeferred));
+	for (i = 0; i < current_nbatch; i++)
+		jobs[n++] = current_batch[i];
+	for (i = 0; i < ndeferred; i++)
+		jobs[n++] = deferred[i];
+	if (n == 0)
+		return;
 
 	workflow_begin_spi();
-	error = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
-	kept = record_outcome(job, shutdown_requested ? "release" : "failed", 0, error,
-						  GetCurrentTimestamp(), 0, 0, &still_running);
-	workflow_end_spi(kept);
+	ids = palloc(sizeof(Datum) * n);
+	for (i = 0; i < n; i++)
+		ids[i] = Int64GetDatum(jobs[i].id);
+	values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, true, TYPALIGN_DOUBLE));
+	if (SPI_execute_with_args("SELECT id FROM workflow.jobs "
+							  " WHERE id = ANY ($1) AND (execution = 'running') IS TRUE "
+							  "   FOR NO KEY UPDATE SKIP LOCKED",
+							  1, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "workflow runner could not lock the jobs of its batch");
+	{
+		SPITupleTable *locked = SPI_tuptable;
+		uint64		nlocked = SPI_processed;
+
+		for (i = 0; i < n; i++)
+		{
+			bool		free_row = false;
+			bool		still_running;
+
+			for (k = 0; k < nlocked; k++)
+			{
+				bool		isnull;
+
+				if (DatumGetInt64(SPI_getbinval(locked->vals[k], locked->tupdesc, 1, &isnull)) ==
+					jobs[i].id)
+					free_row = true;
+			}
+			if (!free_row)
+				continue;
+			if (jobs[i].id == escalated_job)
+			{
+				bool		timed_out = !TIMESTAMP_NOT_FINITE(jobs[i].deadline) &&
+					GetCurrentTimestamp() >= jobs[i].deadline;
+
+				(void) record_outcome(&jobs[i], timed_out ? "timeout" : "failed", 0,
+									  runner_error(ERRCODE_QUERY_CANCELED,
+												   "task did not stop within workflow.cancel_grace_period after it was canceled",
+												   psprintf("The runner was terminated after %d ms.",
+															workflow_cancel_grace_period)),
+									  GetCurrentTimestamp(), 0, 0, &still_running);
+			}
+			else
+				(void) record_outcome(&jobs[i], "return", 0, 0, GetCurrentTimestamp(),
+									  0, 0, &still_running);
+		}
+	}
+	workflow_end_spi(true);
+}
+
+/*
+ * a + b, saturated at the bounds of int64.
+ */
+static int64
+saturating_add(int64 a, int64 b)
+{
+	int64		r;
+
+	if (pg_add_s64_overflow(a, b, &r))
+		return (b > 0) ? PG_INT64_MAX : PG_INT64_MIN;
+	return r;
+}
+
+/*
+ * a * b, saturated at the bounds of int64.
+ */
+static int64
+saturating_mul(int64 a, int64 b)
+{
+	int64		r;
+
+	if (pg_mul_s64_overflow(a, b, &r))
+		return ((a < 0) != (b < 0)) ? PG_INT64_MIN : PG_INT64_MAX;
+	return r;
 }

@@ -143,7 +143,9 @@ workflow_step_lookup(int64 workflow_id, int phase, int position, bool fallback, 
 		Oid			argtypes[3] = {INT8OID, TEXTOID, INT4OID};
 
 		plan = SPI_prepare("SELECT s.kind, s.sql, s.fallback, s.name, w.name, w.search_path, "
-						   "       (extract(epoch FROM s.timeout) * 1000000)::bigint, n.kind "
+						   "       LEAST(extract(epoch FROM s.timeout) * 1000000, "
+						   "             3110400000000000)::bigint, " /* 100 years */
+						   "       n.kind "
 						   "  FROM workflow.steps s "
 						   "  JOIN workflow.workflows w ON w.id = s.workflow_id "
 						   "  LEFT JOIN workflow.steps n ON n.workflow_id = s.workflow_id "
@@ -178,8 +180,9 @@ workflow_step_lookup(int64 workflow_id, int phase, int position, bool fallback, 
 	entry->name = cache_string(row, desc, 4);
 	entry->workflow = cache_string(row, desc, 5);
 	entry->search_path = cache_string(row, desc, 6);
+	/* at most 100 years, as every interval of a definition */
 	timeout = SPI_getbinval(row, desc, 7, &isnull);
-	entry->timeout_us = isnull ? -1 : DatumGetInt64(timeout);
+	entry->timeout_us = isnull ? -1 : Min(DatumGetInt64(timeout), WF_MAX_INTERVAL_USECS);
 	entry->next_kind = cache_string(row, desc, 8);
 	/* the context is only built for code that can read it */
 	entry->uses_context = entry->body != NULL && strstr(entry->body, "$1") != NULL;

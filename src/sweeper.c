@@ -12,8 +12,17 @@
  * neither runs nor cancels anything.
  *
  * The work itself is SQL (workflow._sweep) in small batches with SKIP
- * LOCKED, so the sweeper never blocks the queue; when a batch was full it
- * goes on at once instead of waiting for the next period.
+ * LOCKED, so the sweeper never blocks the queue nor waits for a session
+ * that holds a job; when a batch was full it goes on at once instead of
+ * waiting for the next period.
+ *
+ * Faults.  _sweep handles every item (a timer, a timeout, a stale job, a
+ * job to prune) in a subtransaction of its own: an item that fails is
+ * logged with its job id and does not stop the others.  It returns the ids
+ * of the jobs that failed; the sweeper leaves them out of its passes for a
+ * while (10 s, doubling at every new failure up to an hour), so that a job
+ * that always fails is neither retried at every pass nor, being first in
+ * the batch's order, keeps the jobs behind it from being handled.
  *
  * Copyright (c) 2026, the workflow developers
  *
@@ -32,17 +41,36 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "compat.h"
 #include "workflow.h"
 
 #define SWEEP_BATCH 500
 
+/* how long a job whose handling failed is left out of the passes */
+#define SWEEP_RETRY_FIRST_MS 10000
+#define SWEEP_RETRY_MAX_MS (3600 * 1000)
+/* at most this many such jobs are remembered */
+#define SWEEP_MAX_FAILED 5000
+
+/* a job whose handling failed: left out of the passes until retry_at */
+typedef struct SweepFailure
+{
+	int64		job_id;			/* hash key */
+	TimestampTz retry_at;
+	int			failures;		/* in a row */
+} SweepFailure;
+
 static Oid	registered_extension = InvalidOid;
+static HTAB *failed_jobs = NULL;
 
 static bool sweep_once(void);
 static void heartbeat(void);
+static Datum skip_list(void);
+static void remember_failures(Datum failed);
 
 /*
  * Entry point of the sweeper.
@@ -95,8 +123,8 @@ static bool
 sweep_once(void)
 {
 	Oid			extoid;
-	Oid			argtypes[3] = {TEXTOID, INTERVALOID, INT4OID};
-	Datum		values[3];
+	Oid			argtypes[4] = {TEXTOID, INTERVALOID, INT4OID, INT8ARRAYOID};
+	Datum		values[4];
 	Interval   *retention;
 	bool		more = false;
 
@@ -116,6 +144,12 @@ sweep_once(void)
 					(errcode(ERRCODE_INTERNAL_ERROR),
 					 errmsg("workflow sweeper could not register itself")));
 		registered_extension = extoid;
+		/* job ids of another incarnation of the extension mean nothing */
+		if (failed_jobs != NULL)
+		{
+			hash_destroy(failed_jobs);
+			failed_jobs = NULL;
+		}
 	}
 
 	heartbeat();
@@ -133,10 +167,12 @@ sweep_once(void)
 									"retry" : "cancel");
 	values[1] = IntervalPGetDatum(retention);
 	values[2] = Int32GetDatum(SWEEP_BATCH);
+	values[3] = skip_list();
 	if (SPI_execute_with_args("SELECT (s->>'timers')::int, (s->>'timeouts')::int, "
-							  "(s->>'stale')::int, (s->>'pruned')::int "
-							  "FROM workflow._sweep($1, $2, $3) s",
-							  3, argtypes, values, NULL, false, 1) != SPI_OK_SELECT ||
+							  "(s->>'stale')::int, (s->>'pruned')::int, "
+							  "ARRAY(SELECT jsonb_array_elements_text(s->'failed')::bigint) "
+							  "FROM workflow._sweep($1, $2, $3, $4) s",
+							  4, argtypes, values, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -144,20 +180,111 @@ sweep_once(void)
 	else
 	{
 		int			i;
+		bool		isnull;
+		Datum		failed;
 
 		for (i = 1; i <= 4; i++)
 		{
-			bool		isnull;
 			int32		n = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 														SPI_tuptable->tupdesc, i, &isnull));
 
 			if (!isnull && n >= SWEEP_BATCH)
 				more = true;
 		}
+		failed = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull);
+		if (!isnull)
+			remember_failures(failed);
 	}
 
 	workflow_end_spi(true);
 	return more;
+}
+
+/*
+ * The ids of the jobs to leave out of this pass (an int8[] in the current
+ * memory context): those whose handling failed recently.  Jobs whose time
+ * out of the passes ended more than an hour ago without a new failure are
+ * forgotten.
+ */
+static Datum
+skip_list(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	Datum	   *ids;
+	int			n = 0;
+	HASH_SEQ_STATUS status;
+	SweepFailure *f;
+
+	if (failed_jobs == NULL)
+		return PointerGetDatum(construct_empty_array(INT8OID));
+
+	ids = palloc(sizeof(Datum) * (hash_get_num_entries(failed_jobs) + 1));
+	hash_seq_init(&status, failed_jobs);
+	while ((f = (SweepFailure *) hash_seq_search(&status)) != NULL)
+	{
+		if (f->retry_at > now)
+			ids[n++] = Int64GetDatum(f->job_id);
+		else if (TimestampDifferenceExceeds(f->retry_at, now, SWEEP_RETRY_MAX_MS))
+			(void) hash_search(failed_jobs, &f->job_id, HASH_REMOVE, NULL);
+	}
+	return PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64),
+										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/*
+ * Leave the jobs of `failed' (int8[]: those _sweep could not handle, each
+ * already logged with its error) out of the next passes: 10 s after a first
+ * failure, twice as long after every further one, at most an hour.
+ */
+static void
+remember_failures(Datum failed)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(failed);
+	Datum	   *ids;
+	bool	   *nulls;
+	int			n;
+	int			i;
+	TimestampTz now = GetCurrentTimestamp();
+
+	deconstruct_array(arr, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+					  &ids, &nulls, &n);
+	if (n == 0)
+		return;
+	if (failed_jobs == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(int64);
+		ctl.entrysize = sizeof(SweepFailure);
+		failed_jobs = hash_create("workflow sweeper failed jobs", 64, &ctl,
+								  HASH_ELEM | HASH_BLOBS);
+	}
+	for (i = 0; i < n; i++)
+	{
+		int64		job_id;
+		SweepFailure *f;
+		bool		found;
+		int64		delay_ms;
+
+		if (nulls[i])
+			continue;
+		job_id = DatumGetInt64(ids[i]);
+		f = (SweepFailure *) hash_search(failed_jobs, &job_id, HASH_FIND, NULL);
+		if (f == NULL)
+		{
+			if (hash_get_num_entries(failed_jobs) >= SWEEP_MAX_FAILED)
+				continue;		/* tried again at the next pass */
+			f = (SweepFailure *) hash_search(failed_jobs, &job_id, HASH_ENTER, &found);
+			f->failures = 0;
+		}
+		f->failures = Min(f->failures + 1, 20);
+		delay_ms = Min((int64) SWEEP_RETRY_FIRST_MS << (f->failures - 1),
+					   (int64) SWEEP_RETRY_MAX_MS);
+		f->retry_at = TimestampTzPlusMilliseconds(now, delay_ms);
+		ereport(LOG,
+				(errmsg("workflow sweeper will try job %lld again in %lld s",
+						(long long) job_id, (long long) (delay_ms / 1000))));
+	}
 }
 
 /*

@@ -5,11 +5,13 @@
  *		the functions a task may call while it runs: workflow.requeue(),
  *		workflow.wait() and workflow.add_info(info).
  *
- * The caller (src/runner.c) has started the batch's transaction.  The body
- * runs in a subtransaction of its own, so that its failure rolls back its
- * effects but not the transaction that records the failure, nor the other
- * jobs of the batch.  When the body succeeds the subtransaction is left
- * open: the runner records the outcome inside it and then keeps it
+ * The caller (src/runner.c) has started the batch's transaction and opened
+ * the job's subtransaction (workflow_task_begin(), in which it checked that
+ * the job is still its own).  The body runs in it, so that its failure
+ * rolls back its effects but not the transaction that records the failure,
+ * nor the other jobs of the batch; a failed body's subtransaction is rolled
+ * back here.  When the body succeeds the subtransaction is left open: the
+ * runner records the outcome inside it and then keeps it
  * (workflow_task_finish(true)) or, when the job was canceled or handed
  * over meanwhile, rolls it back with the task's effects
  * (workflow_task_finish(false)).  Inside the subtransaction:
@@ -31,7 +33,11 @@
  *	- session-level advisory locks the task took are released afterwards.
  *
  * The output is the first column of the first row of the last statement,
- * converted to jsonb.
+ * converted to jsonb; like everything workflow.add_info() adds in one
+ * attempt, it is bounded by workflow.max_payload_size.  The body ends with
+ * workflow_task_running cleared and any cancel that arrived too late for
+ * it dropped.  Before a task of another role than the last one, random()
+ * is reseeded from a strong random source.
  *
  * Copyright (c) 2026, the workflow developers
  *
@@ -43,9 +49,11 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "common/int.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "parser/parser.h"
@@ -53,6 +61,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -71,6 +80,19 @@ PG_FUNCTION_INFO_V1(workflow_task_add_info);
 /* the task being executed by this backend, for the functions above */
 static int64 current_job = 0;
 
+/*
+ * True while the body of a task runs (set by the runner just before,
+ * cleared here as soon as the body is over): only then is a cancel meant
+ * for the task (see src/runner.c).
+ */
+volatile sig_atomic_t workflow_task_running = false;
+
+/* the role whose task last ran: the PRNG is reseeded when it changes */
+static Oid	random_seeded_for = InvalidOid;
+
+/* the size of what workflow.add_info() added in this task attempt */
+static Size current_info_size = 0;
+
 /* the open subtransaction of a task that succeeded, until it is finished */
 static bool task_subxact_open = false;
 static MemoryContext task_outer_context = NULL;
@@ -86,20 +108,42 @@ static Datum output_to_jsonb(Datum value, Oid type, MemoryContext target);
 static Datum error_to_jsonb(ErrorData *edata);
 static Datum info_array(List *infos);
 static void require_task(const char *function);
+static void reseed_random(Oid owner);
+
+/*
+ * Open the subtransaction of a job's task (or of the record of its
+ * outcome), in which the runner first checks that the job is still its
+ * own: an error anywhere inside it rolls back only this job's work.  Ended
+ * by workflow_execute_task() when the body fails, otherwise by
+ * workflow_task_finish().
+ */
+void
+workflow_task_begin(void)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+
+	Assert(!task_subxact_open);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	task_outer_context = oldcontext;
+	task_outer_owner = oldowner;
+	task_subxact_open = true;
+}
 
 /*
  * Execute `body' with `context' as $1, as role `owner', with `search_path'
- * pinned and at most `timeout_ms' (0 = no limit).  Never raises an error
- * for what the body does: the outcome is in *result, allocated in the
- * caller's memory context.  On success the task's subtransaction stays
- * open until workflow_task_finish().
+ * pinned and at most `timeout_ms' (0 = no limit), inside the subtransaction
+ * opened by workflow_task_begin().  Never raises an error for what the body
+ * does: the outcome is in *result, allocated in the caller's memory context.
+ * When the body fails its subtransaction is rolled back here; on success it
+ * stays open until workflow_task_finish().
  */
 void
 workflow_execute_task(int64 job_id, WorkflowStep *step, Datum context,
 					  Oid owner, int timeout_ms, WorkflowTaskResult *result)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
 	Oid			save_userid;
 	int			save_sec_context;
 
@@ -108,15 +152,12 @@ workflow_execute_task(int64 job_id, WorkflowStep *step, Datum context,
 	current_request = WF_TASK_DONE;
 	current_requeue_ms = 0;
 	current_info = NIL;
+	current_info_size = 0;
 	current_result_context = oldcontext;
 
-	Assert(!task_subxact_open);
+	if (!task_subxact_open)
+		elog(ERROR, "workflow task executed outside its subtransaction");
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-	task_outer_context = oldcontext;
-	task_outer_owner = oldowner;
 
 	PG_TRY();
 	{
@@ -128,6 +169,10 @@ workflow_execute_task(int64 job_id, WorkflowStep *step, Datum context,
 
 		values[0] = context;
 		nulls[0] = context == (Datum) 0 ? 'n' : ' ';
+
+		/* random() of one role tells nothing about another role's */
+		if (owner != random_seeded_for)
+			reseed_random(owner);
 
 		SetUserIdAndSecContext(owner, save_sec_context |
 							   SECURITY_LOCAL_USERID_CHANGE |
@@ -177,9 +222,14 @@ workflow_execute_task(int64 job_id, WorkflowStep *step, Datum context,
 											  SPI_tuptable->tupdesc, 1, &isnull);
 
 			if (!isnull)
+			{
 				result->output = output_to_jsonb(value,
 												 SPI_gettypeid(SPI_tuptable->tupdesc, 1),
 												 oldcontext);
+				/* bounded like every other document: this task's failure */
+				if (result->output != (Datum) 0)
+					workflow_check_payload_size(result->output, "output");
+			}
 		}
 
 		/* fire deferred triggers as the owner, under the restriction */
@@ -188,12 +238,21 @@ workflow_execute_task(int64 job_id, WorkflowStep *step, Datum context,
 		if (timeout_ms > 0)
 			disable_timeout(STATEMENT_TIMEOUT, false);
 
+		/*
+		 * The body is over.  A cancel that arrived after its last interrupt
+		 * check (its own statement timeout firing just now, a late
+		 * cancel_job or pg_cancel_backend) was meant for it: drop it rather
+		 * than let it fail the runner's bookkeeping.
+		 */
+		workflow_task_running = false;
+		pg_compiler_barrier();
+		QueryCancelPending = false;
+
 		AtEOXact_GUC(false, nestlevel);
 		SetUserIdAndSecContext(save_userid, save_sec_context);
 
 		/* stay in the subtransaction: the outcome is recorded inside it */
 		MemoryContextSwitchTo(oldcontext);
-		task_subxact_open = true;
 
 		result->ok = true;
 	}
@@ -201,6 +260,10 @@ workflow_execute_task(int64 job_id, WorkflowStep *step, Datum context,
 	{
 		ErrorData  *edata;
 
+		/* the body is over: any further cancel was meant for it */
+		workflow_task_running = false;
+		pg_compiler_barrier();
+		QueryCancelPending = false;
 		disable_timeout(STATEMENT_TIMEOUT, false);
 
 		MemoryContextSwitchTo(oldcontext);
@@ -209,8 +272,9 @@ workflow_execute_task(int64 job_id, WorkflowStep *step, Datum context,
 
 		/* restores the user, the GUC nest level and the resource owner */
 		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
+		task_subxact_open = false;
+		MemoryContextSwitchTo(task_outer_context);
+		CurrentResourceOwner = task_outer_owner;
 
 		result->ok = false;
 		result->sqlerrcode = edata->sqlerrcode;
@@ -229,13 +293,14 @@ workflow_execute_task(int64 job_id, WorkflowStep *step, Datum context,
 
 	current_job = 0;
 	current_info = NIL;
+	current_info_size = 0;
 	current_result_context = NULL;
 }
 
 /*
- * Keep (commit = true) or roll back the subtransaction a successful task
- * left open.  Also used after an error while it was open.  A no-op when
- * no task subtransaction is open.
+ * Keep (commit = true) or roll back the subtransaction opened by
+ * workflow_task_begin().  Also used after an error while it was open.  A
+ * no-op when it is not open.
  */
 void
 workflow_task_finish(bool commit)
@@ -249,6 +314,27 @@ workflow_task_finish(bool commit)
 		RollbackAndReleaseCurrentSubTransaction();
 	MemoryContextSwitchTo(task_outer_context);
 	CurrentResourceOwner = task_outer_owner;
+}
+
+/*
+ * Reseed the PRNG of random() (which setseed() makes predictable) from a
+ * strong random source before a task of another role than the last one:
+ * neither can then predict, nor recover, the other's random numbers.
+ */
+static void
+reseed_random(Oid owner)
+{
+	uint64		bits;
+	double		seed;
+
+	if (!pg_strong_random(&bits, sizeof(bits)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random seed")));
+	/* 53 random bits, spread over [-1, 1] */
+	seed = ((double) (bits >> 11) / (double) (UINT64CONST(1) << 53)) * 2.0 - 1.0;
+	DirectFunctionCall1(setseed, Float8GetDatum(seed));
+	random_seeded_for = owner;
 }
 
 /*
@@ -391,12 +477,19 @@ output_to_jsonb(Datum value, Oid type, MemoryContext target)
 	return jb;
 }
 
+/* longest message, detail, hint or context of an error kept in task_runs */
+#define ERROR_FIELD_MAX 8192
+
 /*
- * Append `"key": "value"' to a JSON object being built, skipping NULLs.
+ * Append `"key": "value"' to a JSON object being built, skipping NULLs;
+ * the value is cut at ERROR_FIELD_MAX bytes (a task's RAISE can make it
+ * as large as it likes; the record must not fail for that).
  */
 static void
 append_field(StringInfo buf, bool *first, const char *key, const char *value)
 {
+	int			len;
+
 	if (value == NULL)
 		return;
 	if (!*first)
@@ -404,6 +497,9 @@ append_field(StringInfo buf, bool *first, const char *key, const char *value)
 	*first = false;
 	escape_json(buf, key);
 	appendStringInfoString(buf, ": ");
+	len = strlen(value);
+	if (len > ERROR_FIELD_MAX)
+		value = pnstrdup(value, pg_mbcliplen(value, len, ERROR_FIELD_MAX));
 	escape_json(buf, value);
 }
 
@@ -463,30 +559,44 @@ require_task(const char *function)
 }
 
 /*
+ * An interval in microseconds, months counted as 30 days and days as 24
+ * hours (as interval comparison does); false when that overflows.
+ */
+static bool
+interval_usecs(const Interval *iv, int64 *usecs)
+{
+	int64		days;
+	int64		us;
+
+	days = (int64) iv->month * DAYS_PER_MONTH + iv->day;
+	if (pg_mul_s64_overflow(days, USECS_PER_DAY, &us) ||
+		pg_add_s64_overflow(us, iv->time, &us))
+		return false;
+	*usecs = us;
+	return true;
+}
+
+/*
  * workflow.requeue(after interval): when the task ends, queue the job
  * again at the same task, after the delay (the task is run again then).
+ * The delay must be between 0 and 100 years, like every interval a user
+ * gives the extension.
  */
 Datum
 workflow_task_requeue(PG_FUNCTION_ARGS)
 {
-	Interval   *after;
-	int64		ms;
+	int64		us = 0;
 
 	require_task("workflow.requeue()");
-	if (PG_ARGISNULL(0))
-		ms = 0;
-	else
-	{
-		after = PG_GETARG_INTERVAL_P(0);
-		ms = (after->time + ((int64) after->day * USECS_PER_DAY) +
-			  ((int64) after->month * DAYS_PER_MONTH * USECS_PER_DAY)) / 1000;
-		if (ms < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("requeue delay must not be negative")));
-	}
+	if (!PG_ARGISNULL(0) &&
+		(!interval_usecs(PG_GETARG_INTERVAL_P(0), &us) ||
+		 us < 0 || us > WF_MAX_INTERVAL_USECS))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("requeue delay must be between 0 and 100 years")));
 	current_request = WF_TASK_REQUEUE;
-	current_requeue_ms = ms;
+	/* rounded up: a delay of 1 us still waits */
+	current_requeue_ms = (us + 999) / 1000;
 	PG_RETURN_VOID();
 }
 
@@ -504,29 +614,38 @@ workflow_task_wait(PG_FUNCTION_ARGS)
 
 /*
  * workflow.add_info(info jsonb): append progress information to the job;
- * it is stored with the task's outcome, in the same transaction.
+ * it is stored with the task's outcome, in the same transaction.  Each
+ * document, and all of them together, are bounded by
+ * workflow.max_payload_size: the task fails (SQLSTATE 54000) instead of
+ * making its runner build an unbounded array.
  */
 Datum
 workflow_task_add_info(PG_FUNCTION_ARGS)
 {
 	MemoryContext oldcontext;
 	Jsonb	   *info;
+	Size		size;
 
 	require_task("workflow.add_info()");
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("info must not be null")));
-	if (toast_raw_datum_size(PG_GETARG_DATUM(0)) - VARHDRSZ >
-		(Size) workflow_max_payload_size * 1024)
+	workflow_check_payload_size(PG_GETARG_DATUM(0), "info");
+	/* and so is all the information one task attempt adds */
+	size = toast_raw_datum_size(PG_GETARG_DATUM(0)) - VARHDRSZ;
+	if (current_info_size + size > (Size) workflow_max_payload_size * 1024)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("payload too large: info"),
-				 errhint("Raise workflow.max_payload_size or add less information.")));
+				 errdetail("The information added by this task attempt would total %zu bytes; the limit is %d kB.",
+						   current_info_size + size, workflow_max_payload_size),
+				 errhint("Store large data in a table and pass its key, or raise workflow.max_payload_size.")));
 
 	oldcontext = MemoryContextSwitchTo(current_result_context);
 	info = PG_GETARG_JSONB_P_COPY(0);
 	current_info = lappend(current_info, info);
+	current_info_size += size;
 	MemoryContextSwitchTo(oldcontext);
 	PG_RETURN_VOID();
 }

@@ -16,20 +16,27 @@
  * sets `waiting'; it resets its latch, checks for work, and only then
  * sleeps, so a wake-up between its check and its sleep is never lost.
  * A transaction that makes work runnable records (queue, count) in
- * backend-local memory; the XACT_EVENT_COMMIT callback, which runs after
+ * TopTransactionContext; the XACT_EVENT_COMMIT callback, which runs after
  * the commit is visible to other snapshots, claims up to `count' waiters of
  * each queue by an atomic exchange of `waiting' and sets their latches.
  * The callback runs in post-commit cleanup where an ERROR is not allowed,
  * so it does nothing but atomics, SetLatch and kill().  On abort the
  * record is simply dropped.
  *
- * Interrupts.  cancel_job() (and the sweeper, for timeouts) records the job
- * ids whose running SQL must stop.  At commit the callback looks for the
- * worker slot executing each job, stores the job id in the slot's
- * `interrupt_job' and sends the worker SIGINT, which cancels its current
- * statement exactly like pg_cancel_backend().  Doing it at commit means
- * that the runner's own guarded bookkeeping already sees the new state of
- * the job and rolls the task back.
+ * Interrupts.  cancel_job() (and the sweeper, for timeouts of SQL tasks)
+ * records the job ids whose running SQL must stop, as many as it likes.
+ * At commit the callback compares the job each worker slot executes with
+ * them; for a match it stores the job id in the slot's `interrupt_job' and
+ * sends the worker SIGINT, which cancels its current statement exactly like
+ * pg_cancel_backend().  Doing it at commit means that the runner's own
+ * guarded bookkeeping already sees the new state of the job and rolls the
+ * task back.
+ *
+ * Subtransactions.  Every record carries the nesting level that made it: a
+ * rolled-back subtransaction (ROLLBACK TO SAVEPOINT, an exception block)
+ * takes its interrupts and wake-ups with it, so a cancel that was undone
+ * never stops a task.  PREPARE TRANSACTION is refused while an interrupt
+ * is pending; the wake-ups of a prepared transaction are dropped.
  *
  * Copyright (c) 2026, the workflow developers
  *
@@ -54,30 +61,50 @@
 PG_FUNCTION_INFO_V1(workflow_wake_at_commit);
 PG_FUNCTION_INFO_V1(workflow_interrupt_at_commit);
 
-/* queues to wake when the current transaction commits */
-#define MAX_PENDING_QUEUES 16
-
+/*
+ * What the current transaction will do at commit.  Both lists live in
+ * TopTransactionContext, grow without a fixed limit, and are forgotten (not
+ * freed: the context goes away) at the end of the transaction.  Every entry
+ * remembers the subtransaction nesting level that added it, so that the
+ * rollback of a subtransaction (ROLLBACK TO, an exception block) drops what
+ * it added; the commit of a subtransaction hands its entries to the parent
+ * level.  Entries are appended at the current level and the levels of the
+ * entries never decrease along a list, so a subtransaction's entries are
+ * always at the tail (the pendingActions of async.c work the same way).
+ */
 typedef struct PendingWake
 {
 	uint32		queue;
 	int			count;
+	int			nestlevel;
 } PendingWake;
 
-static PendingWake pending[MAX_PENDING_QUEUES];
+typedef struct PendingInterrupt
+{
+	int64		job_id;
+	int			nestlevel;
+} PendingInterrupt;
+
+/* queues to wake when the current transaction commits */
+static PendingWake *pending = NULL;
 static int	npending = 0;
-static bool pending_overflow = false;
-static bool callback_registered = false;
+static int	maxpending = 0;
 
 /* jobs whose running SQL to interrupt when the transaction commits */
-#define MAX_PENDING_INTERRUPTS 64
-
-static int64 pending_interrupts[MAX_PENDING_INTERRUPTS];
+static PendingInterrupt *pending_interrupts = NULL;
 static int	ninterrupts = 0;
+static int	maxinterrupts = 0;
+
+static bool callback_registered = false;
 
 /* this backend's entry while it waits, or NULL */
 static WorkflowWaiter *my_waiter = NULL;
 
 static void wakeup_xact_callback(XactEvent event, void *arg);
+static void wakeup_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+									SubTransactionId parentSubid, void *arg);
+static void forget_pending(void);
+static void *grow_array(void *array, int *max, Size entry_size);
 static void wake_waiters(uint32 queue, int count);
 static int	runners_to_wake(PendingWake wake);
 static void interrupt_jobs(void);
@@ -146,11 +173,39 @@ workflow_queue_hash(const char *queue)
 }
 
 /*
+ * Make room for one more entry in a pending list of TopTransactionContext;
+ * returns the (possibly moved) array.
+ */
+static void *
+grow_array(void *array, int *max, Size entry_size)
+{
+	int			newmax;
+
+	if (array == NULL)
+	{
+		newmax = 16;
+		array = MemoryContextAlloc(TopTransactionContext, newmax * entry_size);
+	}
+	else
+	{
+		if (*max >= (int) (MaxAllocSize / entry_size / 2))
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("too many job interrupts or wake-ups pending in one transaction")));
+		newmax = *max * 2;
+		array = repalloc(array, newmax * entry_size);
+	}
+	*max = newmax;
+	return array;
+}
+
+/*
  * Remember that `queue' got `count' more runnable jobs in this transaction.
  */
 void
 workflow_wake_queue_at_commit(uint32 queue, int count)
 {
+	int			level;
 	int			i;
 
 	workflow_require_shmem();
@@ -158,7 +213,12 @@ workflow_wake_queue_at_commit(uint32 queue, int count)
 
 	if (count <= 0)
 		return;
-	for (i = 0; i < npending; i++)
+	if (!IsTransactionState())
+		elog(ERROR, "workflow wake-up requested outside a transaction");
+
+	/* add to this level's entry of the queue, if there is one */
+	level = GetCurrentTransactionNestLevel();
+	for (i = npending - 1; i >= 0 && pending[i].nestlevel == level; i--)
 	{
 		if (pending[i].queue == queue)
 		{
@@ -167,18 +227,16 @@ workflow_wake_queue_at_commit(uint32 queue, int count)
 			return;
 		}
 	}
-	if (npending < MAX_PENDING_QUEUES)
-	{
-		pending[npending].queue = queue;
-		pending[npending].count = count;
-		npending++;
-	}
-	else
-		pending_overflow = true;	/* wake every waiter at commit */
+	if (npending >= maxpending)
+		pending = grow_array(pending, &maxpending, sizeof(PendingWake));
+	pending[npending].queue = queue;
+	pending[npending].count = count;
+	pending[npending].nestlevel = level;
+	npending++;
 }
 
 /*
- * Register the transaction callback once per backend, lazily, so that
+ * Register the transaction callbacks once per backend, lazily, so that
  * backends that never touch a job pay nothing.
  */
 static void
@@ -187,32 +245,41 @@ register_callback(void)
 	if (!callback_registered)
 	{
 		RegisterXactCallback(wakeup_xact_callback, NULL);
+		RegisterSubXactCallback(wakeup_subxact_callback, NULL);
 		callback_registered = true;
 	}
 }
 
 /*
- * Remember to interrupt, at commit, the worker executing `job_id'.
+ * Remember to interrupt, at commit, the worker executing `job_id'.  There
+ * is no limit: a transaction may cancel (or the sweeper time out) any
+ * number of running jobs.  Only a job an in-server runner is executing at
+ * commit gets a signal; for any other (an external task, a job between two
+ * tasks) the entry costs a comparison at commit.
  */
 void
 workflow_interrupt_job_at_commit(int64 job_id)
 {
-	int			i;
+	int			level;
 
 	workflow_require_shmem();
 	register_callback();
 
-	for (i = 0; i < ninterrupts; i++)
-		if (pending_interrupts[i] == job_id)
-			return;
-	if (ninterrupts < MAX_PENDING_INTERRUPTS)
-		pending_interrupts[ninterrupts++] = job_id;
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("cannot interrupt more than %d running jobs in one transaction",
-						MAX_PENDING_INTERRUPTS),
-				 errhint("Cancel running jobs in smaller transactions.")));
+	if (!IsTransactionState())
+		elog(ERROR, "workflow job interrupt requested outside a transaction");
+
+	/* the same job twice in a row (at this level) needs one entry */
+	level = GetCurrentTransactionNestLevel();
+	if (ninterrupts > 0 &&
+		pending_interrupts[ninterrupts - 1].job_id == job_id &&
+		pending_interrupts[ninterrupts - 1].nestlevel == level)
+		return;
+	if (ninterrupts >= maxinterrupts)
+		pending_interrupts = grow_array(pending_interrupts, &maxinterrupts,
+										sizeof(PendingInterrupt));
+	pending_interrupts[ninterrupts].job_id = job_id;
+	pending_interrupts[ninterrupts].nestlevel = level;
+	ninterrupts++;
 }
 
 /*
@@ -227,7 +294,9 @@ workflow_interrupt_at_commit(PG_FUNCTION_ARGS)
 
 /*
  * Signal the workers executing the jobs recorded for interruption.  Runs
- * in the commit callback: only atomics, a spinlock and kill().
+ * in the commit callback: only atomics, a spinlock and kill().  Few workers
+ * execute a job at any time, so the pending list is compared with their
+ * jobs, not the other way round.
  */
 static void
 interrupt_jobs(void)
@@ -235,23 +304,28 @@ interrupt_jobs(void)
 	int			i,
 				k;
 
-	for (k = 0; k < ninterrupts; k++)
+	if (ninterrupts == 0)
+		return;
+	for (i = 0; i < WF_NUM_SLOTS; i++)
 	{
-		for (i = 0; i < WF_NUM_SLOTS; i++)
-		{
-			WorkflowWorkerSlot *slot = &WorkflowShmem->slots[i];
-			pid_t		pid;
+		WorkflowWorkerSlot *slot = &WorkflowShmem->slots[i];
+		uint64		job = pg_atomic_read_u64(&slot->job_id);
+		pid_t		pid;
 
-			if (pg_atomic_read_u64(&slot->job_id) != (uint64) pending_interrupts[k])
-				continue;
-			SpinLockAcquire(&WorkflowShmem->mutex);
-			pid = slot->pid;
-			SpinLockRelease(&WorkflowShmem->mutex);
-			if (pid == 0)
-				continue;
-			pg_atomic_write_u64(&slot->interrupt_job, (uint64) pending_interrupts[k]);
-			kill(pid, SIGINT);
-		}
+		if (job == 0)
+			continue;
+		for (k = 0; k < ninterrupts; k++)
+			if ((uint64) pending_interrupts[k].job_id == job)
+				break;
+		if (k == ninterrupts)
+			continue;
+		SpinLockAcquire(&WorkflowShmem->mutex);
+		pid = slot->pid;
+		SpinLockRelease(&WorkflowShmem->mutex);
+		if (pid == 0)
+			continue;
+		pg_atomic_write_u64(&slot->interrupt_job, job);
+		kill(pid, SIGINT);
 	}
 }
 
@@ -270,9 +344,8 @@ workflow_wake_at_commit(PG_FUNCTION_ARGS)
 }
 
 /*
- * Set the latches of up to `count' waiters of `queue' (all waiters of all
- * queues when queue is PG_UINT32_MAX).  Runs in a commit callback: no
- * ERROR, no allocation, no locks but the atomics.
+ * Set the latches of up to `count' waiters of `queue'.  Runs in a commit
+ * callback: no ERROR, no allocation, no locks but the atomics.
  */
 static void
 wake_waiters(uint32 queue, int count)
@@ -285,7 +358,7 @@ wake_waiters(uint32 queue, int count)
 
 		if (pg_atomic_read_u32(&w->waiting) == 0)
 			continue;
-		if (queue != PG_UINT32_MAX && w->queue != queue)
+		if (w->queue != queue)
 			continue;
 		/* claim this waiter so that two committers do not wake the same one */
 		if (pg_atomic_exchange_u32(&w->waiting, 0) == 0)
@@ -314,8 +387,30 @@ runners_to_wake(PendingWake wake)
 }
 
 /*
- * At commit, wake the waiters of every queue that got work; forget
- * everything at abort or prepare.
+ * Forget what the transaction would have done at commit.  The arrays are
+ * in TopTransactionContext, which goes away with the transaction.
+ */
+static void
+forget_pending(void)
+{
+	pending = NULL;
+	npending = 0;
+	maxpending = 0;
+	pending_interrupts = NULL;
+	ninterrupts = 0;
+	maxinterrupts = 0;
+}
+
+/*
+ * At commit, interrupt the canceled jobs and wake the waiters of every
+ * queue that got work; forget everything at abort.
+ *
+ * A prepared transaction cannot keep them: COMMIT PREPARED runs no callback
+ * in this backend.  A job interrupt would be lost, leaving the canceled
+ * job's SQL running until its timeout, so PREPARE is refused (as PostgreSQL
+ * refuses to prepare a transaction that did NOTIFY).  Wake-ups are only an
+ * optimisation: those of a prepared transaction are dropped, and the
+ * waiters find the work at their next workflow.run_interval.
  */
 static void
 wakeup_xact_callback(XactEvent event, void *arg)
@@ -324,28 +419,101 @@ wakeup_xact_callback(XactEvent event, void *arg)
 
 	switch (event)
 	{
+		case XACT_EVENT_PRE_PREPARE:
+			if (ninterrupts > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that canceled a running job"),
+						 errdetail("The job's SQL is interrupted when the cancel commits, which a prepared transaction cannot do.")));
+			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (WorkflowShmem != NULL)
 			{
 				interrupt_jobs();
-				if (pending_overflow)
-					wake_waiters(PG_UINT32_MAX, INT_MAX);
-				else
-					for (i = 0; i < npending; i++)
-						wake_waiters(pending[i].queue, runners_to_wake(pending[i]));
+				for (i = 0; i < npending; i++)
+					wake_waiters(pending[i].queue, runners_to_wake(pending[i]));
 			}
-			npending = 0;
-			ninterrupts = 0;
-			pending_overflow = false;
+			forget_pending();
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
-			npending = 0;
-			ninterrupts = 0;
-			pending_overflow = false;
+			forget_pending();
 			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * At the end of a subtransaction: its rollback drops the wake-ups and
+ * interrupts it added (and those of its committed children, which it
+ * holds by then); its commit hands them to the parent level, merging the
+ * wake-ups of a queue into one entry.  The subtransaction's entries are
+ * the tail of each list.  Runs in the subtransaction still current
+ * (GetCurrentTransactionNestLevel() is its level); allocates nothing.
+ */
+static void
+wakeup_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	int			level;
+	int			first;
+	int			i;
+
+	if (npending == 0 && ninterrupts == 0)
+		return;
+	level = GetCurrentTransactionNestLevel();
+
+	switch (event)
+	{
+		case SUBXACT_EVENT_ABORT_SUB:
+			while (npending > 0 && pending[npending - 1].nestlevel >= level)
+				npending--;
+			while (ninterrupts > 0 && pending_interrupts[ninterrupts - 1].nestlevel >= level)
+				ninterrupts--;
+			break;
+
+		case SUBXACT_EVENT_COMMIT_SUB:
+			for (i = ninterrupts - 1; i >= 0 && pending_interrupts[i].nestlevel >= level; i--)
+				pending_interrupts[i].nestlevel = level - 1;
+
+			/* this level's wake-ups, merged into the parent level's */
+			first = npending;
+			while (first > 0 && pending[first - 1].nestlevel >= level)
+				first--;
+			if (first < npending)
+			{
+				int			parent_first = first;
+				int			n = first;
+
+				while (parent_first > 0 && pending[parent_first - 1].nestlevel >= level - 1)
+					parent_first--;
+				for (i = first; i < npending; i++)
+				{
+					PendingWake w = pending[i];
+					int			k;
+
+					for (k = parent_first; k < n; k++)
+					{
+						if (pending[k].queue == w.queue)
+						{
+							pending[k].count = (pending[k].count > INT_MAX - w.count) ?
+								INT_MAX : pending[k].count + w.count;
+							break;
+						}
+					}
+					if (k == n)
+					{
+						w.nestlevel = level - 1;
+						pending[n++] = w;
+					}
+				}
+				npending = n;
+			}
+			break;
+
 		default:
 			break;
 	}

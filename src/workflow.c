@@ -42,6 +42,7 @@ bool		workflow_enabled = true;
 int			workflow_max_payload_size = 1024;
 int			workflow_task_lease = 60;
 int			workflow_batch_size = 50;
+int			workflow_cancel_grace_period = 5000;
 int			workflow_max_user_priority = 0;
 
 WorkflowShared *WorkflowShmem = NULL;
@@ -210,6 +211,15 @@ workflow_define_gucs(void)
 							0, -1000000, 1000000,
 							PGC_SUSET,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("workflow.cancel_grace_period",
+							"How long a canceled task may take to stop before its runner is terminated.",
+							"A task that catches query_canceled keeps running past its timeout, cancel_job() or a shutdown; after this grace period its runner exits (FATAL) and hands its other jobs back.",
+							&workflow_cancel_grace_period,
+							5000, 100, 600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("workflow");

@@ -200,4 +200,17 @@ extern void workflow_wake_queue_at_commit(uint32 queue, int count);
 extern void workflow_wait_begin(uint32 queue);
 extern void workflow_wait_end(void);
 
+/*
+ * What keeps one job's fault to that job (src/runner.c, src/task.c): the
+ * subtransaction of a job, the window in which a cancel is meant for a
+ * task's body, how long a canceled body may take to stop, and the bound of
+ * every interval a user gives the extension (100 years, months counted as
+ * 30 days).
+ */
+extern int	workflow_cancel_grace_period;
+extern volatile sig_atomic_t workflow_task_running;
+extern void workflow_task_begin(void);
+
+#define WF_MAX_INTERVAL_USECS	(INT64CONST(1200) * 30 * USECS_PER_DAY)
+
 #endif							/* WORKFLOW_H */

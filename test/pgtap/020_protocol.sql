@@ -334,9 +334,11 @@ SELECT lives_ok(format($$SELECT workflow.finish_job(%s, 'r1', 'failed', '{"why":
 SELECT pg_temp.reset() \gset
 SELECT workflow.register_runner('ext-old', 'external') \gset
 SELECT workflow.register_runner('ext-new', 'external') \gset
-SELECT workflow.register_runner('bg-gone', 'runner') \gset
-SELECT workflow.register_runner('bg-live', 'runner') \gset
-SELECT workflow.register_runner('bg-live-silent', 'runner') \gset
+-- in-server runners' rows, as src/runner.c writes them (SQL callers
+-- register kind external only)
+INSERT INTO workflow.runners (id, kind, pid, owner)
+SELECT id, 'runner', pg_backend_pid(), to_regrole(current_user)
+  FROM unnest(ARRAY['bg-gone', 'bg-live', 'bg-live-silent']) AS id;
 UPDATE workflow.runners SET pid = -1 WHERE id = 'bg-gone';         -- no such process
 UPDATE workflow.runners SET active_at = now() - interval '1 hour'
  WHERE id IN ('ext-old', 'bg-gone', 'bg-live-silent');

@@ -31,7 +31,7 @@ BEGIN;
 
 SET LOCAL search_path = public, pg_catalog;
 
-SELECT plan(182);
+SELECT plan(192);
 
 -------------------------------------------------------------------------------
 -- Roles
@@ -558,7 +558,7 @@ SELECT is(ARRAY(SELECT p.proname::text FROM pg_proc p
                    AND has_function_privilege(r.rolname, p.oid, 'EXECUTE')
                  ORDER BY 1),
           CASE WHEN r.helpers
-               THEN '{_check_name,_check_payload,_cron_field,_cron_next,_name_pattern,_require_pg_cron,_schedules}'::text[]
+               THEN '{_check_name,_check_payload,_cron_field,_cron_next,_jsonb_or_null,_name_pattern,_require_pg_cron,_schedules}'::text[]
                ELSE '{}'::text[] END,
           format('"_" functions: %s may execute %s', r.rolname,
                  CASE WHEN r.helpers THEN 'exactly the helpers granted to workflow_user' ELSE 'none' END))
