@@ -4,15 +4,20 @@
 # test/run                       the whole test suite (see README.md)
 
 EXTENSION    = workflow
-EXTVERSION   = 1.0
+EXTVERSION   = 1.1
 MODULE_big   = workflow
 OBJS         = src/workflow.o src/definitions.o src/steps.o src/wakeup.o src/worker.o \
-               src/launcher.o src/runner.o src/sweeper.o src/task.o src/poll.o src/report.o src/api.o src/lease.o
-DATA         = workflow--$(EXTVERSION).sql
+               src/launcher.o src/runner.o src/sweeper.o src/task.o src/poll.o src/report.o src/api.o src/lease.o src/plans.o
+# workflow--1.0.sql is the released 1.0, frozen; the scripts of 1.1 are
+# built from src/sql/ (see the rules below and src/sql/README.md)
+PREV_VERSION = 1.0
+DATA         = workflow--1.0.sql
+DATA_built   = workflow--$(EXTVERSION).sql workflow--$(PREV_VERSION)--$(EXTVERSION).sql
 PGFILEDESC   = "workflow - job queues and multi-step workflows inside PostgreSQL"
 
-# PostgreSQL's own headers trip -Wunused-parameter and -Wmissing-field-initializers
-PG_CFLAGS   += -Wall -Wextra -Werror -Wno-unused-parameter \
+# PostgreSQL's own headers trip -Wunused-parameter and -Wmissing-field-initializers.
+# Warnings are errors only when asked: make COPT=-Werror (CI; client/ too).
+PG_CFLAGS   += -Wall -Wextra -Wno-unused-parameter \
                -Wno-missing-field-initializers
 
 # pg_regress: the SQL surface and its error messages, on a private instance
@@ -32,7 +37,7 @@ PROVE_TESTS  = test/t/*.pl
 
 # pgxs.mk reads EXTRA_CLEAN when it is included
 EXTRA_CLEAN  = tmp_regress tmp_isolation output_iso results regression.diffs regression.out \
-               log workflow-worker
+               log
 
 PG_CONFIG   ?= pg_config
 PGXS        := $(shell $(PG_CONFIG) --pgxs)
@@ -43,30 +48,28 @@ include $(PGXS)
 $(OBJS) $(OBJS:.o=.bc): src/workflow.h src/compat.h
 
 # ---------------------------------------------------------------------------
-# The client, workflow-worker (src/client/): a plain program linked with
-# libpq, installed into PostgreSQL's bin directory.  PGXS's PROGRAM cannot be
-# combined with MODULE_big, hence these explicit rules.
-WORKER_SRCS   = src/client/workflow_worker.c
-WORKER_BINDIR = $(shell $(PG_CONFIG) --bindir)
+# The SQL scripts, from the ordered sources in src/sql/ ("schema once,
+# functions re-run"; src/sql/README.md):
+#   workflow--$(EXTVERSION).sql      00_header.sql, the schema 0[1-9]_*.sql, the code [1-9][0-9]_*.sql
+#   workflow--$(PREV_VERSION)--$(EXTVERSION).sql  updates/$(PREV_VERSION)--$(EXTVERSION).sql (the schema changes), the code again
+SQL_HEADER   = src/sql/00_header.sql
+SQL_SCHEMA   = $(sort $(wildcard src/sql/0[1-9]_*.sql))
+SQL_CODE     = $(sort $(wildcard src/sql/[1-9][0-9]_*.sql))
+SQL_UPDATE   = src/sql/updates/$(PREV_VERSION)--$(EXTVERSION).sql
+# each source after a line naming it
+sql_cat      = for f in $(1); do printf '\n-- %s\n\n' "$$f"; cat "$$f" || exit 1; done
 
-workflow-worker: $(WORKER_SRCS)
-	$(CC) $(CFLAGS) -Wall -Wextra -Werror -pthread \
-		-I$(shell $(PG_CONFIG) --includedir) -o $@ $(WORKER_SRCS) \
-		-L$(shell $(PG_CONFIG) --libdir) -lpq -pthread
+workflow--$(EXTVERSION).sql: $(SQL_HEADER) $(SQL_SCHEMA) $(SQL_CODE) Makefile
+	{ cat $(SQL_HEADER) && $(call sql_cat,$(SQL_SCHEMA) $(SQL_CODE)); } >$@.tmp && mv $@.tmp $@
 
-all: workflow-worker
+workflow--$(PREV_VERSION)--$(EXTVERSION).sql: $(SQL_UPDATE) $(SQL_CODE) Makefile
+	{ cat $(SQL_UPDATE) && $(call sql_cat,$(SQL_CODE)); } >$@.tmp && mv $@.tmp $@
 
-install: install-worker
-install-worker: workflow-worker
-	$(MKDIR_P) '$(DESTDIR)$(WORKER_BINDIR)'
-	$(INSTALL_PROGRAM) workflow-worker '$(DESTDIR)$(WORKER_BINDIR)/workflow-worker'
+EXTRA_CLEAN += $(DATA_built) $(addsuffix .tmp,$(DATA_built))
 
-uninstall: uninstall-worker
-uninstall-worker:
-	rm -f '$(DESTDIR)$(WORKER_BINDIR)/workflow-worker'
-
-clean: clean-worker
-clean-worker:
-	rm -f workflow-worker
-
-.PHONY: install-worker uninstall-worker clean-worker
+# ---------------------------------------------------------------------------
+# The client, workflow-worker: a frontend program with its own PGXS Makefile
+# in client/ (PROGRAM cannot be combined with MODULE_big), installed into
+# PostgreSQL's bin directory.  Makefile.global's recurse makes all, install,
+# uninstall and clean run there too, with the same command-line variables.
+$(call recurse,all install uninstall clean,client)

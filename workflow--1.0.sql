@@ -99,6 +99,10 @@ COMMENT ON TABLE workflow.steps IS
 -- Jobs
 -------------------------------------------------------------------------------
 
+CREATE SEQUENCE workflow.lease_seq;
+COMMENT ON SEQUENCE workflow.lease_seq IS
+    'claim tokens: every claim of a job gets a new lease number';
+
 -- The queue is updated constantly: fillfactor leaves room so that the new
 -- version of a row usually lands on the same page.  Only live jobs are in
 -- the claim indexes (partial indexes), so finished history does not slow
@@ -151,8 +155,8 @@ CREATE INDEX jobs_runnable_external ON workflow.jobs (task_type, priority DESC, 
     WHERE execution = 'queued' AND task_type IS NOT NULL AND domain IS NULL;
 CREATE INDEX jobs_runnable_domain ON workflow.jobs (task_type, domain, priority DESC, run_at, id)
     WHERE execution = 'queued' AND task_type IS NOT NULL AND domain IS NOT NULL;
--- claim order within a target of a role (lock by target)
-CREATE INDEX jobs_queued_target ON workflow.jobs (target, created_by, priority DESC, run_at, id)
+-- claim order within a target (lock by target)
+CREATE INDEX jobs_queued_target ON workflow.jobs (target, priority DESC, run_at, id)
     WHERE execution = 'queued' AND target IS NOT NULL;
 -- timers of waiting jobs
 CREATE INDEX jobs_waiting ON workflow.jobs (run_at)
@@ -160,9 +164,8 @@ CREATE INDEX jobs_waiting ON workflow.jobs (run_at)
 -- running jobs by runner (stale jobs, runner status)
 CREATE INDEX jobs_running ON workflow.jobs (runner_id)
     WHERE execution = 'running';
--- one live job per (workflow, creator, idempotency key): keys are each
--- role's own, so no role can take or pre-empt another role's key
-CREATE UNIQUE INDEX jobs_idempotency ON workflow.jobs (workflow, created_by, idempotency_key)
+-- one live job per (workflow, idempotency key)
+CREATE UNIQUE INDEX jobs_idempotency ON workflow.jobs (workflow, idempotency_key)
     WHERE idempotency_key IS NOT NULL AND execution IN ('queued', 'running', 'waiting');
 -- retention pruning
 CREATE INDEX jobs_finished ON workflow.jobs (finished_at)
@@ -170,17 +173,14 @@ CREATE INDEX jobs_finished ON workflow.jobs (finished_at)
 
 -- Lock by target: a row exists while a job holding the target is in
 -- progress (from its first claim until it ends).  The primary key makes the
--- acquisition atomic between concurrent claims.  Targets are each role's
--- own (the jobs' creator): no role can hold another role's target.
+-- acquisition atomic between concurrent claims.
 CREATE TABLE workflow.target_locks (
-    owner           regrole NOT NULL,
-    target          text NOT NULL,
+    target          text PRIMARY KEY,
     job_id          bigint NOT NULL,
-    locked_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    PRIMARY KEY (owner, target)
+    locked_at       timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 COMMENT ON TABLE workflow.target_locks IS
-    'targets held by in-progress jobs, per creating role; jobs of a held target wait in the queue';
+    'targets held by in-progress jobs; jobs of a held target wait in the queue';
 
 -- One row per task attempt, written in the same transaction that records
 -- the attempt's outcome.
@@ -232,13 +232,10 @@ CREATE TABLE workflow.runners (
     started_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     active_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
     idle            boolean NOT NULL DEFAULT true,
-    owner           regrole NOT NULL,
     CHECK (kind IN ('runner', 'sweeper', 'external'))
 ) WITH (fillfactor = 50);
 COMMENT ON TABLE workflow.runners IS
     'every runner (in-server background worker or external worker) and its last heartbeat';
-COMMENT ON COLUMN workflow.runners.owner IS
-    'the role that registered the runner id (the extension owner for the in-server workers): only it, or a member of workflow_admin, may use the id';
 COMMENT ON COLUMN workflow.runners.idle IS
     'in-server runners: no batch in progress at their last heartbeat; not kept for external workers (workflow.runner_status shows whether a runner holds jobs now)';
 
@@ -249,6 +246,7 @@ SELECT pg_catalog.pg_extension_config_dump('workflow.jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.target_locks', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.task_runs', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.job_info', '');
+SELECT pg_catalog.pg_extension_config_dump('workflow.lease_seq', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workflow.workflows', 'id'), '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workflow.jobs', 'id'), '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workflow.task_runs', 'id'), '');
@@ -265,13 +263,6 @@ AS 'MODULE_PATHNAME', 'workflow_check_sql';
 COMMENT ON FUNCTION workflow._check_sql(text, text) IS
     'internal: parse (not run) the SQL of a task and raise a syntax error naming the field';
 
-CREATE FUNCTION workflow._check_search_path(value text)
-RETURNS text
-LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE
-AS 'MODULE_PATHNAME', 'workflow_check_search_path';
-COMMENT ON FUNCTION workflow._check_search_path(text) IS
-    'internal: parse (never apply) a search_path: the list in canonical form, or NULL when it is not a list of schema names';
-
 CREATE FUNCTION workflow._check_payload(value jsonb, what text)
 RETURNS void
 LANGUAGE c PARALLEL SAFE
@@ -285,20 +276,6 @@ LANGUAGE c PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'workflow_wake_at_commit';
 COMMENT ON FUNCTION workflow._wake_at_commit(text, integer) IS
     'internal: wake count idle runners (queue NULL) or long-polling workers of a task type when this transaction commits';
-
-CREATE FUNCTION workflow._new_lease()
-RETURNS bigint
-LANGUAGE c VOLATILE PARALLEL UNSAFE
-AS 'MODULE_PATHNAME', 'workflow_new_lease';
-COMMENT ON FUNCTION workflow._new_lease() IS
-    'internal: a new lease (claim token): a random positive bigint from pg_strong_random, not guessable from other leases';
-
-CREATE FUNCTION workflow._in_server_worker()
-RETURNS text
-LANGUAGE c STABLE PARALLEL UNSAFE
-AS 'MODULE_PATHNAME', 'workflow_in_server_worker';
-COMMENT ON FUNCTION workflow._in_server_worker() IS
-    'internal: the runner id of the in-server worker this process is (runner-N, sweeper), NULL for every other backend';
 
 -------------------------------------------------------------------------------
 -- Definition helpers
@@ -330,8 +307,8 @@ BEGIN
     IF value IS NULL OR jsonb_typeof(value) = 'null' THEN
         RETURN NULL;
     ELSIF jsonb_typeof(value) = 'number' THEN
-        IF abs(value::numeric) > 3155760000 THEN
-            PERFORM workflow._invalid(field, format('is out of range: %s seconds (at most 100 years)', value));
+        IF abs(value::numeric) > 100000000 THEN
+            PERFORM workflow._invalid(field, format('is out of range: %s seconds', value));
         END IF;
         -- rounded to microseconds first: a tiny number is 0, not an error
         result := make_interval(secs => round(value::numeric, 6)::double precision);
@@ -352,16 +329,11 @@ BEGIN
     IF result < interval '0' THEN
         PERFORM workflow._invalid(field, 'must not be negative');
     END IF;
-    -- every interval is bounded, so that adding one to now() can never
-    -- overflow: a claim that computes a deadline must not fail
-    IF result > interval '100 years' THEN
-        PERFORM workflow._invalid(field, format('is out of range: %s (at most 100 years)', value));
-    END IF;
     RETURN result;
 END
 $$;
 COMMENT ON FUNCTION workflow._interval(jsonb, text) IS
-    'internal: read an interval field of a definition (interval text or seconds, 0 to 100 years)';
+    'internal: read an interval field of a definition (interval text or seconds)';
 
 -- A whole number within bounds.
 CREATE FUNCTION workflow._integer(value jsonb, field text, lo integer, hi integer)
@@ -602,15 +574,15 @@ BEGIN
     END IF;
 
     v_timeout := coalesce(workflow._interval(definition -> 'timeout', 'timeout'), interval '3600 s');
-    -- parsed, never applied here: it is the tasks' search_path, not ours
-    v_search_path := workflow._check_search_path(
-        coalesce(workflow._string(definition -> 'search_path', 'search_path', '\S',
-                                  'a non-empty list of schema names'),
-                 'public'));
-    IF v_search_path IS NULL THEN
+    v_search_path := coalesce(workflow._string(definition -> 'search_path', 'search_path', '\S',
+                                               'a non-empty list of schema names'),
+                              'public');
+    BEGIN
+        PERFORM set_config('search_path', v_search_path, true);
+    EXCEPTION WHEN invalid_parameter_value THEN
         PERFORM workflow._invalid('search_path', format('must be a list of schema names, not %s',
                                                         definition -> 'search_path'));
-    END IF;
+    END;
     v_attempts := coalesce(workflow._integer(definition -> 'max_attempts', 'max_attempts', 1, 1000), 1);
 
     -- one version number at a time per name
@@ -775,22 +747,18 @@ $$;
 COMMENT ON FUNCTION workflow._step(workflow.jobs) IS
     'internal: the task definition a job is at';
 
--- Delay before retry number n (n >= 1) of a task or a job.  Computed in
--- seconds as numeric and capped before it becomes an interval again, so it
--- saturates at max_delay (at most 100 years) instead of overflowing.
+-- Delay before retry number n (n >= 1) of a task or a job.
 CREATE FUNCTION workflow._backoff(backoff text, delay interval, max_delay interval, n integer)
 RETURNS interval
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $$
 BEGIN
-    RETURN make_interval(secs => LEAST(
-               extract(epoch FROM delay) * CASE backoff
-                   WHEN 'linear' THEN GREATEST(n, 1)::numeric
-                   WHEN 'exponential' THEN power(2::numeric, LEAST(GREATEST(n, 1) - 1, 64))
-                   ELSE 1::numeric
-               END,
-               extract(epoch FROM coalesce(max_delay, interval '100 years')),
-               extract(epoch FROM interval '100 years'))::double precision);
+    RETURN (SELECT LEAST(CASE backoff
+                     WHEN 'linear' THEN delay * n
+                     WHEN 'exponential' THEN delay * power(2, LEAST(n - 1, 40))
+                     ELSE delay
+                 END,
+                 coalesce(max_delay, interval '100 years')));
 END
 $$;
 COMMENT ON FUNCTION workflow._backoff(text, interval, interval, integer) IS
@@ -816,7 +784,7 @@ $$;
 COMMENT ON FUNCTION workflow._results(bigint, integer, workflow.phase, integer) IS
     'internal: the outputs of the tasks a job attempt has done so far, by task name';
 
--- The job context handed to a task (SPEC section 3).
+-- The job context handed to a task (README "Workflow definitions").
 CREATE FUNCTION workflow.job_context(j workflow.jobs)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
@@ -880,8 +848,7 @@ RETURNS void
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    DELETE FROM workflow.target_locks l
-     WHERE l.owner = j.created_by AND l.target = j.target AND l.job_id = j.id;
+    DELETE FROM workflow.target_locks l WHERE l.target = j.target AND l.job_id = j.id;
 END
 $$;
 COMMENT ON FUNCTION workflow._release_target(workflow.jobs) IS
@@ -1090,24 +1057,6 @@ BEGIN
         RAISE EXCEPTION 'target and idempotency key must not be longer than 1000 characters'
             USING ERRCODE = 'program_limit_exceeded';
     END IF;
-    IF NOT isfinite(_create_job.run_at) THEN
-        RAISE EXCEPTION 'run_at must be a finite time, not %', _create_job.run_at
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    -- Claim order is priority, then run_at: a role that is not an
-    -- administrator cannot put its jobs before other roles' jobs, neither
-    -- with a priority above workflow.max_user_priority nor with a run_at in
-    -- the past (a time already passed means "now").
-    IF NOT pg_has_role(p_caller, 'workflow_admin', 'MEMBER') THEN
-        IF _create_job.priority > current_setting('workflow.max_user_priority')::integer THEN
-            RAISE EXCEPTION 'priority % is higher than this role may use', _create_job.priority
-                USING ERRCODE = 'insufficient_privilege',
-                      DETAIL = format('Roles that are not members of workflow_admin may use priorities up to workflow.max_user_priority (%s).',
-                                      current_setting('workflow.max_user_priority')),
-                      HINT = 'An administrator can allow more for one role with ALTER ROLE ... SET workflow.max_user_priority.';
-        END IF;
-        _create_job.run_at := GREATEST(_create_job.run_at, now());
-    END IF;
 
     IF _create_job.version IS NULL THEN
         SELECT * INTO w FROM workflow.workflows ww
@@ -1156,7 +1105,7 @@ BEGIN
         VALUES (w.id, w.name, w.version, _create_job.params, _create_job.target,
                 _create_job.priority, _create_job.run_at, first.task_type, _create_job.domain,
                 _create_job.idempotency_key, p_caller::regrole)
-        ON CONFLICT (workflow, created_by, idempotency_key)
+        ON CONFLICT (workflow, idempotency_key)
             WHERE idempotency_key IS NOT NULL AND execution IN ('queued', 'running', 'waiting')
             DO NOTHING
         RETURNING j.id INTO new_id;
@@ -1164,10 +1113,9 @@ BEGIN
             PERFORM workflow._wake_at_commit(first.task_type);
             RETURN new_id;
         END IF;
-        -- a live job of this role with this key exists: return it
+        -- a live job with this key exists: return it
         SELECT j.id INTO new_id FROM workflow.jobs j
-         WHERE j.workflow = w.name AND j.created_by = p_caller::regrole
-           AND j.idempotency_key = _create_job.idempotency_key
+         WHERE j.workflow = w.name AND j.idempotency_key = _create_job.idempotency_key
            AND j.execution IN ('queued', 'running', 'waiting');
         IF new_id IS NOT NULL THEN
             RETURN new_id;
@@ -1397,77 +1345,67 @@ $$;
 COMMENT ON FUNCTION workflow._check_runner_id(text) IS
     'internal: validate a runner identifier';
 
--- Register an external worker's runner id if it is new — it belongs to the
--- calling role from then on — else record its heartbeat, without ever
+-- Register a runner if it is new, else record its heartbeat, without ever
 -- waiting: several connections (forks, threads) may share one runner id,
 -- and a heartbeat another transaction is writing right now is as good.
--- The id must be the caller's (see workflow._check_external_worker); that
--- is decided from the row read for the heartbeat anyway, so a heartbeat
--- costs no extra lookup.  (Whether a runner is idle is not stored:
+-- Returns the runner's kind.  (Whether it is idle is not stored:
 -- workflow.runner_status derives it from the jobs it holds.)
-CREATE FUNCTION workflow._runner_seen(p_id text, p_caller oid)
-RETURNS void
+CREATE FUNCTION workflow._runner_seen(p_id text, p_kind text)
+RETURNS text
 LANGUAGE plpgsql
 AS $$
 DECLARE
+    k       text;
     known   workflow.runners;
 BEGIN
-    SELECT * INTO known FROM workflow.runners x WHERE x.id = p_id;
-    IF NOT FOUND THEN
-        -- a new id: the names of the in-server workers are refused
-        PERFORM workflow._check_external_worker(p_id, p_caller);
-        INSERT INTO workflow.runners (id, kind, pid, owner)
-        VALUES (p_id, 'external', pg_backend_pid(), p_caller::regrole)
-        ON CONFLICT (id) DO NOTHING;
-        IF NOT FOUND THEN
-            -- registered meanwhile, perhaps by another role
-            PERFORM workflow._check_external_worker(p_id, p_caller);
-        END IF;
-        RETURN;
-    END IF;
-    IF known.kind <> 'external' OR known.owner IS DISTINCT FROM p_caller THEN
-        -- refused, unless the caller is an administrator
-        PERFORM workflow._check_external_worker(p_id, p_caller);
-    END IF;
     -- already written by this transaction (a poll and its completions in
     -- one transaction): nothing new to record
-    IF known.active_at = now() THEN
-        RETURN;
+    SELECT * INTO known FROM workflow.runners x WHERE x.id = p_id;
+    IF FOUND AND known.active_at = now() THEN
+        RETURN known.kind;
     END IF;
-    PERFORM FROM workflow.runners r WHERE r.id = p_id FOR NO KEY UPDATE SKIP LOCKED;
+    SELECT r.kind INTO k FROM workflow.runners r WHERE r.id = p_id
+       FOR NO KEY UPDATE SKIP LOCKED;
     IF FOUND THEN
         UPDATE workflow.runners r SET active_at = now() WHERE r.id = p_id;
+        RETURN k;
     END IF;
+    SELECT r.kind INTO k FROM workflow.runners r WHERE r.id = p_id;
+    IF FOUND THEN
+        RETURN k;
+    END IF;
+    INSERT INTO workflow.runners (id, kind, pid)
+    VALUES (p_id, p_kind, pg_backend_pid())
+    ON CONFLICT (id) DO NOTHING;
+    RETURN p_kind;
 END
 $$;
-COMMENT ON FUNCTION workflow._runner_seen(text, oid) IS
-    'internal: register (as the caller''s) or heartbeat an external worker''s runner id without waiting for a concurrent heartbeat';
+COMMENT ON FUNCTION workflow._runner_seen(text, text) IS
+    'internal: register or heartbeat a runner without waiting for a concurrent heartbeat';
 
 -- Can a queued job run now as far as its target is concerned?  It can when
 -- it has no target, when it already holds its target (between two of its
 -- tasks), or when the target is free and no earlier runnable job of the
 -- same target is queued.
-CREATE FUNCTION workflow._target_free(p_id bigint, p_owner regrole, p_target text,
-                                      p_priority integer, p_run_at timestamptz, p_now timestamptz)
+CREATE FUNCTION workflow._target_free(p_id bigint, p_target text, p_priority integer,
+                                      p_run_at timestamptz, p_now timestamptz)
 RETURNS boolean
 LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
     RETURN (SELECT p_target IS NULL
         OR EXISTS (SELECT 1 FROM workflow.target_locks l
-                    WHERE l.owner = p_owner AND l.target = p_target AND l.job_id = p_id)
-        OR (NOT EXISTS (SELECT 1 FROM workflow.target_locks l
-                         WHERE l.owner = p_owner AND l.target = p_target)
+                    WHERE l.target = p_target AND l.job_id = p_id)
+        OR (NOT EXISTS (SELECT 1 FROM workflow.target_locks l WHERE l.target = p_target)
             AND NOT EXISTS (SELECT 1 FROM workflow.jobs e
-                             WHERE e.target = p_target AND e.created_by = p_owner
-                               AND e.execution = 'queued'
+                             WHERE e.target = p_target AND e.execution = 'queued'
                                AND e.run_at <= p_now AND e.id <> p_id
                                AND (e.priority > p_priority
                                     OR (e.priority = p_priority
                                         AND (e.run_at, e.id) < (p_run_at, p_id))))));
 END
 $$;
-COMMENT ON FUNCTION workflow._target_free(bigint, regrole, text, integer, timestamptz, timestamptz) IS
+COMMENT ON FUNCTION workflow._target_free(bigint, text, integer, timestamptz, timestamptz) IS
     'internal: lock-by-target rule for a queued job';
 
 CREATE FUNCTION workflow.next_jobs(start integer, stop integer, queue text DEFAULT NULL)
@@ -1495,14 +1433,14 @@ BEGIN
         RETURN QUERY
             SELECT j.id FROM workflow.jobs j
              WHERE j.execution = 'queued' AND j.task_type IS NULL AND j.run_at <= now()
-               AND (j.target IS NULL OR workflow._target_free(j.id, j.created_by, j.target, j.priority, j.run_at, now()))
+               AND (j.target IS NULL OR workflow._target_free(j.id, j.target, j.priority, j.run_at, now()))
              ORDER BY j.priority DESC, j.run_at, j.id
             OFFSET start LIMIT stop - start + 1;
     ELSE
         RETURN QUERY
             SELECT j.id FROM workflow.jobs j
              WHERE j.execution = 'queued' AND j.task_type = queue AND j.run_at <= now()
-               AND (j.target IS NULL OR workflow._target_free(j.id, j.created_by, j.target, j.priority, j.run_at, now()))
+               AND (j.target IS NULL OR workflow._target_free(j.id, j.target, j.priority, j.run_at, now()))
              ORDER BY j.priority DESC, j.run_at, j.id
             OFFSET start LIMIT stop - start + 1;
     END IF;
@@ -1511,9 +1449,7 @@ $$;
 COMMENT ON FUNCTION workflow.next_jobs(integer, integer, text) IS
     'runnable queued jobs in claim order, rows start..stop (0-based, inclusive); queue NULL = jobs whose next task is an SQL task, otherwise an external task type';
 
--- Implementation of workflow.run_job, with the calling role (src/api.c):
--- the runner id must be the caller's.
-CREATE FUNCTION workflow._run_job(id bigint, runner_id text, p_caller oid)
+CREATE FUNCTION workflow.run_job(id bigint, runner_id text)
 RETURNS workflow.jobs
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -1524,33 +1460,31 @@ DECLARE
     j       workflow.jobs;
     got     bigint;
 BEGIN
-    IF _run_job.id IS NULL THEN
+    IF run_job.id IS NULL THEN
         RAISE EXCEPTION 'job id must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    PERFORM workflow._check_runner_id(_run_job.runner_id);
-    PERFORM workflow._check_external_worker(_run_job.runner_id, p_caller);
+    PERFORM workflow._check_runner_id(run_job.runner_id);
 
     SELECT * INTO j FROM workflow.jobs jj
-     WHERE jj.id = _run_job.id AND jj.execution = 'queued' AND jj.run_at <= now()
+     WHERE jj.id = run_job.id AND jj.execution = 'queued' AND jj.run_at <= now()
        FOR NO KEY UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
-        IF NOT EXISTS (SELECT 1 FROM workflow.jobs jj WHERE jj.id = _run_job.id) THEN
-            RAISE EXCEPTION 'job % does not exist', _run_job.id
+        IF NOT EXISTS (SELECT 1 FROM workflow.jobs jj WHERE jj.id = run_job.id) THEN
+            RAISE EXCEPTION 'job % does not exist', run_job.id
                 USING ERRCODE = 'undefined_object';
         END IF;
         RETURN NULL;        -- taken, not queued, or not due
     END IF;
 
     IF j.target IS NOT NULL THEN
-        IF NOT workflow._target_free(j.id, j.created_by, j.target, j.priority, j.run_at, now()) THEN
+        IF NOT workflow._target_free(j.id, j.target, j.priority, j.run_at, now()) THEN
             RETURN NULL;
         END IF;
         -- atomic: a concurrent claim of the same target waits here, then
         -- sees the lock taken
-        INSERT INTO workflow.target_locks AS l (owner, target, job_id)
-        VALUES (j.created_by, j.target, j.id)
-            ON CONFLICT (owner, target) DO UPDATE SET locked_at = l.locked_at
+        INSERT INTO workflow.target_locks AS l (target, job_id) VALUES (j.target, j.id)
+            ON CONFLICT (target) DO UPDATE SET locked_at = l.locked_at
             WHERE l.job_id = EXCLUDED.job_id
         RETURNING l.job_id INTO got;
         IF got IS NULL THEN
@@ -1558,24 +1492,22 @@ BEGIN
         END IF;
     END IF;
 
-    PERFORM workflow._runner_seen(_run_job.runner_id, p_caller);
+    PERFORM workflow._runner_seen(run_job.runner_id, 'external');
 
     UPDATE workflow.jobs jj
-       SET execution = 'running', runner_id = _run_job.runner_id,
-           lease = workflow._new_lease(), claimed_at = now(),
+       SET execution = 'running', runner_id = run_job.runner_id,
+           lease = nextval('workflow.lease_seq'), claimed_at = now(),
            started_at = coalesce(jj.started_at, now())
      WHERE jj.id = j.id
     RETURNING * INTO j;
     RETURN j;
 END
 $$;
-COMMENT ON FUNCTION workflow._run_job(bigint, text, oid) IS
-    'internal: implementation of workflow.run_job, with the calling role (src/api.c)';
+COMMENT ON FUNCTION workflow.run_job(bigint, text) IS
+    'claim a queued job for a runner (FOR NO KEY UPDATE SKIP LOCKED); NULL when another runner has it, it is not due, or its target is held';
 
--- Implementation of workflow.finish_job, with the calling role (src/api.c):
--- the runner id must be the caller's, and the job must run under it.
-CREATE FUNCTION workflow._finish_job(id bigint, runner_id text, execution workflow.execution,
-                                     result jsonb, p_caller oid)
+CREATE FUNCTION workflow.finish_job(id bigint, runner_id text, execution workflow.execution,
+                                    result jsonb DEFAULT NULL)
 RETURNS workflow.jobs
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -1585,31 +1517,30 @@ AS $$
 DECLARE
     j   workflow.jobs;
 BEGIN
-    PERFORM workflow._check_runner_id(_finish_job.runner_id);
-    IF _finish_job.execution IS NULL THEN
+    PERFORM workflow._check_runner_id(finish_job.runner_id);
+    IF finish_job.execution IS NULL THEN
         RAISE EXCEPTION 'execution must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF _finish_job.execution NOT IN ('succeeded', 'failed', 'canceled') THEN
-        RAISE EXCEPTION 'cannot finish a job as "%"', _finish_job.execution
+    IF finish_job.execution NOT IN ('succeeded', 'failed', 'canceled') THEN
+        RAISE EXCEPTION 'cannot finish a job as "%"', finish_job.execution
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'A job finishes as succeeded, failed or canceled.';
     END IF;
-    IF _finish_job.result IS NOT NULL THEN
-        PERFORM workflow._check_payload(_finish_job.result, 'result');
+    IF finish_job.result IS NOT NULL THEN
+        PERFORM workflow._check_payload(finish_job.result, 'result');
     END IF;
-    PERFORM workflow._check_external_worker(_finish_job.runner_id, p_caller);
-    j := workflow._lock_job(_finish_job.id);
+    j := workflow._lock_job(finish_job.id);
     -- a repeated call is answered, not refused
-    IF j.execution = _finish_job.execution AND j.runner_id = _finish_job.runner_id
-       AND (_finish_job.result IS NULL
+    IF j.execution = finish_job.execution AND j.runner_id = finish_job.runner_id
+       AND (finish_job.result IS NULL
             OR (CASE WHEN j.execution = 'succeeded' THEN j.result ELSE j.error END)
-               IS NOT DISTINCT FROM _finish_job.result) THEN
+               IS NOT DISTINCT FROM finish_job.result) THEN
         RETURN j;
     END IF;
-    IF j.execution <> 'running' OR j.runner_id IS DISTINCT FROM _finish_job.runner_id THEN
+    IF j.execution <> 'running' OR j.runner_id IS DISTINCT FROM finish_job.runner_id THEN
         RAISE EXCEPTION 'cannot finish job % because it is not running for runner "%"',
-                        j.id, _finish_job.runner_id
+                        j.id, finish_job.runner_id
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   DETAIL = format('The job is %s%s.', j.execution,
                                   CASE WHEN j.runner_id IS NOT NULL
@@ -1620,95 +1551,52 @@ BEGIN
     IF j.phase = 'oncancel' THEN
         j := workflow._terminate(j, 'canceled', NULL,
                                  coalesce(j.error, jsonb_build_object('message', 'job canceled')));
-    ELSIF j.phase = 'onerror' AND _finish_job.execution = 'succeeded' THEN
+    ELSIF j.phase = 'onerror' AND finish_job.execution = 'succeeded' THEN
         j := workflow._terminate(j, 'failed', NULL, j.error);
     ELSE
-        j := workflow._terminate(j, _finish_job.execution,
-                                 CASE WHEN _finish_job.execution = 'succeeded' THEN _finish_job.result END,
-                                 CASE WHEN _finish_job.execution <> 'succeeded' THEN
-                                     coalesce(_finish_job.result,
-                                              jsonb_build_object('message', 'finished by runner as ' || _finish_job.execution))
+        j := workflow._terminate(j, finish_job.execution,
+                                 CASE WHEN finish_job.execution = 'succeeded' THEN finish_job.result END,
+                                 CASE WHEN finish_job.execution <> 'succeeded' THEN
+                                     coalesce(finish_job.result,
+                                              jsonb_build_object('message', 'finished by runner as ' || finish_job.execution))
                                  END);
     END IF;
-    PERFORM workflow._runner_seen(_finish_job.runner_id, p_caller);
+    PERFORM workflow._runner_seen(finish_job.runner_id, 'external');
     RETURN j;
 END
 $$;
-COMMENT ON FUNCTION workflow._finish_job(bigint, text, workflow.execution, jsonb, oid) IS
-    'internal: implementation of workflow.finish_job, with the calling role (src/api.c)';
+COMMENT ON FUNCTION workflow.finish_job(bigint, text, workflow.execution, jsonb) IS
+    'guarded terminal transition of a running job by the runner that claims it; a repeated identical call returns the job unchanged';
 
--- Implementation of workflow.register_runner, with the calling role
--- (src/api.c).  An SQL caller registers an external worker under an id
--- that is new (it becomes the caller's) or already its own.  The in-server
--- workers (src/runner.c, src/sweeper.c) register their own ids through the
--- same function: which one calls is known from its process
--- (workflow._in_server_worker), never from its arguments; their rows
--- belong to the extension owner.
-CREATE FUNCTION workflow._register_runner(runner_id text, kind text, p_caller oid)
+CREATE FUNCTION workflow.register_runner(runner_id text, kind text DEFAULT 'external')
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
-DECLARE
-    me      text := workflow._in_server_worker();
-    done    boolean;
 BEGIN
-    PERFORM workflow._check_runner_id(_register_runner.runner_id);
-    IF _register_runner.kind IS NULL THEN
+    PERFORM workflow._check_runner_id(register_runner.runner_id);
+    IF register_runner.kind IS NULL THEN
         RAISE EXCEPTION 'runner kind must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF _register_runner.kind NOT IN ('runner', 'sweeper', 'external') THEN
-        RAISE EXCEPTION 'invalid runner kind "%"', _register_runner.kind
+    IF register_runner.kind NOT IN ('runner', 'sweeper', 'external') THEN
+        RAISE EXCEPTION 'invalid runner kind "%"', register_runner.kind
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'The kinds are runner, sweeper and external.';
     END IF;
-    IF me IS NOT NULL THEN
-        -- an in-server worker registers itself (again after a restart)
-        IF _register_runner.runner_id <> me
-           OR _register_runner.kind <> (CASE WHEN me = 'sweeper' THEN 'sweeper' ELSE 'runner' END) THEN
-            RAISE EXCEPTION 'in-server worker "%" cannot register as "%" of kind %',
-                            me, _register_runner.runner_id, _register_runner.kind
-                USING ERRCODE = 'insufficient_privilege';
-        END IF;
-        INSERT INTO workflow.runners AS r (id, kind, pid, started_at, active_at, idle, owner)
-        VALUES (_register_runner.runner_id, _register_runner.kind, pg_backend_pid(), now(), now(), true,
-                (SELECT e.extowner FROM pg_extension e WHERE e.extname = 'workflow')::regrole)
-        ON CONFLICT (id) DO UPDATE
-           SET kind = EXCLUDED.kind, pid = EXCLUDED.pid, started_at = EXCLUDED.started_at,
-               active_at = EXCLUDED.active_at, idle = true, owner = EXCLUDED.owner;
-        RETURN;
-    END IF;
-    IF _register_runner.kind <> 'external' THEN
-        RAISE EXCEPTION 'only the in-server workers can register as kind %', _register_runner.kind
-            USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'An external worker registers with kind external, the default.';
-    END IF;
-    PERFORM workflow._check_external_worker(_register_runner.runner_id, p_caller);
-    INSERT INTO workflow.runners AS r (id, kind, pid, started_at, active_at, idle, owner)
-    VALUES (_register_runner.runner_id, 'external', pg_backend_pid(), now(), now(), true,
-            p_caller::regrole)
+    INSERT INTO workflow.runners AS r (id, kind, pid, started_at, active_at, idle)
+    VALUES (register_runner.runner_id, register_runner.kind, pg_backend_pid(), now(), now(), true)
     ON CONFLICT (id) DO UPDATE
-       SET pid = EXCLUDED.pid, started_at = EXCLUDED.started_at,
-           active_at = EXCLUDED.active_at, idle = true
-     WHERE r.kind = 'external'
-       AND (r.owner = EXCLUDED.owner OR pg_has_role(p_caller, 'workflow_admin', 'MEMBER'))
-    RETURNING true INTO done;
-    IF done IS NULL THEN
-        -- registered meanwhile by another role: the check refuses it now
-        PERFORM workflow._check_external_worker(_register_runner.runner_id, p_caller);
-        RAISE EXCEPTION 'runner "%" could not be registered', _register_runner.runner_id;
-    END IF;
+       SET kind = EXCLUDED.kind, pid = EXCLUDED.pid, started_at = EXCLUDED.started_at,
+           active_at = EXCLUDED.active_at, idle = true;
 END
 $$;
-COMMENT ON FUNCTION workflow._register_runner(text, text, oid) IS
-    'internal: implementation of workflow.register_runner, with the calling role (src/api.c)';
+COMMENT ON FUNCTION workflow.register_runner(text, text) IS
+    'register a runner (or register it again after a restart) and record its first heartbeat';
 
--- Implementation of workflow.runner_active, with the calling role
--- (src/api.c): the runner id must be the caller's.
-CREATE FUNCTION workflow._runner_active(runner_id text, p_caller oid)
+CREATE FUNCTION workflow.runner_active(runner_id text)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -1716,18 +1604,17 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
-    PERFORM workflow._check_runner_id(_runner_active.runner_id);
-    PERFORM workflow._check_external_worker(_runner_active.runner_id, p_caller);
-    IF NOT EXISTS (SELECT 1 FROM workflow.runners r WHERE r.id = _runner_active.runner_id) THEN
-        RAISE EXCEPTION 'runner "%" is not registered', _runner_active.runner_id
+    PERFORM workflow._check_runner_id(runner_active.runner_id);
+    IF NOT EXISTS (SELECT 1 FROM workflow.runners r WHERE r.id = runner_active.runner_id) THEN
+        RAISE EXCEPTION 'runner "%" is not registered', runner_active.runner_id
             USING ERRCODE = 'undefined_object',
                   HINT = 'Call workflow.register_runner() first.';
     END IF;
-    PERFORM workflow._runner_seen(_runner_active.runner_id, p_caller);
+    PERFORM workflow._runner_seen(runner_active.runner_id, 'external');
 END
 $$;
-COMMENT ON FUNCTION workflow._runner_active(text, oid) IS
-    'internal: implementation of workflow.runner_active, with the calling role (src/api.c)';
+COMMENT ON FUNCTION workflow.runner_active(text) IS
+    'heartbeat of a runner (node-workflow runnerActive)';
 
 CREATE FUNCTION workflow.inactive_runners()
 RETURNS SETOF workflow.runners
@@ -1859,7 +1746,7 @@ BEGIN
                  WHERE execution = 'queued' AND task_type = p_type AND domain = p_domain
                    AND run_at <= clock_timestamp()
                    AND (target IS NULL
-                        OR workflow._target_free(id, created_by, target, priority, run_at, clock_timestamp()))
+                        OR workflow._target_free(id, target, priority, run_at, clock_timestamp()))
                  ORDER BY priority DESC, run_at, id
                  LIMIT remaining
                    FOR NO KEY UPDATE SKIP LOCKED;
@@ -1869,7 +1756,7 @@ BEGIN
                  WHERE execution = 'queued' AND task_type = p_type AND domain IS NULL
                    AND run_at <= clock_timestamp()
                    AND (target IS NULL
-                        OR workflow._target_free(id, created_by, target, priority, run_at, clock_timestamp()))
+                        OR workflow._target_free(id, target, priority, run_at, clock_timestamp()))
                  ORDER BY priority DESC, run_at, id
                  LIMIT remaining
                    FOR NO KEY UPDATE SKIP LOCKED;
@@ -1879,9 +1766,8 @@ BEGIN
             EXIT WHEN NOT FOUND;
             IF j.target IS NOT NULL THEN
                 got := NULL;
-                INSERT INTO workflow.target_locks AS l (owner, target, job_id)
-                VALUES (j.created_by, j.target, j.id)
-                    ON CONFLICT (owner, target) DO UPDATE SET locked_at = l.locked_at
+                INSERT INTO workflow.target_locks AS l (target, job_id) VALUES (j.target, j.id)
+                    ON CONFLICT (target) DO UPDATE SET locked_at = l.locked_at
                     WHERE l.job_id = EXCLUDED.job_id
                 RETURNING l.job_id INTO got;
                 CONTINUE WHEN got IS NULL;
@@ -1899,19 +1785,10 @@ BEGIN
         WITH u AS (
             UPDATE workflow.jobs cj
                SET execution = 'running', runner_id = p_worker,
-                   lease = workflow._new_lease(), claimed_at = clock_timestamp(),
-                   -- saturating at 100 years: the timeout of a definition
-                   -- stored before timeouts were bounded must not make the
-                   -- addition overflow and fail every claim of the type
-                   lease_expires_at = clock_timestamp()
-                       + CASE WHEN coalesce(s.timeout, default_lease) > interval '100 years'
-                              THEN interval '100 years'
-                              ELSE coalesce(s.timeout, default_lease) END,
+                   lease = nextval('workflow.lease_seq'), claimed_at = clock_timestamp(),
+                   lease_expires_at = clock_timestamp() + coalesce(s.timeout, default_lease),
                    started_at = coalesce(cj.started_at, clock_timestamp()),
-                   deadline = coalesce(cj.deadline,
-                                       clock_timestamp()
-                                       + CASE WHEN w.timeout > interval '100 years'
-                                              THEN interval '100 years' ELSE w.timeout END)
+                   deadline = coalesce(cj.deadline, clock_timestamp() + w.timeout)
               FROM workflow.steps s, workflow.workflows w
              WHERE cj.id = ANY (ids)
                AND s.workflow_id = cj.workflow_id AND s.phase = cj.phase AND s.position = cj.step
@@ -1950,85 +1827,64 @@ $$;
 COMMENT ON FUNCTION workflow._next_due(text, text) IS
     'internal: when the next queued task of a type becomes due (bounds a long poll''s sleep)';
 
--- May p_caller use runner id p_worker?  Runner ids belong to the role that
--- registered them: a new id may be used by anyone (it becomes the user's
--- when registered), a registered one by its owner and by members of
--- workflow_admin.  The ids of the in-server workers (runner-N, sweeper,
--- and any row of kind runner or sweeper) are refused to every SQL caller.
--- Read-only, so a poll checks this before it waits; raises 42501.
-CREATE FUNCTION workflow._check_external_worker(p_worker text, p_caller oid)
+-- Refuse, before any wait, a worker id that belongs to an in-server worker.
+CREATE FUNCTION workflow._check_external_worker(p_worker text)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    r   workflow.runners;
 BEGIN
-    IF p_worker ~ '^runner-[0-9]+$' OR p_worker = 'sweeper' THEN
-        RAISE EXCEPTION 'runner id "%" is reserved for an in-server worker', p_worker
-            USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = 'The in-server runners are named runner-N and the sweeper sweeper; no SQL caller may use their ids.',
+    IF EXISTS (SELECT 1 FROM workflow.runners r WHERE r.id = p_worker AND r.kind <> 'external') THEN
+        RAISE EXCEPTION 'runner id "%" belongs to an in-server worker', p_worker
+            USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Give every external worker an id of its own.';
-    END IF;
-    SELECT * INTO r FROM workflow.runners x WHERE x.id = p_worker;
-    IF NOT FOUND AND p_worker IS NOT NULL THEN
-        RETURN;
-    END IF;
-    IF r.kind <> 'external' THEN
-        RAISE EXCEPTION 'runner id "%" is reserved for an in-server worker', p_worker
-            USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = format('Runner "%s" is of kind %s; no SQL caller may use its id.', p_worker, r.kind),
-                  HINT = 'Give every external worker an id of its own.';
-    END IF;
-    IF r.owner IS DISTINCT FROM p_caller
-       AND NOT coalesce(pg_has_role(p_caller, 'workflow_admin', 'MEMBER'), false) THEN
-        RAISE EXCEPTION 'permission denied for runner "%"', coalesce(p_worker, '')
-            USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = CASE WHEN p_worker IS NULL THEN 'The task is held by no runner.'
-                                ELSE format('The runner id was registered by role %s.', r.owner) END,
-                  HINT = 'A worker uses only runner ids it registered, and reports only tasks it claimed under them.';
     END IF;
 END
 $$;
-COMMENT ON FUNCTION workflow._check_external_worker(text, oid) IS
-    'internal: refuse a runner id that belongs to another role (unless the caller is an administrator) or to an in-server worker';
+COMMENT ON FUNCTION workflow._check_external_worker(text) IS
+    'internal: refuse an external worker id that belongs to an in-server worker';
 
--- Register or heartbeat an external worker, as the caller's.
-CREATE FUNCTION workflow._touch_worker(p_worker text, p_caller oid)
+-- Register or heartbeat an external worker.
+CREATE FUNCTION workflow._touch_worker(p_worker text)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    k   text;
 BEGIN
-    PERFORM workflow._runner_seen(p_worker, p_caller);
+    k := workflow._runner_seen(p_worker, 'external');
+    IF k <> 'external' THEN
+        RAISE EXCEPTION 'runner id "%" belongs to an in-server worker', p_worker
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give every external worker an id of its own.';
+    END IF;
 END
 $$;
-COMMENT ON FUNCTION workflow._touch_worker(text, oid) IS
-    'internal: register or heartbeat an external worker, as the caller''s';
+COMMENT ON FUNCTION workflow._touch_worker(text) IS
+    'internal: register or heartbeat an external worker';
 
-CREATE FUNCTION workflow._poll_tasks(task_type text, worker_id text, count integer,
-                                     wait interval, domain text, p_caller oid)
+CREATE FUNCTION workflow.poll_tasks(task_type text, worker_id text, count integer DEFAULT 1,
+                                    wait interval DEFAULT '0', domain text DEFAULT NULL)
 RETURNS SETOF workflow.task
 LANGUAGE c CALLED ON NULL INPUT PARALLEL UNSAFE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'workflow_poll_tasks';
-COMMENT ON FUNCTION workflow._poll_tasks(text, text, integer, interval, text, oid) IS
-    'internal: implementation of workflow.poll_tasks, with the calling role (src/api.c)';
+COMMENT ON FUNCTION workflow.poll_tasks(text, text, integer, interval, text) IS
+    'claim up to count external tasks of a type (SKIP LOCKED); with wait, block until one is committed or the wait ends (long poll, woken at commit)';
 
 -- The running job of a lease, locked, or the standard stale-lease error.
 -- Returns NULL when the lease's outcome was already recorded as `status'
--- (a repeated call).  The task must have been claimed under a runner id of
--- p_caller (or p_caller is an administrator): a lease alone is not enough.
-CREATE FUNCTION workflow._leased_job(p_job bigint, p_lease bigint, p_status text, p_caller oid)
+-- (a repeated call).
+CREATE FUNCTION workflow._leased_job(p_job bigint, p_lease bigint, p_status text)
 RETURNS workflow.jobs
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    j       workflow.jobs;
-    worker  text;
+    j   workflow.jobs;
 BEGIN
     IF p_lease IS NULL THEN
         RAISE EXCEPTION 'lease must not be null'
@@ -2036,20 +1892,15 @@ BEGIN
     END IF;
     j := workflow._lock_job(p_job);
     IF j.execution = 'running' AND j.lease = p_lease THEN
-        PERFORM workflow._check_external_worker(j.runner_id, p_caller);
         RETURN j;
     END IF;
-    IF p_status IS NOT NULL THEN
-        SELECT r.runner_id INTO worker FROM workflow.task_runs r
-         WHERE r.job_id = p_job AND r.lease = p_lease AND r.status = p_status
-           -- the sweeper's record of an expired lease is no report of the
-           -- worker
-           AND NOT coalesce((r.error ->> 'lease_expired')::boolean, false)
-         LIMIT 1;
-        IF FOUND THEN
-            PERFORM workflow._check_external_worker(worker, p_caller);
-            RETURN NULL;
-        END IF;
+    IF p_status IS NOT NULL AND EXISTS (SELECT 1 FROM workflow.task_runs r
+                                         WHERE r.job_id = p_job AND r.lease = p_lease
+                                           AND r.status = p_status
+                                           -- the sweeper's record of an expired
+                                           -- lease is no report of the worker
+                                           AND NOT coalesce((r.error ->> 'lease_expired')::boolean, false)) THEN
+        RETURN NULL;
     END IF;
     RAISE EXCEPTION 'lease % of job % is no longer valid', p_lease, p_job
         USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -2058,16 +1909,15 @@ BEGIN
               HINT = 'The lease expired and the task was handed out again, or the job was canceled; drop this result.';
 END
 $$;
-COMMENT ON FUNCTION workflow._leased_job(bigint, bigint, text, oid) IS
-    'internal: lock the job a lease belongs to, refusing stale leases and tasks claimed under another role''s runner id';
+COMMENT ON FUNCTION workflow._leased_job(bigint, bigint, text) IS
+    'internal: lock the job a lease belongs to, refusing stale leases';
 
 -- The rules of a task's completion (src/report.c handles the usual case
 -- without PL/pgSQL and calls this for every other one).  Returns whether
 -- this call recorded the success (false: an idempotent repeat) and the
 -- worker whose heartbeat to record.
-CREATE FUNCTION workflow._complete_task_general(job_id bigint, lease bigint, output jsonb,
-                                                p_caller oid,
-                                                OUT recorded boolean, OUT worker text)
+CREATE FUNCTION workflow._complete_task(job_id bigint, lease bigint, output jsonb,
+                                        OUT recorded boolean, OUT worker text)
 LANGUAGE plpgsql
 AS $$
 #variable_conflict use_column
@@ -2075,52 +1925,49 @@ DECLARE
     j       workflow.jobs;
     prev    jsonb;
 BEGIN
-    j := workflow._leased_job(_complete_task_general.job_id, _complete_task_general.lease,
-                              'succeeded', p_caller);
+    j := workflow._leased_job(_complete_task.job_id, _complete_task.lease, 'succeeded');
     IF j IS NULL THEN
         -- completed before under this lease: the same output is an
         -- idempotent repeat, another one a mistake
         SELECT r.output INTO prev FROM workflow.task_runs r
-         WHERE r.job_id = _complete_task_general.job_id AND r.lease = _complete_task_general.lease
+         WHERE r.job_id = _complete_task.job_id AND r.lease = _complete_task.lease
            AND r.status = 'succeeded';
-        IF prev IS DISTINCT FROM _complete_task_general.output THEN
+        IF prev IS DISTINCT FROM _complete_task.output THEN
             RAISE EXCEPTION 'task of job % was already completed under lease % with another output',
-                            _complete_task_general.job_id, _complete_task_general.lease
+                            _complete_task.job_id, _complete_task.lease
                 USING ERRCODE = 'object_not_in_prerequisite_state';
         END IF;
         recorded := false;
         RETURN;
     END IF;
-    PERFORM workflow._step_succeeded(j, _complete_task_general.output, j.claimed_at);
+    PERFORM workflow._step_succeeded(j, _complete_task.output, j.claimed_at);
     recorded := true;
     worker := j.runner_id;
 END
 $$;
-COMMENT ON FUNCTION workflow._complete_task_general(bigint, bigint, jsonb, oid) IS
+COMMENT ON FUNCTION workflow._complete_task(bigint, bigint, jsonb) IS
     'internal: record an external task''s success in every case (stale leases, repeats, targets, other chains)';
 
-CREATE FUNCTION workflow._complete_task(job_id bigint, lease bigint, output jsonb, p_caller oid)
+CREATE FUNCTION workflow.complete_task(job_id bigint, lease bigint, output jsonb DEFAULT NULL)
 RETURNS boolean
 LANGUAGE c CALLED ON NULL INPUT PARALLEL UNSAFE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'workflow_complete_task';
-COMMENT ON FUNCTION workflow._complete_task(bigint, bigint, jsonb, oid) IS
-    'internal: implementation of workflow.complete_task, with the calling role (src/api.c)';
+COMMENT ON FUNCTION workflow.complete_task(bigint, bigint, jsonb) IS
+    'report an external task done with its output; idempotent for the same lease and output, refused for a stale lease';
 
-CREATE FUNCTION workflow._complete_tasks(job_ids bigint[], leases bigint[], outputs jsonb[],
-                                         p_caller oid)
+CREATE FUNCTION workflow.complete_tasks(job_ids bigint[], leases bigint[], outputs jsonb[] DEFAULT NULL)
 RETURNS TABLE (job_id bigint, recorded boolean)
 LANGUAGE c CALLED ON NULL INPUT PARALLEL UNSAFE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'workflow_complete_tasks';
-COMMENT ON FUNCTION workflow._complete_tasks(bigint[], bigint[], jsonb[], oid) IS
-    'internal: implementation of workflow.complete_tasks, with the calling role (src/api.c)';
+COMMENT ON FUNCTION workflow.complete_tasks(bigint[], bigint[], jsonb[]) IS
+    'complete_task for a batch of tasks, in the order given, in one statement; any error fails the whole call';
 
--- Implementation of workflow.fail_task, with the calling role (src/api.c).
-CREATE FUNCTION workflow._fail_task(job_id bigint, lease bigint, error text,
-                                    retryable boolean, p_caller oid)
+CREATE FUNCTION workflow.fail_task(job_id bigint, lease bigint, error text,
+                                   retryable boolean DEFAULT true)
 RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -2130,30 +1977,26 @@ AS $$
 DECLARE
     j       workflow.jobs;
 BEGIN
-    IF _fail_task.error IS NULL OR _fail_task.retryable IS NULL THEN
+    IF fail_task.error IS NULL OR fail_task.retryable IS NULL THEN
         RAISE EXCEPTION 'error and retryable must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    PERFORM workflow._check_payload(to_jsonb(_fail_task.error), 'error');
-    j := workflow._leased_job(_fail_task.job_id, _fail_task.lease, 'failed', p_caller);
+    PERFORM workflow._check_payload(to_jsonb(fail_task.error), 'error');
+    j := workflow._leased_job(fail_task.job_id, fail_task.lease, 'failed');
     IF j IS NULL THEN
         RETURN false;       -- reported before under this lease
     END IF;
-    PERFORM workflow._step_failed(j, jsonb_build_object('message', _fail_task.error,
+    PERFORM workflow._step_failed(j, jsonb_build_object('message', fail_task.error,
                                                         'worker', j.runner_id),
-                                  j.claimed_at, _fail_task.retryable);
-    PERFORM workflow._runner_seen(j.runner_id, p_caller);
+                                  j.claimed_at, fail_task.retryable);
+    PERFORM workflow._runner_seen(j.runner_id, 'external');
     RETURN true;
 END
 $$;
-COMMENT ON FUNCTION workflow._fail_task(bigint, bigint, text, boolean, oid) IS
-    'internal: implementation of workflow.fail_task, with the calling role (src/api.c)';
+COMMENT ON FUNCTION workflow.fail_task(bigint, bigint, text, boolean) IS
+    'report an external task failed; retried per its attempts and backoff unless retryable is false';
 
--- Implementation of workflow.extend_task, with the calling role
--- (src/api.c).  The new end of the lease saturates at 100 years from now:
--- the timeout of a definition stored before timeouts were bounded cannot
--- make the addition overflow.
-CREATE FUNCTION workflow._extend_task(job_id bigint, lease bigint, by interval, p_caller oid)
+CREATE FUNCTION workflow.extend_task(job_id bigint, lease bigint, by interval DEFAULT NULL)
 RETURNS timestamptz
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -2163,33 +2006,27 @@ AS $$
 DECLARE
     j       workflow.jobs;
     s       workflow.steps;
-    length  interval;
 BEGIN
-    IF _extend_task.by IS NOT NULL
-       AND (_extend_task.by <= interval '0' OR _extend_task.by > interval '1 day') THEN
-        RAISE EXCEPTION 'a lease can be extended by more than 0 and at most 1 day, not %', _extend_task.by
+    IF extend_task.by IS NOT NULL
+       AND (extend_task.by <= interval '0' OR extend_task.by > interval '1 day') THEN
+        RAISE EXCEPTION 'a lease can be extended by more than 0 and at most 1 day, not %', extend_task.by
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    j := workflow._leased_job(_extend_task.job_id, _extend_task.lease, NULL, p_caller);
+    j := workflow._leased_job(extend_task.job_id, extend_task.lease, NULL);
     s := workflow._step(j);
-    length := coalesce(_extend_task.by, s.timeout, current_setting('workflow.task_lease')::interval);
-    IF length > interval '100 years' THEN
-        length := interval '100 years';
-    END IF;
     UPDATE workflow.jobs jj
-       SET lease_expires_at = clock_timestamp() + length
+       SET lease_expires_at = clock_timestamp() + coalesce(extend_task.by, s.timeout,
+                                               current_setting('workflow.task_lease')::interval)
      WHERE jj.id = j.id
     RETURNING * INTO j;
-    PERFORM workflow._runner_seen(j.runner_id, p_caller);
+    PERFORM workflow._runner_seen(j.runner_id, 'external');
     RETURN j.lease_expires_at;
 END
 $$;
-COMMENT ON FUNCTION workflow._extend_task(bigint, bigint, interval, oid) IS
-    'internal: implementation of workflow.extend_task, with the calling role (src/api.c)';
+COMMENT ON FUNCTION workflow.extend_task(bigint, bigint, interval) IS
+    'heartbeat of a long external task: extend its lease (by the given time, the task timeout, or workflow.task_lease)';
 
--- Implementation of workflow.requeue_task, with the calling role
--- (src/api.c).  The delay is a user-given interval: 0 to 100 years.
-CREATE FUNCTION workflow._requeue_task(job_id bigint, lease bigint, "after" interval, p_caller oid)
+CREATE FUNCTION workflow.requeue_task(job_id bigint, lease bigint, "after" interval)
 RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -2200,27 +2037,27 @@ DECLARE
     j       workflow.jobs;
     s       workflow.steps;
 BEGIN
-    IF _requeue_task."after" IS NULL THEN
+    IF requeue_task."after" IS NULL THEN
         RAISE EXCEPTION 'after must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF _requeue_task."after" < interval '0' OR _requeue_task."after" > interval '100 years' THEN
-        RAISE EXCEPTION 'requeue delay must be between 0 and 100 years'
+    IF requeue_task."after" < interval '0' THEN
+        RAISE EXCEPTION 'requeue delay must not be negative'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    j := workflow._leased_job(_requeue_task.job_id, _requeue_task.lease, 'requeued', p_caller);
+    j := workflow._leased_job(requeue_task.job_id, requeue_task.lease, 'requeued');
     IF j IS NULL THEN
         RETURN false;
     END IF;
     s := workflow._step(j);
     PERFORM workflow._record_run(j, s.name, 'requeued', j.claimed_at, NULL, NULL);
     PERFORM workflow._enqueue_step(j, j.phase, j.step, j.task_attempt,
-                                   clock_timestamp() + _requeue_task."after", j.in_fallback);
+                                   clock_timestamp() + requeue_task."after", j.in_fallback);
     RETURN true;
 END
 $$;
-COMMENT ON FUNCTION workflow._requeue_task(bigint, bigint, interval, oid) IS
-    'internal: implementation of workflow.requeue_task, with the calling role (src/api.c)';
+COMMENT ON FUNCTION workflow.requeue_task(bigint, bigint, interval) IS
+    'hand an external task back without counting an attempt; it is visible again after the delay';
 
 CREATE FUNCTION workflow._pause_task_type(task_type text, p_caller oid)
 RETURNS boolean
@@ -2277,7 +2114,7 @@ RETURNS void
 LANGUAGE c STRICT PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'workflow_interrupt_at_commit';
 COMMENT ON FUNCTION workflow._interrupt_at_commit(bigint) IS
-    'internal: when this transaction commits, cancel the SQL a runner is executing for this job (any number of jobs; undone with a rolled-back subtransaction; PREPARE TRANSACTION is refused while one is pending)';
+    'internal: when this transaction commits, cancel the SQL a runner is executing for this job';
 
 CREATE FUNCTION workflow.requeue("after" interval DEFAULT '0')
 RETURNS void
@@ -2316,10 +2153,10 @@ DECLARE
     got     bigint;
 BEGIN
     FOR cand IN
-        SELECT j.id, j.created_by, j.target FROM workflow.jobs j
+        SELECT j.id, j.target FROM workflow.jobs j
          WHERE j.execution = 'queued' AND j.task_type IS NULL AND j.run_at <= now()
            AND (j.target IS NULL
-                OR workflow._target_free(j.id, j.created_by, j.target, j.priority, j.run_at, now()))
+                OR workflow._target_free(j.id, j.target, j.priority, j.run_at, now()))
          ORDER BY j.priority DESC, j.run_at, j.id
          LIMIT p_limit
            FOR NO KEY UPDATE SKIP LOCKED
@@ -2327,9 +2164,8 @@ BEGIN
         IF cand.target IS NOT NULL THEN
             -- atomic; also refuses a second job of the same target in this batch
             got := NULL;
-            INSERT INTO workflow.target_locks AS l (owner, target, job_id)
-            VALUES (cand.created_by, cand.target, cand.id)
-                ON CONFLICT (owner, target) DO UPDATE SET locked_at = l.locked_at
+            INSERT INTO workflow.target_locks AS l (target, job_id) VALUES (cand.target, cand.id)
+                ON CONFLICT (target) DO UPDATE SET locked_at = l.locked_at
                 WHERE l.job_id = EXCLUDED.job_id
             RETURNING l.job_id INTO got;
             CONTINUE WHEN got IS NULL;
@@ -2342,7 +2178,7 @@ BEGIN
     RETURN QUERY
         UPDATE workflow.jobs j
            SET execution = 'running', runner_id = p_runner,
-               lease = workflow._new_lease(), claimed_at = now(),
+               lease = nextval('workflow.lease_seq'), claimed_at = now(),
                started_at = coalesce(j.started_at, now()),
                deadline = coalesce(j.deadline, now() + w.timeout)
           FROM workflow.workflows w
@@ -2382,7 +2218,7 @@ BEGIN
              LIMIT p_limit
                FOR NO KEY UPDATE SKIP LOCKED)
         UPDATE workflow.jobs j
-           SET runner_id = p_runner, lease = workflow._new_lease(), claimed_at = now()
+           SET runner_id = p_runner, lease = nextval('workflow.lease_seq'), claimed_at = now()
           FROM c
          WHERE j.id = c.id
         RETURNING j.*;
@@ -2424,14 +2260,10 @@ COMMENT ON FUNCTION workflow._job_timed_out(workflow.jobs, timestamptz) IS
 -- Record the outcome of a task a runner executed, in the transaction of
 -- the task itself, guarded by the lease: when the job was canceled, timed
 -- out or handed to another runner meanwhile, nothing is recorded and NULL
--- is returned, and the runner rolls the task's effects back.  The job's
--- row is locked NOWAIT: the runner never waits for a transaction that
--- holds it (lock_not_available), it hands the job back later instead.
+-- is returned, and the runner rolls the task's effects back.
 --
 -- outcome: succeeded | failed | fatal (no retry) | requeue | wait | wait_step |
--- timeout | release (handed back, a 'requeued' run) | return (handed back
--- untouched, no run recorded: the task did not run, or its effects were
--- rolled back by something else than its own code)
+-- timeout | release
 CREATE FUNCTION workflow._runner_record(p_job bigint, p_lease bigint, p_outcome text,
                                         p_output jsonb, p_error jsonb, p_started timestamptz,
                                         p_delay interval, p_info jsonb[])
@@ -2448,13 +2280,9 @@ BEGIN
     -- by id never scans every running job of that index instead
     SELECT * INTO j FROM workflow.jobs
      WHERE id = p_job AND lease = p_lease AND (execution = 'running') IS TRUE
-       FOR NO KEY UPDATE NOWAIT;
+       FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RETURN NULL;
-    END IF;
-    IF p_outcome = 'return' THEN
-        RETURN workflow._enqueue_step(j, j.phase, j.step, j.task_attempt, clock_timestamp(),
-                                      j.in_fallback);
     END IF;
     IF p_info IS NOT NULL THEN
         INSERT INTO workflow.job_info (job_id, info) SELECT p_job, i FROM unnest(p_info) i;
@@ -2507,244 +2335,130 @@ RETURNS void
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    -- a row some other transaction holds is skipped, not waited for: its
-    -- heartbeat is written at the next pass
-    WITH k AS (SELECT l.id FROM workflow.runners l WHERE l.id = ANY (p_ids)
-                  FOR NO KEY UPDATE SKIP LOCKED)
     UPDATE workflow.runners r
        SET active_at = now(), idle = v.idle, pid = v.pid
-      FROM k, unnest(p_ids, p_pids, p_idle) AS v(id, pid, idle)
-     WHERE r.id = k.id AND v.id = k.id;
+      FROM unnest(p_ids, p_pids, p_idle) AS v(id, pid, idle)
+     WHERE r.id = v.id;
 END
 $$;
 COMMENT ON FUNCTION workflow._heartbeat(text[], integer[], boolean[]) IS
     'internal: heartbeat of the in-server workers, from shared memory';
 
--- One pass of the sweeper; returns what it did: how many timers, timeouts,
--- stale jobs and jobs to prune it took on, and in "failed" the ids of the
--- jobs it could not handle.
---
--- Faults stay with their item: every item (a timer, a timeout, a stale
--- job) is handled in a subtransaction of its own (an exception block), so
--- an item that fails is rolled back alone, logged with its job id, and the
--- pass goes on; each section is another such block, so not even an error
--- of its query stops the other sections.  Pruning is one set-based
--- statement per batch, and one job at a time only when that fails.  Jobs
--- that failed at an earlier pass come back in p_skip: src/sweeper.c leaves
--- them alone for a while, so that they are neither retried at every pass
--- nor keep the jobs behind them in the batch's order from being handled.
---
--- No session can stall a pass: every row lock on jobs is SKIP LOCKED (a
--- job a session holds, e.g. in an open transaction, is handled at a later
--- pass) and any other lock wait ends after lock_timeout with that item.
-CREATE FUNCTION workflow._sweep(p_stale_action text, p_retention interval, p_batch integer,
-                                p_skip bigint[] DEFAULT '{}')
+-- One pass of the sweeper; returns what it did.
+CREATE FUNCTION workflow._sweep(p_stale_action text, p_retention interval, p_batch integer)
 RETURNS jsonb
 LANGUAGE plpgsql
-SET lock_timeout = '1s'
 AS $$
 DECLARE
     j           workflow.jobs;
-    stale       workflow.jobs;
     action      text;
     err         jsonb;
     n_timers    integer := 0;
     n_timeouts  integer := 0;
     n_stale     integer := 0;
     n_pruned    integer := 0;
-    failed      bigint[] := '{}';
     ids         bigint[];
-    one         bigint;
     pass        integer;
     cur         refcursor;
 BEGIN
-    p_skip := coalesce(p_skip, '{}');
-
     -- timers of wait tasks that have elapsed
-    BEGIN
-        FOR j IN SELECT * FROM workflow.jobs
-                  WHERE execution = 'waiting' AND run_at <= now() AND id <> ALL (p_skip)
-                  ORDER BY run_at LIMIT p_batch
-                    FOR NO KEY UPDATE SKIP LOCKED
-        LOOP
-            n_timers := n_timers + 1;
-            BEGIN
-                PERFORM workflow._step_succeeded(j, NULL, j.run_at);
-            EXCEPTION WHEN OTHERS THEN
-                failed := failed || j.id;
-                PERFORM workflow._sweep_failed('end the timer of', j.id, SQLSTATE, SQLERRM);
-            END;
-        END LOOP;
-    EXCEPTION WHEN OTHERS THEN
-        PERFORM workflow._sweep_failed('end timers', NULL, SQLSTATE, SQLERRM);
-    END;
+    FOR j IN SELECT * FROM workflow.jobs
+              WHERE execution = 'waiting' AND run_at <= now()
+              ORDER BY run_at LIMIT p_batch
+                FOR NO KEY UPDATE SKIP LOCKED
+    LOOP
+        PERFORM workflow._step_succeeded(j, NULL, j.run_at);
+        n_timers := n_timers + 1;
+    END LOOP;
 
     -- whole-job timeouts of running and waiting jobs (queued ones are
     -- handled by the runner that claims them): one scan of the partial
     -- index of each state (with "execution IN (...)" the plan was a scan
     -- of the whole table, history included, at every pass)
     FOR pass IN 1..2 LOOP
-        BEGIN
-            cur := NULL;
-            IF pass = 1 THEN
-                OPEN cur FOR SELECT * FROM workflow.jobs
-                              WHERE execution = 'running' AND deadline < now()
-                                AND id <> ALL (p_skip)
-                              LIMIT p_batch
-                                FOR NO KEY UPDATE SKIP LOCKED;
-            ELSE
-                OPEN cur FOR SELECT * FROM workflow.jobs
-                              WHERE execution = 'waiting' AND deadline < now()
-                                AND id <> ALL (p_skip)
-                              LIMIT p_batch
-                                FOR NO KEY UPDATE SKIP LOCKED;
+        IF pass = 1 THEN
+            OPEN cur FOR SELECT * FROM workflow.jobs
+                          WHERE execution = 'running' AND deadline < now()
+                          LIMIT p_batch
+                            FOR NO KEY UPDATE SKIP LOCKED;
+        ELSE
+            OPEN cur FOR SELECT * FROM workflow.jobs
+                          WHERE execution = 'waiting' AND deadline < now()
+                          LIMIT p_batch
+                            FOR NO KEY UPDATE SKIP LOCKED;
+        END IF;
+        LOOP
+            FETCH cur INTO j;
+            EXIT WHEN NOT FOUND;
+            IF j.execution = 'running' THEN
+                PERFORM workflow._interrupt_at_commit(j.id);
             END IF;
-            LOOP
-                FETCH cur INTO j;
-                EXIT WHEN NOT FOUND;
-                n_timeouts := n_timeouts + 1;
-                BEGIN
-                    -- stop the SQL an in-server runner executes for it at
-                    -- commit; an external task needs no signal (the lease
-                    -- ends, its worker's report is refused)
-                    IF j.execution = 'running' AND j.task_type IS NULL THEN
-                        PERFORM workflow._interrupt_at_commit(j.id);
-                    END IF;
-                    PERFORM workflow._job_timed_out(j, NULL);
-                EXCEPTION WHEN OTHERS THEN
-                    failed := failed || j.id;
-                    PERFORM workflow._sweep_failed('time out', j.id, SQLSTATE, SQLERRM);
-                END;
-            END LOOP;
-            CLOSE cur;
-        EXCEPTION WHEN OTHERS THEN
-            PERFORM workflow._sweep_failed('enforce job timeouts', NULL, SQLSTATE, SQLERRM);
-        END;
+            PERFORM workflow._job_timed_out(j, NULL);
+            n_timeouts := n_timeouts + 1;
+        END LOOP;
+        CLOSE cur;
     END LOOP;
 
     -- stale jobs: expired leases of external tasks, and the jobs of
     -- runners that stopped reporting
-    BEGIN
-        FOR stale IN SELECT s.* FROM workflow.stale_jobs() s
-                      WHERE s.id <> ALL (p_skip) LIMIT p_batch
-        LOOP
-            BEGIN
-                SELECT * INTO j FROM workflow.jobs
-                 WHERE id = stale.id AND lease = stale.lease
-                   AND (execution = 'running') IS TRUE  -- see _runner_record
-                   FOR NO KEY UPDATE SKIP LOCKED;
-                CONTINUE WHEN NOT FOUND;
-                n_stale := n_stale + 1;
-                IF j.lease_expires_at < now() THEN
-                    -- the worker died or hung: a failed attempt, handed out
-                    -- again per the task's attempts and backoff
-                    PERFORM workflow._step_failed(j,
-                        jsonb_build_object('sqlstate', '57014',
-                                           'message', format('lease of worker "%s" expired', j.runner_id),
-                                           'lease_expired', true),
-                        j.claimed_at, true);
-                    CONTINUE;
-                END IF;
-                action := coalesce((SELECT w.on_stale FROM workflow.workflows w WHERE w.id = j.workflow_id),
-                                   p_stale_action);
-                err := jsonb_build_object('message', format('runner "%s" stopped reporting', j.runner_id),
-                                          'stale', true);
-                IF action = 'retry' THEN
-                    PERFORM workflow._record_run(j, (workflow._step(j)).name, 'failed', now(), NULL, err);
-                    PERFORM workflow._enqueue_step(j, j.phase, j.step, j.task_attempt + 1, now(), j.in_fallback);
-                ELSIF j.phase = 'oncancel' THEN
-                    PERFORM workflow._terminate(j, 'canceled', NULL, err);
-                ELSE
-                    UPDATE workflow.jobs SET error = err WHERE id = j.id RETURNING * INTO j;
-                    IF EXISTS (SELECT 1 FROM workflow.steps s
-                                WHERE s.workflow_id = j.workflow_id AND s.phase = 'oncancel') THEN
-                        PERFORM workflow._enqueue_step(j, 'oncancel', 0, 1, now());
-                    ELSE
-                        PERFORM workflow._terminate(j, 'canceled', NULL, err);
-                    END IF;
-                END IF;
-            EXCEPTION WHEN OTHERS THEN
-                failed := failed || stale.id;
-                PERFORM workflow._sweep_failed('handle stale', stale.id, SQLSTATE, SQLERRM);
-            END;
-        END LOOP;
-    EXCEPTION WHEN OTHERS THEN
-        PERFORM workflow._sweep_failed('handle stale jobs', NULL, SQLSTATE, SQLERRM);
-    END;
-
-    -- retention: finished jobs older than the retention, a batch at a time,
-    -- in one statement per table; one job at a time only if that fails
-    IF p_retention > interval '0' THEN
-        BEGIN
-            ids := ARRAY(SELECT id FROM workflow.jobs
-                          WHERE finished_at < now() - p_retention AND id <> ALL (p_skip)
-                          ORDER BY finished_at LIMIT p_batch
-                            FOR UPDATE SKIP LOCKED);
-            n_pruned := cardinality(ids);
-            IF n_pruned > 0 THEN
-                BEGIN
-                    PERFORM workflow._sweep_prune(ids);
-                EXCEPTION WHEN OTHERS THEN
-                    FOREACH one IN ARRAY ids LOOP
-                        BEGIN
-                            PERFORM workflow._sweep_prune(ARRAY[one]);
-                        EXCEPTION WHEN OTHERS THEN
-                            failed := failed || one;
-                            PERFORM workflow._sweep_failed('prune', one, SQLSTATE, SQLERRM);
-                        END;
-                    END LOOP;
-                END;
+    FOR j IN SELECT s.* FROM workflow.stale_jobs() s LIMIT p_batch
+    LOOP
+        SELECT * INTO j FROM workflow.jobs WHERE id = j.id AND lease = j.lease
+                                               AND (execution = 'running') IS TRUE  -- see _runner_record
+           FOR NO KEY UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        IF j.lease_expires_at < now() THEN
+            -- the worker died or hung: a failed attempt, handed out again
+            -- per the task's attempts and backoff
+            PERFORM workflow._step_failed(j,
+                jsonb_build_object('sqlstate', '57014',
+                                   'message', format('lease of worker "%s" expired', j.runner_id),
+                                   'lease_expired', true),
+                j.claimed_at, true);
+            n_stale := n_stale + 1;
+            CONTINUE;
+        END IF;
+        action := coalesce((SELECT w.on_stale FROM workflow.workflows w WHERE w.id = j.workflow_id),
+                           p_stale_action);
+        err := jsonb_build_object('message', format('runner "%s" stopped reporting', j.runner_id),
+                                  'stale', true);
+        IF action = 'retry' THEN
+            PERFORM workflow._record_run(j, (workflow._step(j)).name, 'failed', now(), NULL, err);
+            PERFORM workflow._enqueue_step(j, j.phase, j.step, j.task_attempt + 1, now(), j.in_fallback);
+        ELSIF j.phase = 'oncancel' THEN
+            PERFORM workflow._terminate(j, 'canceled', NULL, err);
+        ELSE
+            UPDATE workflow.jobs SET error = err WHERE id = j.id RETURNING * INTO j;
+            IF EXISTS (SELECT 1 FROM workflow.steps s
+                        WHERE s.workflow_id = j.workflow_id AND s.phase = 'oncancel') THEN
+                PERFORM workflow._enqueue_step(j, 'oncancel', 0, 1, now());
+            ELSE
+                PERFORM workflow._terminate(j, 'canceled', NULL, err);
             END IF;
-        EXCEPTION WHEN OTHERS THEN
-            PERFORM workflow._sweep_failed('prune finished jobs', NULL, SQLSTATE, SQLERRM);
-        END;
+        END IF;
+        n_stale := n_stale + 1;
+    END LOOP;
+
+    -- retention: finished jobs older than the retention, a batch at a time
+    IF p_retention > interval '0' THEN
+        ids := ARRAY(SELECT id FROM workflow.jobs
+                      WHERE finished_at < now() - p_retention
+                      ORDER BY finished_at LIMIT p_batch
+                        FOR UPDATE SKIP LOCKED);
+        IF cardinality(ids) > 0 THEN
+            DELETE FROM workflow.task_runs WHERE job_id = ANY (ids);
+            DELETE FROM workflow.job_info WHERE job_id = ANY (ids);
+            DELETE FROM workflow.jobs WHERE id = ANY (ids);
+            n_pruned := cardinality(ids);
+        END IF;
     END IF;
 
     RETURN jsonb_build_object('timers', n_timers, 'timeouts', n_timeouts,
-                              'stale', n_stale, 'pruned', n_pruned)
-           || CASE WHEN cardinality(failed) > 0
-                   THEN jsonb_build_object('failed', failed) ELSE '{}' END;
+                              'stale', n_stale, 'pruned', n_pruned);
 END
 $$;
-COMMENT ON FUNCTION workflow._sweep(text, interval, integer, bigint[]) IS
-    'internal: one pass of the sweeper: elapsed timers, job timeouts, stale jobs, retention, each item in a subtransaction of its own';
-
--- Delete finished jobs with their task runs and info (the sweeper's
--- retention; the caller holds their row locks).
-CREATE FUNCTION workflow._sweep_prune(p_ids bigint[])
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    DELETE FROM workflow.task_runs WHERE job_id = ANY (p_ids);
-    DELETE FROM workflow.job_info WHERE job_id = ANY (p_ids);
-    DELETE FROM workflow.jobs WHERE id = ANY (p_ids);
-END
-$$;
-COMMENT ON FUNCTION workflow._sweep_prune(bigint[]) IS
-    'internal: the sweeper''s retention: delete finished jobs with their task runs and info';
-
--- Log what the sweeper could not do (a job, or a whole section of a pass)
--- and the error that stopped it; the pass goes on.
-CREATE FUNCTION workflow._sweep_failed(p_what text, p_job bigint, p_sqlstate text, p_message text)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF p_job IS NULL THEN
-        RAISE WARNING 'workflow sweeper could not %', p_what
-            USING DETAIL = format('%s (SQLSTATE %s)', p_message, p_sqlstate);
-    ELSE
-        RAISE WARNING 'workflow sweeper could not % job %', p_what, p_job
-            USING DETAIL = format('%s (SQLSTATE %s)', p_message, p_sqlstate),
-                  HINT = 'The sweeper tries the job again at a later pass.';
-    END IF;
-END
-$$;
-COMMENT ON FUNCTION workflow._sweep_failed(text, bigint, text, text) IS
-    'internal: log an item or a section of a sweeper pass that failed';
+COMMENT ON FUNCTION workflow._sweep(text, interval, integer) IS
+    'internal: one pass of the sweeper: elapsed timers, job timeouts, stale jobs, retention';
 
 -------------------------------------------------------------------------------
 -- The public functions that act for a role: C entry points that pass the
@@ -2834,83 +2548,6 @@ LANGUAGE c
 AS 'MODULE_PATHNAME', 'workflow_api_call';
 COMMENT ON FUNCTION workflow.resume_task_type(text) IS
     'hand out tasks of a paused external task type again (long-polling workers are woken); false if it was not paused';
-
--- The runner and external task protocols: runner ids belong to the role
--- that registered them, and a task is reported only by the role that
--- claimed it, so these too must know their caller exactly.
-
-CREATE FUNCTION workflow.run_job(id bigint, runner_id text)
-RETURNS workflow.jobs
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'workflow_api_call';
-COMMENT ON FUNCTION workflow.run_job(bigint, text) IS
-    'claim a queued job for a runner (FOR NO KEY UPDATE SKIP LOCKED); NULL when another runner has it, it is not due, or its target is held';
-
-CREATE FUNCTION workflow.finish_job(id bigint, runner_id text, execution workflow.execution,
-                                    result jsonb DEFAULT NULL)
-RETURNS workflow.jobs
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'workflow_api_call';
-COMMENT ON FUNCTION workflow.finish_job(bigint, text, workflow.execution, jsonb) IS
-    'guarded terminal transition of a running job by the runner that claims it; a repeated identical call returns the job unchanged';
-
-CREATE FUNCTION workflow.register_runner(runner_id text, kind text DEFAULT 'external')
-RETURNS void
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'workflow_api_call';
-COMMENT ON FUNCTION workflow.register_runner(text, text) IS
-    'register a runner id as the calling role''s (or register it again after a restart) and record its first heartbeat';
-
-CREATE FUNCTION workflow.runner_active(runner_id text)
-RETURNS void
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'workflow_api_call';
-COMMENT ON FUNCTION workflow.runner_active(text) IS
-    'heartbeat of a runner (node-workflow runnerActive)';
-
-CREATE FUNCTION workflow.poll_tasks(task_type text, worker_id text, count integer DEFAULT 1,
-                                    wait interval DEFAULT '0', domain text DEFAULT NULL)
-RETURNS SETOF workflow.task
-LANGUAGE c PARALLEL UNSAFE
-AS 'MODULE_PATHNAME', 'workflow_api_call';
-COMMENT ON FUNCTION workflow.poll_tasks(text, text, integer, interval, text) IS
-    'claim up to count external tasks of a type (SKIP LOCKED); with wait, block until one is committed or the wait ends (long poll, woken at commit)';
-
-CREATE FUNCTION workflow.complete_task(job_id bigint, lease bigint, output jsonb DEFAULT NULL)
-RETURNS boolean
-LANGUAGE c PARALLEL UNSAFE
-AS 'MODULE_PATHNAME', 'workflow_api_call';
-COMMENT ON FUNCTION workflow.complete_task(bigint, bigint, jsonb) IS
-    'report an external task done with its output; idempotent for the same lease and output, refused for a stale lease';
-
-CREATE FUNCTION workflow.complete_tasks(job_ids bigint[], leases bigint[], outputs jsonb[] DEFAULT NULL)
-RETURNS TABLE (job_id bigint, recorded boolean)
-LANGUAGE c PARALLEL UNSAFE
-AS 'MODULE_PATHNAME', 'workflow_api_call';
-COMMENT ON FUNCTION workflow.complete_tasks(bigint[], bigint[], jsonb[]) IS
-    'complete_task for a batch of tasks, in the order given, in one statement; any error fails the whole call';
-
-CREATE FUNCTION workflow.fail_task(job_id bigint, lease bigint, error text,
-                                   retryable boolean DEFAULT true)
-RETURNS boolean
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'workflow_api_call';
-COMMENT ON FUNCTION workflow.fail_task(bigint, bigint, text, boolean) IS
-    'report an external task failed; retried per its attempts and backoff unless retryable is false';
-
-CREATE FUNCTION workflow.extend_task(job_id bigint, lease bigint, by interval DEFAULT NULL)
-RETURNS timestamptz
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'workflow_api_call';
-COMMENT ON FUNCTION workflow.extend_task(bigint, bigint, interval) IS
-    'heartbeat of a long external task: extend its lease (by the given time, the task timeout, or workflow.task_lease)';
-
-CREATE FUNCTION workflow.requeue_task(job_id bigint, lease bigint, "after" interval)
-RETURNS boolean
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'workflow_api_call';
-COMMENT ON FUNCTION workflow.requeue_task(bigint, bigint, interval) IS
-    'hand an external task back without counting an attempt; it is visible again after the delay';
 
 -------------------------------------------------------------------------------
 -- Views
@@ -3172,12 +2809,8 @@ DECLARE
     step    int;
     vals    int[] := '{}';
 BEGIN
-    -- cron's ranges only: never a huge series
-    IF field IS NULL OR lo IS NULL OR hi IS NULL OR lo < 0 OR hi > 59 OR lo > hi THEN
-        RETURN NULL;
-    END IF;
     FOREACH part IN ARRAY string_to_array(field, ',') LOOP
-        m := regexp_match(part, '^(\*|(\d{1,2})(?:-(\d{1,2}))?)(?:/(\d{1,2}))?$');
+        m := regexp_match(part, '^(\*|(\d+)(?:-(\d+))?)(?:/(\d+))?$');
         IF m IS NULL THEN
             RETURN NULL;
         END IF;
@@ -3199,22 +2832,6 @@ $$;
 COMMENT ON FUNCTION workflow._cron_field(text, int, int) IS
     'internal: expand one field of a cron expression';
 
--- A text as jsonb, or NULL when it is not JSON: a pg_cron command named
--- like a schedule but written by hand must not break the view.
-CREATE FUNCTION workflow._jsonb_or_null(value text)
-RETURNS jsonb
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    RETURN value::jsonb;
-EXCEPTION WHEN invalid_text_representation THEN
-    RETURN NULL;
-END
-$$;
-COMMENT ON FUNCTION workflow._jsonb_or_null(text) IS
-    'internal: parse a text as jsonb, NULL when it is not JSON';
-
 -- The schedules, read from pg_cron when it is installed (empty otherwise),
 -- with the invoker's rights: pg_cron shows a role its own schedules.
 CREATE FUNCTION workflow._schedules()
@@ -3235,10 +2852,9 @@ BEGIN
     RETURN QUERY EXECUTE $q$
         SELECT substr(j.jobname, 10), j.schedule,
                replace((regexp_match(j.command, $r$create_job\('((?:[^']|'')*)'$r$))[1], '''''', ''''),
-               (SELECT workflow._jsonb_or_null(
-                           CASE WHEN m[1] = 'E'
-                                THEN replace(replace(m[2], '''''', ''''), '\\', '\')
-                                ELSE replace(m[2], '''''', '''') END)
+               (SELECT CASE WHEN m[1] = 'E'
+                            THEN replace(replace(m[2], '''''', ''''), '\\', '\')
+                            ELSE replace(m[2], '''''', '''') END::jsonb
                   FROM regexp_match(j.command, $r$, (E?)'((?:[^']|'')*)'::jsonb\)$r$) AS m),
                j.active, j.username::text, j.jobid,
                workflow._cron_next(j.schedule, now()),
@@ -3324,7 +2940,6 @@ GRANT EXECUTE ON FUNCTION
     workflow._schedules(),
     workflow._cron_next(text, timestamptz),
     workflow._cron_field(text, integer, integer),
-    workflow._jsonb_or_null(text),
     workflow.create_workflow(jsonb),
     workflow.drop_workflow(text, boolean),
     workflow.create_job(text, jsonb, text, timestamptz, integer, text, integer, text),

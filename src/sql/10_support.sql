@@ -1,0 +1,45 @@
+-------------------------------------------------------------------------------
+-- C support functions (src/)
+-------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION workflow._check_sql(body text, field text)
+RETURNS void
+LANGUAGE c STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'workflow_check_sql';
+COMMENT ON FUNCTION workflow._check_sql(text, text) IS
+    'internal: parse (not run) the SQL of a task and raise a syntax error naming the field';
+
+CREATE OR REPLACE FUNCTION workflow._check_search_path(value text)
+RETURNS text
+LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'workflow_check_search_path';
+COMMENT ON FUNCTION workflow._check_search_path(text) IS
+    'internal: parse (never apply) a search_path: the list in canonical form, or NULL when it is not a list of schema names';
+
+CREATE OR REPLACE FUNCTION workflow._check_payload(value jsonb, what text)
+RETURNS void
+LANGUAGE c PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'workflow_check_payload';
+COMMENT ON FUNCTION workflow._check_payload(jsonb, text) IS
+    'internal: refuse NULL and payloads larger than workflow.max_payload_size';
+
+CREATE OR REPLACE FUNCTION workflow._wake_at_commit(queue text, count integer DEFAULT 1)
+RETURNS void
+LANGUAGE c PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'workflow_wake_at_commit';
+COMMENT ON FUNCTION workflow._wake_at_commit(text, integer) IS
+    'internal: wake count idle runners (queue NULL) or long-polling workers of a task type when this transaction commits';
+
+CREATE OR REPLACE FUNCTION workflow._new_lease()
+RETURNS bigint
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'workflow_new_lease';
+COMMENT ON FUNCTION workflow._new_lease() IS
+    'internal: a new lease (claim token): a random positive bigint from pg_strong_random, not guessable from other leases';
+
+CREATE OR REPLACE FUNCTION workflow._in_server_worker()
+RETURNS text
+LANGUAGE c STABLE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'workflow_in_server_worker';
+COMMENT ON FUNCTION workflow._in_server_worker() IS
+    'internal: the runner id of the in-server worker this process is (runner-N, sweeper), NULL for every other backend';

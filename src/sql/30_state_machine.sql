@@ -1,0 +1,344 @@
+-- Job helpers
+-------------------------------------------------------------------------------
+
+-- May role `caller' see and act on a job created by `creator'?  Its
+-- creator may, and members of workflow_admin (superusers are members of
+-- every role).
+CREATE OR REPLACE FUNCTION workflow._may_see(creator regrole, caller oid)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    RETURN (SELECT caller IS NULL OR creator = caller
+        OR pg_has_role(caller, 'workflow_admin', 'MEMBER'));
+END
+$$;
+COMMENT ON FUNCTION workflow._may_see(regrole, oid) IS
+    'internal: whether a role may see and act on a job (its creator, or an administrator); NULL = internal caller';
+
+-- Look a job up, locking it, or raise the standard error.  With a caller,
+-- a job the caller may not see does not exist for it.
+CREATE OR REPLACE FUNCTION workflow._lock_job(job_id bigint, caller oid DEFAULT NULL)
+RETURNS workflow.jobs
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    j workflow.jobs;
+BEGIN
+    IF job_id IS NULL THEN
+        RAISE EXCEPTION 'job id must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO j FROM workflow.jobs WHERE id = job_id FOR NO KEY UPDATE;
+    IF NOT FOUND OR NOT workflow._may_see(j.created_by, caller) THEN
+        RAISE EXCEPTION 'job % does not exist', job_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN j;
+END
+$$;
+COMMENT ON FUNCTION workflow._lock_job(bigint, oid) IS
+    'internal: lock a job row for a state transition, or raise "job does not exist"';
+
+-- Raise the standard wrong-state error.
+CREATE OR REPLACE FUNCTION workflow._wrong_state(j workflow.jobs, action text, expected text)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RAISE EXCEPTION 'cannot % job % because it is not %', action, j.id, expected
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              DETAIL = format('The job is %s.', j.execution);
+END
+$$;
+COMMENT ON FUNCTION workflow._wrong_state(workflow.jobs, text, text) IS
+    'internal: raise the error for a call made in the wrong state';
+
+-- The step a job is at.
+CREATE OR REPLACE FUNCTION workflow._step(j workflow.jobs)
+RETURNS workflow.steps
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    r workflow.steps;
+BEGIN
+    SELECT s.* INTO r FROM workflow.steps s
+     WHERE s.workflow_id = j.workflow_id AND s.phase = j.phase AND s.position = j.step;
+    RETURN r;
+END
+$$;
+COMMENT ON FUNCTION workflow._step(workflow.jobs) IS
+    'internal: the task definition a job is at';
+
+-- Delay before retry number n (n >= 1) of a task or a job.  Computed in
+-- seconds as numeric and capped before it becomes an interval again, so it
+-- saturates at max_delay (at most 100 years) instead of overflowing.
+CREATE OR REPLACE FUNCTION workflow._backoff(backoff text, delay interval, max_delay interval, n integer)
+RETURNS interval
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    RETURN make_interval(secs => LEAST(
+               extract(epoch FROM delay) * CASE backoff
+                   WHEN 'linear' THEN GREATEST(n, 1)::numeric
+                   WHEN 'exponential' THEN power(2::numeric, LEAST(GREATEST(n, 1) - 1, 64))
+                   ELSE 1::numeric
+               END,
+               extract(epoch FROM coalesce(max_delay, interval '100 years')),
+               extract(epoch FROM interval '100 years'))::double precision);
+END
+$$;
+COMMENT ON FUNCTION workflow._backoff(text, interval, interval, integer) IS
+    'internal: delay before the n-th retry for a fixed, linear or exponential backoff';
+
+-- The outputs of the tasks of a job's attempt that succeeded so far; none
+-- before the first task of the main chain, without a query.
+CREATE OR REPLACE FUNCTION workflow._results(p_job bigint, p_attempt integer, p_phase workflow.phase,
+                                             p_step integer)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF p_phase = 'chain' AND p_step = 0 THEN
+        RETURN '{}'::jsonb;
+    END IF;
+    RETURN coalesce((SELECT jsonb_object_agg(r.task, r.output ORDER BY r.id)
+                       FROM workflow.task_runs r
+                      WHERE r.job_id = p_job AND r.job_attempt = p_attempt
+                        AND r.status = 'succeeded'), '{}'::jsonb);
+END
+$$;
+COMMENT ON FUNCTION workflow._results(bigint, integer, workflow.phase, integer) IS
+    'internal: the outputs of the tasks a job attempt has done so far, by task name';
+
+-- The job context handed to a task (its $1; README, "Workflow definitions").
+CREATE OR REPLACE FUNCTION workflow.job_context(j workflow.jobs)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN (SELECT jsonb_build_object(
+        'job', jsonb_build_object('id', j.id, 'workflow', j.workflow, 'version', j.version,
+                                  'params', j.params, 'target', j.target, 'attempt', j.attempt),
+        'task', jsonb_build_object('name', (SELECT s.name FROM workflow.steps s
+                                             WHERE s.workflow_id = j.workflow_id
+                                               AND s.phase = j.phase AND s.position = j.step),
+                                   'attempt', j.task_attempt),
+        'results', CASE WHEN j.phase = 'chain' AND j.step = 0 THEN '{}'::jsonb
+                        ELSE coalesce((SELECT jsonb_object_agg(r.task, r.output ORDER BY r.id)
+                                         FROM workflow.task_runs r
+                                        WHERE r.job_id = j.id AND r.job_attempt = j.attempt
+                                          AND r.status = 'succeeded'), '{}'::jsonb) END));
+END
+$$;
+COMMENT ON FUNCTION workflow.job_context(workflow.jobs) IS
+    'the context a task receives: the job, the task and the outputs of the tasks done so far';
+
+-- Record one attempt of the current task of a job in workflow.task_runs.
+CREATE OR REPLACE FUNCTION workflow._record_run(j workflow.jobs, task text, status text,
+                                                started timestamptz, output jsonb, error jsonb)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    INSERT INTO workflow.task_runs
+        (job_id, job_attempt, phase, step, task, attempt, fallback, status, runner_id, lease,
+         started_at, output, error)
+    VALUES (j.id, j.attempt, j.phase, j.step, task, j.task_attempt, j.in_fallback,
+            status, j.runner_id, j.lease, coalesce(started, now()), output, error);
+END
+$$;
+COMMENT ON FUNCTION workflow._record_run(workflow.jobs, text, text, timestamptz, jsonb, jsonb) IS
+    'internal: record an attempt of the current task of a job';
+
+-- The task a job in progress is at; refuses a job with no task in progress.
+CREATE OR REPLACE FUNCTION workflow._current_step(j workflow.jobs)
+RETURNS workflow.steps
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF j.execution NOT IN ('running', 'waiting') THEN
+        RAISE EXCEPTION 'job % has no task in progress', j.id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('The job is %s.', j.execution);
+    END IF;
+    RETURN workflow._step(j);
+END
+$$;
+COMMENT ON FUNCTION workflow._current_step(workflow.jobs) IS
+    'internal: the task of a job in progress, or the wrong-state error';
+
+-- Release the target held by a job that reached a terminal state.
+CREATE OR REPLACE FUNCTION workflow._release_target(j workflow.jobs)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    DELETE FROM workflow.target_locks l
+     WHERE l.owner = j.created_by AND l.target = j.target AND l.job_id = j.id;
+END
+$$;
+COMMENT ON FUNCTION workflow._release_target(workflow.jobs) IS
+    'internal: free the target of a finished job so the next job of that target can run';
+
+-- Move a locked job to a terminal state.
+CREATE OR REPLACE FUNCTION workflow._terminate(j workflow.jobs, final workflow.execution,
+                                               final_result jsonb, final_error jsonb)
+RETURNS workflow.jobs
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    UPDATE workflow.jobs
+       SET execution = final, result = final_result, error = final_error,
+           finished_at = clock_timestamp(), lease = NULL, lease_expires_at = NULL,
+           task_type = NULL, in_fallback = false
+     WHERE id = j.id
+    RETURNING * INTO j;
+    IF j.target IS NOT NULL THEN
+        PERFORM workflow._release_target(j);
+        -- the next job of this target may run now
+        PERFORM workflow._wake_at_commit(NULL);
+    END IF;
+    RETURN j;
+END
+$$;
+COMMENT ON FUNCTION workflow._terminate(workflow.jobs, workflow.execution, jsonb, jsonb) IS
+    'internal: finish a job in a terminal state and release its target';
+
+-- Put a locked job back in the queue at a given step.
+CREATE OR REPLACE FUNCTION workflow._enqueue_step(j workflow.jobs, new_phase workflow.phase, new_step integer,
+                                                  new_task_attempt integer, not_before timestamptz,
+                                                  fallback boolean DEFAULT false)
+RETURNS workflow.jobs
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    s workflow.steps;
+BEGIN
+    SELECT * INTO s FROM workflow.steps
+     WHERE workflow_id = j.workflow_id AND phase = new_phase AND position = new_step;
+    UPDATE workflow.jobs
+       SET execution = 'queued', phase = new_phase, step = new_step,
+           task_attempt = new_task_attempt, in_fallback = fallback,
+           task_type = CASE WHEN fallback THEN NULL ELSE s.task_type END,
+           run_at = not_before, runner_id = NULL, lease = NULL, lease_expires_at = NULL,
+           claimed_at = NULL
+     WHERE id = j.id
+    RETURNING * INTO j;
+    PERFORM workflow._wake_at_commit(j.task_type);
+    RETURN j;
+END
+$$;
+COMMENT ON FUNCTION workflow._enqueue_step(workflow.jobs, workflow.phase, integer, integer, timestamptz, boolean) IS
+    'internal: re-queue a job at a step (next task, retry, or another chain)';
+
+-- A job failed for good in this attempt: retry the whole job or fail it.
+CREATE OR REPLACE FUNCTION workflow._job_failed(j workflow.jobs, err jsonb)
+RETURNS workflow.jobs
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    w workflow.workflows;
+BEGIN
+    SELECT * INTO w FROM workflow.workflows WHERE id = j.workflow_id;
+    IF j.attempt < w.max_attempts THEN
+        UPDATE workflow.jobs SET attempt = attempt + 1, error = err, deadline = NULL WHERE id = j.id
+        RETURNING * INTO j;
+        RETURN workflow._enqueue_step(j, 'chain', 0, 1,
+                   clock_timestamp() + workflow._backoff('exponential', w.initial_delay, w.max_delay, j.attempt - 1));
+    END IF;
+    RETURN workflow._terminate(j, 'failed', NULL, err);
+END
+$$;
+COMMENT ON FUNCTION workflow._job_failed(workflow.jobs, jsonb) IS
+    'internal: whole-job failure: another attempt after a backoff, or the final failed state';
+
+-- The current step of a locked job succeeded with an output: record it and
+-- advance.  With keep_running, a next SQL task stays claimed by the same
+-- runner (no re-queue); otherwise the job is queued for whoever runs the
+-- next task.
+CREATE OR REPLACE FUNCTION workflow._step_succeeded(j workflow.jobs, output jsonb, started timestamptz,
+                                                    keep_running boolean DEFAULT false)
+RETURNS workflow.jobs
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    cur     workflow.steps;
+    nxt     workflow.steps;
+BEGIN
+    cur := workflow._current_step(j);
+    PERFORM workflow._record_run(j, cur.name, 'succeeded', started, output, NULL);
+
+    SELECT * INTO nxt FROM workflow.steps
+     WHERE workflow_id = j.workflow_id AND phase = j.phase AND position = j.step + 1;
+    IF FOUND THEN
+        IF keep_running AND nxt.kind = 'sql' THEN
+            UPDATE workflow.jobs
+               SET step = nxt.position, task_attempt = 1, in_fallback = false, task_type = NULL
+             WHERE id = j.id
+            RETURNING * INTO j;
+            RETURN j;
+        END IF;
+        RETURN workflow._enqueue_step(j, j.phase, nxt.position, 1, now());
+    END IF;
+
+    -- end of a chain
+    CASE j.phase
+        WHEN 'chain' THEN
+            RETURN workflow._terminate(j, 'succeeded', output, NULL);
+        WHEN 'onerror' THEN
+            RETURN workflow._job_failed(j, j.error);
+        ELSE
+            RETURN workflow._terminate(j, 'canceled', NULL, j.error);
+    END CASE;
+END
+$$;
+COMMENT ON FUNCTION workflow._step_succeeded(workflow.jobs, jsonb, timestamptz, boolean) IS
+    'internal: record a task success and advance the job to its next task or final state';
+
+-- The current step of a locked job failed: retry it, run its fallback, or
+-- fail the task for good (onerror chain, whole-job attempts, failed).
+CREATE OR REPLACE FUNCTION workflow._step_failed(j workflow.jobs, err jsonb, started timestamptz,
+                                                 retryable boolean DEFAULT true)
+RETURNS workflow.jobs
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    cur     workflow.steps;
+BEGIN
+    cur := workflow._current_step(j);
+    err := jsonb_build_object('task', cur.name, 'phase', j.phase, 'attempt', j.task_attempt) || coalesce(err, '{}');
+    PERFORM workflow._record_run(j, cur.name, 'failed', started, NULL, err);
+    UPDATE workflow.jobs SET error = err WHERE id = j.id RETURNING * INTO j;
+
+    -- another attempt of the same task
+    IF retryable AND NOT j.in_fallback AND j.task_attempt < cur.attempts THEN
+        RETURN workflow._enqueue_step(j, j.phase, j.step, j.task_attempt + 1,
+                   clock_timestamp() + workflow._backoff(cur.backoff, cur.delay, cur.max_delay, j.task_attempt));
+    END IF;
+    -- the fallback decides
+    IF cur.fallback IS NOT NULL AND NOT j.in_fallback THEN
+        RETURN workflow._enqueue_step(j, j.phase, j.step, j.task_attempt, now(), true);
+    END IF;
+
+    -- the task failed for good
+    CASE j.phase
+        WHEN 'chain' THEN
+            IF EXISTS (SELECT 1 FROM workflow.steps
+                        WHERE workflow_id = j.workflow_id AND phase = 'onerror') THEN
+                RETURN workflow._enqueue_step(j, 'onerror', 0, 1, now());
+            END IF;
+            RETURN workflow._job_failed(j, err);
+        WHEN 'onerror' THEN
+            RETURN workflow._job_failed(j, err);
+        ELSE
+            -- a failing oncancel task does not undo the cancellation
+            RETURN workflow._terminate(j, 'canceled', NULL, err);
+    END CASE;
+END
+$$;
+COMMENT ON FUNCTION workflow._step_failed(workflow.jobs, jsonb, timestamptz, boolean) IS
+    'internal: record a task failure and apply retries, fallback, onerror and whole-job attempts';
+
+-------------------------------------------------------------------------------

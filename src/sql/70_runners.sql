@@ -1,0 +1,231 @@
+-------------------------------------------------------------------------------
+-- In-server runners: the functions a task calls, and those of src/runner.c
+-------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION workflow._interrupt_at_commit(job_id bigint)
+RETURNS void
+LANGUAGE c STRICT PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'workflow_interrupt_at_commit';
+COMMENT ON FUNCTION workflow._interrupt_at_commit(bigint) IS
+    'internal: when this transaction commits, cancel the SQL a runner is executing for this job (any number of jobs; undone with a rolled-back subtransaction; PREPARE TRANSACTION is refused while one is pending)';
+
+CREATE OR REPLACE FUNCTION workflow.requeue("after" interval DEFAULT '0')
+RETURNS void
+LANGUAGE c PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'workflow_task_requeue';
+COMMENT ON FUNCTION workflow.requeue(interval) IS
+    'from inside an SQL task: when the task ends, queue the job again at the same task after the delay';
+
+CREATE OR REPLACE FUNCTION workflow.wait()
+RETURNS void
+LANGUAGE c PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'workflow_task_wait';
+COMMENT ON FUNCTION workflow.wait() IS
+    'from inside an SQL task: when the task ends, park the job as waiting until workflow.resume_job()';
+
+CREATE OR REPLACE FUNCTION workflow.add_info(info jsonb)
+RETURNS void
+LANGUAGE c PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'workflow_task_add_info';
+COMMENT ON FUNCTION workflow.add_info(jsonb) IS
+    'from inside an SQL task: append progress information to the job, stored with the task outcome';
+
+-- Claim up to p_limit runnable jobs of the runners' queue, in claim
+-- order, with SKIP LOCKED and lock by target.  A job found past its
+-- deadline is claimed too: the runner then handles the timeout.
+CREATE OR REPLACE FUNCTION workflow._runner_claim(p_runner text, p_limit integer)
+RETURNS SETOF workflow.jobs
+LANGUAGE plpgsql
+-- the plans do not depend on the values: planning them again at every
+-- call (custom plans) cost more than the claim itself
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    cand    record;
+    ids     bigint[] := '{}';
+    got     bigint;
+BEGIN
+    FOR cand IN
+        SELECT j.id, j.created_by, j.target FROM workflow.jobs j
+         WHERE j.execution = 'queued' AND j.task_type IS NULL AND j.run_at <= now()
+           AND (j.target IS NULL
+                OR workflow._target_free(j.id, j.created_by, j.target, j.priority, j.run_at, now()))
+         ORDER BY j.priority DESC, j.run_at, j.id
+         LIMIT p_limit
+           FOR NO KEY UPDATE SKIP LOCKED
+    LOOP
+        IF cand.target IS NOT NULL THEN
+            -- atomic; also refuses a second job of the same target in this batch
+            got := NULL;
+            INSERT INTO workflow.target_locks AS l (owner, target, job_id)
+            VALUES (cand.created_by, cand.target, cand.id)
+                ON CONFLICT (owner, target) DO UPDATE SET locked_at = l.locked_at
+                WHERE l.job_id = EXCLUDED.job_id
+            RETURNING l.job_id INTO got;
+            CONTINUE WHEN got IS NULL;
+        END IF;
+        ids := ids || cand.id;
+    END LOOP;
+    IF cardinality(ids) = 0 THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+        UPDATE workflow.jobs j
+           SET execution = 'running', runner_id = p_runner,
+               lease = workflow._new_lease(), claimed_at = now(),
+               started_at = coalesce(j.started_at, now()),
+               deadline = coalesce(j.deadline, now() + w.timeout)
+          FROM workflow.workflows w
+         WHERE j.id = ANY (ids) AND w.id = j.workflow_id
+        RETURNING j.*;
+END
+$$;
+COMMENT ON FUNCTION workflow._runner_claim(text, integer) IS
+    'internal: claim a batch of runnable jobs for an in-server runner (SKIP LOCKED, lock by target)';
+
+-- Take over jobs another in-server runner claimed more than p_after ago
+-- but has not started: it is busy with a slow task of its batch, and this
+-- runner is idle.  Jobs the busy runner already ran in its open batch are
+-- locked by it and skipped; p_busy are the jobs whose task runs right now
+-- (from shared memory).  The busy runner finds the lease changed when it
+-- reaches a taken job and skips it; in the rare race where both run the
+-- task, the lease lets only one of them record it, and the other's effects
+-- are rolled back.  Only jobs claimed by the live incarnation of a runner
+-- (p_live, running since p_since, from shared memory) are taken: the jobs
+-- of a runner that died are stale, and the sweeper's.
+CREATE OR REPLACE FUNCTION workflow._runner_steal(p_runner text, p_limit integer, p_busy bigint[],
+                                                  p_after interval, p_live text[], p_since timestamptz[])
+RETURNS SETOF workflow.jobs
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RETURN QUERY
+        WITH c AS (
+            SELECT j.id FROM workflow.jobs j
+             WHERE j.execution = 'running' AND j.task_type IS NULL
+               AND j.lease_expires_at IS NULL AND j.runner_id <> p_runner
+               AND j.claimed_at < clock_timestamp() - p_after
+               AND j.id <> ALL (p_busy)
+               AND EXISTS (SELECT 1 FROM unnest(p_live, p_since) AS l(id, since)
+                            WHERE l.id = j.runner_id AND j.claimed_at >= l.since)
+             ORDER BY j.priority DESC, j.claimed_at, j.id
+             LIMIT p_limit
+               FOR NO KEY UPDATE SKIP LOCKED)
+        UPDATE workflow.jobs j
+           SET runner_id = p_runner, lease = workflow._new_lease(), claimed_at = now()
+          FROM c
+         WHERE j.id = c.id
+        RETURNING j.*;
+END
+$$;
+COMMENT ON FUNCTION workflow._runner_steal(text, integer, bigint[], interval, text[], timestamptz[]) IS
+    'internal: an idle runner takes over jobs a busy runner claimed but has not started';
+
+-- The job ran out of its whole-job time: the current task fails for good
+-- without retries or fallback, the onerror chain runs (itself without a
+-- deadline), then whole-job attempts apply.
+CREATE OR REPLACE FUNCTION workflow._job_timed_out(j workflow.jobs, started timestamptz)
+RETURNS workflow.jobs
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    cur     workflow.steps;
+    err     jsonb;
+BEGIN
+    cur := workflow._step(j);
+    err := jsonb_build_object('task', cur.name, 'phase', j.phase, 'attempt', j.task_attempt,
+                              'sqlstate', '57014', 'message', 'job timed out',
+                              'detail', format('The job did not finish within its timeout of %s.',
+                                               (SELECT w.timeout FROM workflow.workflows w WHERE w.id = j.workflow_id)));
+    PERFORM workflow._record_run(j, cur.name, 'failed', started, NULL, err);
+    UPDATE workflow.jobs SET error = err, deadline = 'infinity' WHERE id = j.id RETURNING * INTO j;
+    IF j.phase = 'chain' AND EXISTS (SELECT 1 FROM workflow.steps
+                                      WHERE workflow_id = j.workflow_id AND phase = 'onerror') THEN
+        RETURN workflow._enqueue_step(j, 'onerror', 0, 1, now());
+    ELSIF j.phase = 'oncancel' THEN
+        RETURN workflow._terminate(j, 'canceled', NULL, err);
+    END IF;
+    RETURN workflow._job_failed(j, err);
+END
+$$;
+COMMENT ON FUNCTION workflow._job_timed_out(workflow.jobs, timestamptz) IS
+    'internal: whole-job timeout: fail the current task for good, then onerror and whole-job attempts';
+
+-- Record the outcome of a task a runner executed, in the transaction of
+-- the task itself, guarded by the lease: when the job was canceled, timed
+-- out or handed to another runner meanwhile, nothing is recorded and NULL
+-- is returned, and the runner rolls the task's effects back.  The job's
+-- row is locked NOWAIT: the runner never waits for a transaction that
+-- holds it (lock_not_available), it hands the job back later instead.
+--
+-- outcome: succeeded | failed | fatal (no retry) | requeue | wait | wait_step |
+-- timeout | release (handed back, a 'requeued' run) | return (handed back
+-- untouched, no run recorded: the task did not run, or its effects were
+-- rolled back by something else than its own code)
+CREATE OR REPLACE FUNCTION workflow._runner_record(p_job bigint, p_lease bigint, p_outcome text,
+                                                   p_output jsonb, p_error jsonb, p_started timestamptz,
+                                                   p_delay interval, p_info jsonb[])
+RETURNS workflow.jobs
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    j       workflow.jobs;
+    cur     workflow.steps;
+    status  text;
+BEGIN
+    -- "(...) IS TRUE": the same test, in a form that does not match the
+    -- predicate of jobs_running, so that the generic plan of this lookup
+    -- by id never scans every running job of that index instead
+    SELECT * INTO j FROM workflow.jobs
+     WHERE id = p_job AND lease = p_lease AND (execution = 'running') IS TRUE
+       FOR NO KEY UPDATE NOWAIT;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF p_outcome = 'return' THEN
+        RETURN workflow._enqueue_step(j, j.phase, j.step, j.task_attempt, clock_timestamp(),
+                                      j.in_fallback);
+    END IF;
+    IF p_info IS NOT NULL THEN
+        INSERT INTO workflow.job_info (job_id, info) SELECT p_job, i FROM unnest(p_info) i;
+    END IF;
+
+    CASE p_outcome
+        WHEN 'succeeded' THEN
+            RETURN workflow._step_succeeded(j, p_output, p_started, true);
+        WHEN 'failed' THEN
+            RETURN workflow._step_failed(j, p_error, p_started, true);
+        WHEN 'fatal' THEN
+            RETURN workflow._step_failed(j, p_error, p_started, false);
+        WHEN 'timeout' THEN
+            RETURN workflow._job_timed_out(j, p_started);
+        WHEN 'wait_step' THEN
+            cur := workflow._step(j);
+            UPDATE workflow.jobs
+               SET execution = 'waiting', lease = NULL, runner_id = NULL,
+                   run_at = CASE WHEN cur.wait_for IS NULL THEN 'infinity'
+                                 ELSE clock_timestamp() + cur.wait_for END
+             WHERE id = j.id
+            RETURNING * INTO j;
+            RETURN j;
+        WHEN 'requeue', 'wait', 'release' THEN
+            cur := workflow._step(j);
+            status := CASE p_outcome WHEN 'wait' THEN 'waiting' ELSE 'requeued' END;
+            PERFORM workflow._record_run(j, cur.name, status, p_started, p_output, p_error);
+            IF p_outcome = 'wait' THEN
+                UPDATE workflow.jobs
+                   SET execution = 'waiting', lease = NULL, runner_id = NULL, run_at = 'infinity'
+                 WHERE id = j.id
+                RETURNING * INTO j;
+                RETURN j;
+            END IF;
+            RETURN workflow._enqueue_step(j, j.phase, j.step, j.task_attempt,
+                                          clock_timestamp() + coalesce(p_delay, interval '0'), j.in_fallback);
+        ELSE
+            RAISE EXCEPTION 'unknown task outcome "%"', p_outcome
+                USING ERRCODE = 'invalid_parameter_value';
+    END CASE;
+END
+$$;
+COMMENT ON FUNCTION workflow._runner_record(bigint, bigint, text, jsonb, jsonb, timestamptz, interval, jsonb[]) IS
+    'internal: record the outcome of a task executed by a runner, guarded by its lease';

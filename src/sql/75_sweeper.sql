@@ -1,0 +1,251 @@
+-------------------------------------------------------------------------------
+-- The sweeper (called by src/sweeper.c)
+-------------------------------------------------------------------------------
+
+-- Heartbeats of the in-server workers, written by the sweeper from shared
+-- memory (a runner inside a long task cannot write its own).
+CREATE OR REPLACE FUNCTION workflow._heartbeat(p_ids text[], p_pids integer[], p_idle boolean[])
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    -- a row some other transaction holds is skipped, not waited for: its
+    -- heartbeat is written at the next pass
+    WITH k AS (SELECT l.id FROM workflow.runners l WHERE l.id = ANY (p_ids)
+                  FOR NO KEY UPDATE SKIP LOCKED)
+    UPDATE workflow.runners r
+       SET active_at = now(), idle = v.idle, pid = v.pid
+      FROM k, unnest(p_ids, p_pids, p_idle) AS v(id, pid, idle)
+     WHERE r.id = k.id AND v.id = k.id;
+END
+$$;
+COMMENT ON FUNCTION workflow._heartbeat(text[], integer[], boolean[]) IS
+    'internal: heartbeat of the in-server workers, from shared memory';
+
+-- One pass of the sweeper; returns what it did: how many timers, timeouts,
+-- stale jobs and jobs to prune it took on, and in "failed" the ids of the
+-- jobs it could not handle.
+--
+-- Faults stay with their item: every item (a timer, a timeout, a stale
+-- job) is handled in a subtransaction of its own (an exception block), so
+-- an item that fails is rolled back alone, logged with its job id, and the
+-- pass goes on; each section is another such block, so not even an error
+-- of its query stops the other sections.  Pruning is one set-based
+-- statement per batch, and one job at a time only when that fails.  Jobs
+-- that failed at an earlier pass come back in p_skip: src/sweeper.c leaves
+-- them alone for a while, so that they are neither retried at every pass
+-- nor keep the jobs behind them in the batch's order from being handled.
+--
+-- No session can stall a pass: every row lock on jobs is SKIP LOCKED (a
+-- job a session holds, e.g. in an open transaction, is handled at a later
+-- pass) and any other lock wait ends after lock_timeout with that item.
+CREATE OR REPLACE FUNCTION workflow._sweep(p_stale_action text, p_retention interval, p_batch integer,
+                                           p_skip bigint[] DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql
+SET lock_timeout = '1s'
+AS $$
+DECLARE
+    j           workflow.jobs;
+    stale       workflow.jobs;
+    action      text;
+    err         jsonb;
+    n_timers    integer := 0;
+    n_timeouts  integer := 0;
+    n_stale     integer := 0;
+    n_pruned    integer := 0;
+    failed      bigint[] := '{}';
+    ids         bigint[];
+    one         bigint;
+    pass        integer;
+    cur         refcursor;
+BEGIN
+    p_skip := coalesce(p_skip, '{}');
+
+    -- timers of wait tasks that have elapsed
+    BEGIN
+        FOR j IN SELECT * FROM workflow.jobs
+                  WHERE execution = 'waiting' AND run_at <= now() AND id <> ALL (p_skip)
+                  ORDER BY run_at LIMIT p_batch
+                    FOR NO KEY UPDATE SKIP LOCKED
+        LOOP
+            n_timers := n_timers + 1;
+            BEGIN
+                PERFORM workflow._step_succeeded(j, NULL, j.run_at);
+            EXCEPTION WHEN OTHERS THEN
+                failed := failed || j.id;
+                PERFORM workflow._sweep_failed('end the timer of', j.id, SQLSTATE, SQLERRM);
+            END;
+        END LOOP;
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM workflow._sweep_failed('end timers', NULL, SQLSTATE, SQLERRM);
+    END;
+
+    -- whole-job timeouts of running and waiting jobs (queued ones are
+    -- handled by the runner that claims them): one scan of the partial
+    -- index of each state (with "execution IN (...)" the plan was a scan
+    -- of the whole table, history included, at every pass)
+    FOR pass IN 1..2 LOOP
+        BEGIN
+            cur := NULL;
+            IF pass = 1 THEN
+                OPEN cur FOR SELECT * FROM workflow.jobs
+                              WHERE execution = 'running' AND deadline < now()
+                                AND id <> ALL (p_skip)
+                              LIMIT p_batch
+                                FOR NO KEY UPDATE SKIP LOCKED;
+            ELSE
+                OPEN cur FOR SELECT * FROM workflow.jobs
+                              WHERE execution = 'waiting' AND deadline < now()
+                                AND id <> ALL (p_skip)
+                              LIMIT p_batch
+                                FOR NO KEY UPDATE SKIP LOCKED;
+            END IF;
+            LOOP
+                FETCH cur INTO j;
+                EXIT WHEN NOT FOUND;
+                n_timeouts := n_timeouts + 1;
+                BEGIN
+                    -- stop the SQL an in-server runner executes for it at
+                    -- commit; an external task needs no signal (the lease
+                    -- ends, its worker's report is refused)
+                    IF j.execution = 'running' AND j.task_type IS NULL THEN
+                        PERFORM workflow._interrupt_at_commit(j.id);
+                    END IF;
+                    PERFORM workflow._job_timed_out(j, NULL);
+                EXCEPTION WHEN OTHERS THEN
+                    failed := failed || j.id;
+                    PERFORM workflow._sweep_failed('time out', j.id, SQLSTATE, SQLERRM);
+                END;
+            END LOOP;
+            CLOSE cur;
+        EXCEPTION WHEN OTHERS THEN
+            PERFORM workflow._sweep_failed('enforce job timeouts', NULL, SQLSTATE, SQLERRM);
+        END;
+    END LOOP;
+
+    -- stale jobs: expired leases of external tasks, and the jobs of
+    -- runners that stopped reporting
+    BEGIN
+        FOR stale IN SELECT s.* FROM workflow.stale_jobs() s
+                      WHERE s.id <> ALL (p_skip) LIMIT p_batch
+        LOOP
+            BEGIN
+                SELECT * INTO j FROM workflow.jobs
+                 WHERE id = stale.id AND lease = stale.lease
+                   AND (execution = 'running') IS TRUE  -- see _runner_record
+                   FOR NO KEY UPDATE SKIP LOCKED;
+                CONTINUE WHEN NOT FOUND;
+                n_stale := n_stale + 1;
+                IF j.lease_expires_at < now() THEN
+                    -- the worker died or hung: a failed attempt, handed out
+                    -- again per the task's attempts and backoff
+                    PERFORM workflow._step_failed(j,
+                        jsonb_build_object('sqlstate', '57014',
+                                           'message', format('lease of worker "%s" expired', j.runner_id),
+                                           'lease_expired', true),
+                        j.claimed_at, true);
+                    CONTINUE;
+                END IF;
+                action := coalesce((SELECT w.on_stale FROM workflow.workflows w WHERE w.id = j.workflow_id),
+                                   p_stale_action);
+                err := jsonb_build_object('message', format('runner "%s" stopped reporting', j.runner_id),
+                                          'stale', true);
+                IF action = 'retry' THEN
+                    PERFORM workflow._record_run(j, (workflow._step(j)).name, 'failed', now(), NULL, err);
+                    PERFORM workflow._enqueue_step(j, j.phase, j.step, j.task_attempt + 1, now(), j.in_fallback);
+                ELSIF j.phase = 'oncancel' THEN
+                    PERFORM workflow._terminate(j, 'canceled', NULL, err);
+                ELSE
+                    UPDATE workflow.jobs SET error = err WHERE id = j.id RETURNING * INTO j;
+                    IF EXISTS (SELECT 1 FROM workflow.steps s
+                                WHERE s.workflow_id = j.workflow_id AND s.phase = 'oncancel') THEN
+                        PERFORM workflow._enqueue_step(j, 'oncancel', 0, 1, now());
+                    ELSE
+                        PERFORM workflow._terminate(j, 'canceled', NULL, err);
+                    END IF;
+                END IF;
+            EXCEPTION WHEN OTHERS THEN
+                failed := failed || stale.id;
+                PERFORM workflow._sweep_failed('handle stale', stale.id, SQLSTATE, SQLERRM);
+            END;
+        END LOOP;
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM workflow._sweep_failed('handle stale jobs', NULL, SQLSTATE, SQLERRM);
+    END;
+
+    -- retention: finished jobs older than the retention, a batch at a time,
+    -- in one statement per table; one job at a time only if that fails
+    IF p_retention > interval '0' THEN
+        BEGIN
+            ids := ARRAY(SELECT id FROM workflow.jobs
+                          WHERE finished_at < now() - p_retention AND id <> ALL (p_skip)
+                          ORDER BY finished_at LIMIT p_batch
+                            FOR UPDATE SKIP LOCKED);
+            n_pruned := cardinality(ids);
+            IF n_pruned > 0 THEN
+                BEGIN
+                    PERFORM workflow._sweep_prune(ids);
+                EXCEPTION WHEN OTHERS THEN
+                    FOREACH one IN ARRAY ids LOOP
+                        BEGIN
+                            PERFORM workflow._sweep_prune(ARRAY[one]);
+                        EXCEPTION WHEN OTHERS THEN
+                            failed := failed || one;
+                            PERFORM workflow._sweep_failed('prune', one, SQLSTATE, SQLERRM);
+                        END;
+                    END LOOP;
+                END;
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            PERFORM workflow._sweep_failed('prune finished jobs', NULL, SQLSTATE, SQLERRM);
+        END;
+    END IF;
+
+    RETURN jsonb_build_object('timers', n_timers, 'timeouts', n_timeouts,
+                              'stale', n_stale, 'pruned', n_pruned)
+           || CASE WHEN cardinality(failed) > 0
+                   THEN jsonb_build_object('failed', failed) ELSE '{}' END;
+END
+$$;
+COMMENT ON FUNCTION workflow._sweep(text, interval, integer, bigint[]) IS
+    'internal: one pass of the sweeper: elapsed timers, job timeouts, stale jobs, retention, each item in a subtransaction of its own';
+
+-- Delete finished jobs with their task runs and info (the sweeper's
+-- retention; the caller holds their row locks).
+CREATE OR REPLACE FUNCTION workflow._sweep_prune(p_ids bigint[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM workflow.task_runs WHERE job_id = ANY (p_ids);
+    DELETE FROM workflow.job_info WHERE job_id = ANY (p_ids);
+    DELETE FROM workflow.jobs WHERE id = ANY (p_ids);
+END
+$$;
+COMMENT ON FUNCTION workflow._sweep_prune(bigint[]) IS
+    'internal: the sweeper''s retention: delete finished jobs with their task runs and info';
+
+-- Log what the sweeper could not do (a job, or a whole section of a pass)
+-- and the error that stopped it; the pass goes on.
+CREATE OR REPLACE FUNCTION workflow._sweep_failed(p_what text, p_job bigint, p_sqlstate text, p_message text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_job IS NULL THEN
+        RAISE WARNING 'workflow sweeper could not %', p_what
+            USING DETAIL = format('%s (SQLSTATE %s)', p_message, p_sqlstate);
+    ELSE
+        RAISE WARNING 'workflow sweeper could not % job %', p_what, p_job
+            USING DETAIL = format('%s (SQLSTATE %s)', p_message, p_sqlstate),
+                  HINT = 'The sweeper tries the job again at a later pass.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION workflow._sweep_failed(text, bigint, text, text) IS
+    'internal: log an item or a section of a sweeper pass that failed';
+
+-------------------------------------------------------------------------------

@@ -1,0 +1,10 @@
+-- runners already connected to this database notice the new extension (or its
+-- new version) now
+-- (nothing to wake when the library is not preloaded)
+DO $$
+BEGIN
+    PERFORM workflow._wake_at_commit(NULL);
+EXCEPTION WHEN object_not_in_prerequisite_state THEN
+    NULL;
+END
+$$;

@@ -1,0 +1,137 @@
+/* Update of the workflow extension from 1.0 to 1.1: the schema changes
+ * only.  make builds workflow--1.0--1.1.sql from this file followed by
+ * every function, view and grant of 1.1 (src/sql/[1-9]*.sql, all of them
+ * CREATE OR REPLACE or repeatable): see src/sql/README.md.
+ *
+ * 1.1 is the security release: runner ids and target locks belong to a
+ * role, idempotency keys are each role's own, and leases are random
+ * (workflow._new_lease()) instead of numbers from workflow.lease_seq.
+ *
+ * The result must equal a fresh CREATE EXTENSION workflow VERSION '1.1'
+ * (test/t/170_upgrade.pl compares pg_dump of both).
+ */
+
+-- complain if script is sourced in psql, rather than via ALTER EXTENSION
+\echo Use "ALTER EXTENSION workflow UPDATE TO '1.1'" to load this file. \quit
+
+SET LOCAL search_path = pg_catalog, pg_temp;
+
+-- The schema must still be a superuser's: this script replaces SECURITY
+-- DEFINER functions in it, and the owner of the schema could swap objects
+-- under them (the same check as at CREATE EXTENSION).
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n
+                 JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+                WHERE n.nspname = 'workflow' AND NOT r.rolsuper) THEN
+        RAISE EXCEPTION 'schema "workflow" is owned by a role that is not a superuser'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'ALTER SCHEMA workflow OWNER TO a superuser, then run ALTER EXTENSION workflow UPDATE again.';
+    END IF;
+END
+$$;
+
+-------------------------------------------------------------------------------
+-- Functions whose signature changed or that are gone: CREATE OR REPLACE
+-- cannot change an argument list, so the old ones are dropped here and the
+-- new ones created by the function sources that follow.
+-------------------------------------------------------------------------------
+
+DROP FUNCTION workflow._check_external_worker(text);           -- (text, oid)
+DROP FUNCTION workflow._complete_task(bigint, bigint, jsonb);  -- _complete_task_general; _complete_task(..., oid) is C
+DROP FUNCTION workflow._leased_job(bigint, bigint, text);      -- (..., oid)
+DROP FUNCTION workflow._runner_seen(text, text);               -- (text, oid)
+DROP FUNCTION workflow._sweep(text, interval, integer);        -- (..., bigint[])
+DROP FUNCTION workflow._target_free(bigint, text, integer, timestamptz, timestamptz);  -- (..., regrole, ...)
+DROP FUNCTION workflow._touch_worker(text);                    -- (text, oid)
+
+-------------------------------------------------------------------------------
+-- Leases are random (workflow._new_lease()): the sequence is gone.  The
+-- leases of running jobs stay what they are: a report needs the lease and,
+-- from 1.1 on, the role that owns the runner id that claimed the task.
+-------------------------------------------------------------------------------
+
+ALTER EXTENSION workflow DROP SEQUENCE workflow.lease_seq;   -- also leaves extconfig
+DROP SEQUENCE workflow.lease_seq;
+
+-------------------------------------------------------------------------------
+-- Jobs: lock by target and idempotency keys per creating role
+-------------------------------------------------------------------------------
+
+DROP INDEX workflow.jobs_queued_target;
+-- claim order within a target of a role (lock by target)
+CREATE INDEX jobs_queued_target ON workflow.jobs (target, created_by, priority DESC, run_at, id)
+    WHERE execution = 'queued' AND target IS NOT NULL;
+
+-- (one more column in a unique key: no existing row can violate it)
+DROP INDEX workflow.jobs_idempotency;
+-- one live job per (workflow, creator, idempotency key): keys are each
+-- role's own, so no role can take or pre-empt another role's key
+CREATE UNIQUE INDEX jobs_idempotency ON workflow.jobs (workflow, created_by, idempotency_key)
+    WHERE idempotency_key IS NOT NULL AND execution IN ('queued', 'running', 'waiting');
+
+-------------------------------------------------------------------------------
+-- Target locks belong to the jobs' creator: (owner, target) is the key.
+-- Rebuilt rather than altered, so that its columns are in 1.1's order; a
+-- lock takes its job's creator.  A lock whose job is gone or finished
+-- (none should exist) would hold its target forever: it is not kept.
+-------------------------------------------------------------------------------
+
+ALTER EXTENSION workflow DROP TABLE workflow.target_locks;   -- also leaves extconfig
+ALTER TABLE workflow.target_locks RENAME TO target_locks_1_0;
+ALTER INDEX workflow.target_locks_pkey RENAME TO target_locks_1_0_pkey;
+
+CREATE TABLE workflow.target_locks (
+    owner           regrole NOT NULL,
+    target          text NOT NULL,
+    job_id          bigint NOT NULL,
+    locked_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (owner, target)
+);
+COMMENT ON TABLE workflow.target_locks IS
+    'targets held by in-progress jobs, per creating role; jobs of a held target wait in the queue';
+SELECT pg_catalog.pg_extension_config_dump('workflow.target_locks', '');
+
+INSERT INTO workflow.target_locks (owner, target, job_id, locked_at)
+SELECT j.created_by, l.target, l.job_id, l.locked_at
+  FROM workflow.target_locks_1_0 l
+  JOIN workflow.jobs j ON j.id = l.job_id
+ WHERE j.execution IN ('queued', 'running', 'waiting');
+
+DROP TABLE workflow.target_locks_1_0;
+
+-------------------------------------------------------------------------------
+-- Runner ids belong to a role (workflow.runners.owner, NOT NULL)
+--
+-- 1.0 did not record which role registered an id.  The rows of the
+-- in-server workers (kinds runner and sweeper) are the extension owner's,
+-- as in 1.1.  An external worker's id goes to the login role of the
+-- session that registered it when that session is still connected (the
+-- same process: its pid, started no later than the registration, the
+-- test of workflow.inactive_runners) and that role is a member of
+-- workflow_worker: such a worker goes on under its id, and reports the
+-- tasks it holds.  Every other external id is the extension owner's: only
+-- administrators (members of workflow_admin) may use it or report its
+-- tasks; its worker registers a new id and polls again, and the tasks it
+-- held are handed out again once their leases expire (or an administrator
+-- completes, fails or requeues them).
+-------------------------------------------------------------------------------
+
+ALTER TABLE workflow.runners ADD COLUMN owner regrole;
+
+UPDATE workflow.runners r
+   SET owner = coalesce(
+           (SELECT a.usesysid::regrole
+              FROM pg_catalog.pg_stat_activity a
+             WHERE r.kind = 'external'
+               AND a.pid = r.pid
+               AND a.backend_start <= r.started_at
+               AND a.datid = (SELECT d.oid FROM pg_catalog.pg_database d
+                               WHERE d.datname = pg_catalog.current_database())
+               AND pg_catalog.pg_has_role(a.usesysid, 'workflow_worker', 'MEMBER')),
+           (SELECT e.extowner FROM pg_catalog.pg_extension e
+             WHERE e.extname = 'workflow')::regrole);
+
+ALTER TABLE workflow.runners ALTER COLUMN owner SET NOT NULL;
+COMMENT ON COLUMN workflow.runners.owner IS
+    'the role that registered the runner id (the extension owner for the in-server workers): only it, or a member of workflow_admin, may use the id';
