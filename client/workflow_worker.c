@@ -2,7 +2,9 @@
  *
  * workflow_worker.c
  *		workflow-worker: the external task client of the workflow extension
- *		(Netflix Conductor's coordinator), a plain libpq program.
+ *		(Netflix Conductor's coordinator), a PostgreSQL frontend program
+ *		built with PGXS (client/Makefile) and linked with libpq and the
+ *		frontend libraries libpgcommon and libpgport, as contrib/vacuumlo.
  *
  *	workflow-worker -d CONNINFO -t TASK_TYPE [-n THREADS] [--domain D]
  *					[--batch N] [--wait INTERVAL] [--worker-id ID]
@@ -41,37 +43,54 @@
  * and fail_task are idempotent for one lease, so a retry after a lost
  * answer does no harm.
  *
+ * The frontend libraries and threads: fe_memutils (pg_malloc, pg_strdup,
+ * psprintf, pg_free) only wraps malloc/free, and exits on out of memory as
+ * every PostgreSQL program does; PQExpBuffers and psprintf work on the
+ * caller's memory; port.h's snprintf family is reentrant (%m included).
+ * common/logging is used from every thread, but pg_log_generic writes one
+ * line with several fprintf calls to the unbuffered stderr (program name,
+ * level, message), so log_line() serializes the lines with log_lock.
+ * strerror() is port.h's pg_strerror(), which returns a static buffer:
+ * messages use %m, which formats errno on the caller's stack.
+ * set_pglocale_pgservice() is not called: it would set LC_NUMERIC from the
+ * environment, and strtod() reads the server's numbers with a '.'.
+ *
  * Copyright (c) 2026, the workflow developers
+ *
+ * client/workflow_worker.c
  *
  *-------------------------------------------------------------------------
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE				/* pipe2 */
+#define _GNU_SOURCE				/* pipe2 (PostgreSQL's Linux build sets it) */
 #endif
 
-#include <errno.h>
+#include "postgres_fe.h"
+
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "common/logging.h"
+#include "getopt_long.h"
 #include "libpq-fe.h"
+#include "mb/pg_wchar.h"
+#include "port/pg_bswap.h"
+#include "pqexpbuffer.h"
 
-#define PROGNAME			"workflow-worker"
 #define WORKER_VERSION		"1.0"
+
+/* PostgreSQL 18 replaced pg_attribute_noreturn() with pg_noreturn */
+#ifndef pg_noreturn
+#define pg_noreturn pg_attribute_noreturn()
+#endif
 
 #define BACKOFF_MIN			0.1		/* seconds: first retry delay */
 #define BACKOFF_MAX			10.0	/* seconds: longest retry delay */
@@ -159,11 +178,10 @@ typedef enum ErrorKind
 /* What a command did */
 typedef struct CommandResult
 {
-	int			spawn_error;	/* errno of posix_spawnp, or 0 */
+	int			spawn_error;	/* errno of pipe2 or posix_spawnp, or 0 */
 	int			status;			/* wait status */
 	bool		interrupted;	/* stopped by a second SIGTERM/SIGINT */
-	char	   *out;			/* stdout */
-	size_t		out_len;
+	PQExpBufferData out;		/* stdout */
 	bool		out_too_big;
 	char		err[STDERR_TAIL + 1];	/* tail of stderr */
 	size_t		err_len;
@@ -171,7 +189,17 @@ typedef struct CommandResult
 	double		duration;		/* seconds */
 } CommandResult;
 
+/* The pipes to a running command, our ends; -1 once closed */
+typedef struct CommandPipes
+{
+	int			in_fd;			/* its stdin */
+	int			out_fd;			/* its stdout */
+	int			err_fd;			/* its stderr */
+	size_t		written;		/* bytes of the input written */
+} CommandPipes;
+
 /* Settings */
+static const char *progname;
 static const char *conninfo;
 static const char *task_type;
 static const char *task_domain;
@@ -204,7 +232,12 @@ static Conn poll_conn = {"poll", NULL, false, PTHREAD_MUTEX_INITIALIZER};
 static Conn report_conn = {"report", NULL, false, PTHREAD_MUTEX_INITIALIZER};
 static Conn heartbeat_conn = {"heartbeat", NULL, false, PTHREAD_MUTEX_INITIALIZER};
 
-static void log_msg(const char *fmt,...) __attribute__((format(printf, 1, 2)));
+static void log_line(enum pg_log_level level, const char *fmt,...) pg_attribute_printf(2, 3);
+
+/* The lines of the running client, see log_line() */
+#define log_info(...)		log_line(PG_LOG_INFO, __VA_ARGS__)
+#define log_warning(...)	log_line(PG_LOG_WARNING, __VA_ARGS__)
+#define log_error(...)		log_line(PG_LOG_ERROR, __VA_ARGS__)
 
 
 /*
@@ -258,86 +291,58 @@ next_backoff(double backoff)
 }
 
 /*
- * malloc that exits when memory runs out.
- */
-static void *
-xmalloc(size_t size)
-{
-	void	   *p = malloc(size ? size : 1);
-
-	if (p == NULL)
-	{
-		fprintf(stderr, "%s: out of memory\n", PROGNAME);
-		exit(1);
-	}
-	return p;
-}
-
-/*
- * strdup that exits when memory runs out.
- */
-static char *
-xstrdup(const char *s)
-{
-	size_t		len = strlen(s);
-	char	   *p = xmalloc(len + 1);
-
-	memcpy(p, s, len + 1);
-	return p;
-}
-
-/*
- * Write one line to stderr: local time with milliseconds, time zone, pid,
- * then the message.  One write(2) per line, so that lines of several
- * threads never mix.
+ * Log one line of the running client with common/logging: the program
+ * name (and "error: " or "warning: "), then local time with milliseconds,
+ * time zone and pid, then the message.  The time and pid are put in front
+ * of the caller's format, so that pg_log_generic_v formats the whole line
+ * once; log_lock keeps the lines of several threads apart (see the file
+ * banner).
  */
 static void
-log_msg(const char *fmt,...)
+log_line(enum pg_log_level level, const char *fmt,...)
 {
-	char		line[2048];
+	int			save_errno = errno;	/* for %m */
+	PQExpBufferData line_fmt;
 	char		stamp[64];
+	char		zone[64];
 	struct timespec ts;
 	struct tm	tm;
-	size_t		len;
-	int			n;
+	const char *z;
 	va_list		ap;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	localtime_r(&ts.tv_sec, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
-	n = snprintf(line, sizeof(line), "%s.%03d ", stamp, (int) (ts.tv_nsec / 1000000));
-	len = n;
-	len += strftime(line + len, sizeof(line) - len, "%Z", &tm);
-	n = snprintf(line + len, sizeof(line) - len, " [%d] ", (int) getpid());
-	len += n;
-	va_start(ap, fmt);
-	n = vsnprintf(line + len, sizeof(line) - len, fmt, ap);
-	va_end(ap);
-	len = (n < 0 || len + n >= sizeof(line) - 1) ? sizeof(line) - 2 : len + n;
-	line[len++] = '\n';
+	strftime(zone, sizeof(zone), "%Z", &tm);
 
-	pthread_mutex_lock(&log_lock);
+	initPQExpBuffer(&line_fmt);
+	appendPQExpBuffer(&line_fmt, "%s.%03d ", stamp, (int) (ts.tv_nsec / 1000000));
+	/* the zone's name becomes part of a format: double any "%" */
+	for (z = zone; *z != '\0'; z++)
 	{
-		const char *p = line;
-
-		while (len > 0)
-		{
-			ssize_t		w = write(STDERR_FILENO, p, len);
-
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0)
-				break;
-			p += w;
-			len -= w;
-		}
+		if (*z == '%')
+			appendPQExpBufferChar(&line_fmt, '%');
+		appendPQExpBufferChar(&line_fmt, *z);
 	}
+	appendPQExpBuffer(&line_fmt, " [%d] ", (int) getpid());
+	appendPQExpBufferStr(&line_fmt, fmt);
+
+	va_start(ap, fmt);
+	pthread_mutex_lock(&log_lock);
+	errno = save_errno;
+	/* out of memory: at least the message */
+	pg_log_generic_v(level, PG_LOG_PRIMARY,
+					 PQExpBufferBroken(&line_fmt) ? fmt : line_fmt.data, ap);
 	pthread_mutex_unlock(&log_lock);
+	va_end(ap);
+	termPQExpBuffer(&line_fmt);
 }
 
 /*
- * Make text safe to send as a PostgreSQL text value: invalid UTF-8 bytes
- * become '?' and NUL bytes spaces.  Works in place.
+ * Make text safe to send as a PostgreSQL text value: bytes that do not
+ * start a legal UTF-8 character (pg_utf8_islegal: no overlong forms, no
+ * surrogates, nothing past U+10FFFF) become '?' and NUL bytes spaces.
+ * Works in place.
  */
 static void
 sanitize_utf8(char *s, size_t len)
@@ -346,44 +351,16 @@ sanitize_utf8(char *s, size_t len)
 
 	while (i < len)
 	{
-		unsigned char c = (unsigned char) s[i];
-		size_t		n;
-		size_t		k;
-		bool		ok = true;
+		const unsigned char *c = (const unsigned char *) s + i;
+		int			n;
 
-		if (c == 0)
+		if (*c == 0)
 		{
 			s[i++] = ' ';
 			continue;
 		}
-		if (c < 0x80)
-		{
-			i++;
-			continue;
-		}
-		if (c >= 0xC2 && c <= 0xDF)
-			n = 2;
-		else if (c >= 0xE0 && c <= 0xEF)
-			n = 3;
-		else if (c >= 0xF0 && c <= 0xF4)
-			n = 4;
-		else
-			n = 0;
-		if (n == 0 || i + n > len)
-			ok = false;
-		for (k = 1; ok && k < n; k++)
-			if (((unsigned char) s[i + k] & 0xC0) != 0x80)
-				ok = false;
-		/* overlong forms, surrogates and code points past U+10FFFF */
-		if (ok && n == 3 && c == 0xE0 && (unsigned char) s[i + 1] < 0xA0)
-			ok = false;
-		if (ok && n == 3 && c == 0xED && (unsigned char) s[i + 1] >= 0xA0)
-			ok = false;
-		if (ok && n == 4 && c == 0xF0 && (unsigned char) s[i + 1] < 0x90)
-			ok = false;
-		if (ok && n == 4 && c == 0xF4 && (unsigned char) s[i + 1] >= 0x90)
-			ok = false;
-		if (!ok)
+		n = pg_utf_mblen(c);
+		if (i + n > len || !pg_utf8_islegal(c, n))
 		{
 			s[i++] = '?';
 			continue;
@@ -393,43 +370,38 @@ sanitize_utf8(char *s, size_t len)
 }
 
 /*
- * Quote a message for a log line: one line, at most LOG_ERROR_CHARS
- * characters, with quotes, backslashes and control characters escaped.
+ * Append a message quoted for a log line: one line, at most
+ * LOG_ERROR_CHARS characters, with quotes, backslashes and control
+ * characters escaped.
  */
 static void
-quote_for_log(const char *msg, char *buf, size_t buflen)
+append_quoted_for_log(PQExpBuffer buf, const char *msg)
 {
-	size_t		o = 0;
 	size_t		i;
 
-	buf[o++] = '"';
-	for (i = 0; msg[i] != '\0' && o + 6 < buflen; i++)
+	appendPQExpBufferChar(buf, '"');
+	for (i = 0; msg[i] != '\0'; i++)
 	{
 		unsigned char c = (unsigned char) msg[i];
 
 		if (i >= LOG_ERROR_CHARS)
 		{
-			memcpy(buf + o, "...", 3);
-			o += 3;
+			appendPQExpBufferStr(buf, "...");
 			break;
 		}
 		if (c == '"' || c == '\\')
 		{
-			buf[o++] = '\\';
-			buf[o++] = c;
+			appendPQExpBufferChar(buf, '\\');
+			appendPQExpBufferChar(buf, c);
 		}
 		else if (c == '\n')
-		{
-			buf[o++] = '\\';
-			buf[o++] = 'n';
-		}
+			appendPQExpBufferStr(buf, "\\n");
 		else if (c < 0x20 || c == 0x7f)
-			buf[o++] = ' ';
+			appendPQExpBufferChar(buf, ' ');
 		else
-			buf[o++] = c;
+			appendPQExpBufferChar(buf, c);
 	}
-	buf[o++] = '"';
-	buf[o] = '\0';
+	appendPQExpBufferChar(buf, '"');
 }
 
 /*
@@ -523,7 +495,7 @@ static PGconn *
 open_connection(void)
 {
 	const char *keywords[] = {"dbname", "client_encoding", "fallback_application_name", NULL};
-	const char *values[] = {conninfo, "UTF8", PROGNAME, NULL};
+	const char *values[] = {conninfo, "UTF8", progname, NULL};
 
 	return PQconnectdbParams(keywords, values, 1);
 }
@@ -559,13 +531,13 @@ conn_ready(Conn *c)
 	if (c->conn != NULL && PQstatus(c->conn) == CONNECTION_OK)
 	{
 		if (c->lost)
-			log_msg("%s connection: reconnected", c->name);
+			log_info("%s connection: reconnected", c->name);
 		c->lost = false;
 		return true;
 	}
 	connection_error(c->conn, msg, sizeof(msg));
 	if (!c->lost)
-		log_msg("%s connection: cannot connect: %s", c->name, msg);
+		log_warning("%s connection: cannot connect: %s", c->name, msg);
 	c->lost = true;
 	return false;
 }
@@ -577,7 +549,7 @@ static void
 conn_broke(Conn *c, const char *msg)
 {
 	if (!c->lost)
-		log_msg("%s connection: lost: %s; reconnecting", c->name, msg);
+		log_warning("%s connection: lost: %s; reconnecting", c->name, msg);
 	c->lost = true;
 }
 
@@ -714,7 +686,8 @@ set_nonblocking(int fd)
 }
 
 /*
- * The command's environment: ours plus WORKFLOW_* variables naming the task.
+ * The command's environment: ours, without WORKFLOW_* variables, plus the
+ * six WORKFLOW_* variables naming the task (always the last six entries).
  */
 static char **
 command_environment(const Task *t)
@@ -723,30 +696,23 @@ command_environment(const Task *t)
 	size_t		n = 0;
 	size_t		i;
 	char	  **envp;
-	char		buf[512];
 	int			k = 0;
 
 	while (environ[n] != NULL)
 		n++;
-	envp = xmalloc((n + 7) * sizeof(char *));
+	envp = pg_malloc((n + 7) * sizeof(char *));
 	for (i = 0; i < n; i++)
 	{
 		if (strncmp(environ[i], "WORKFLOW_", 9) == 0)
 			continue;
 		envp[k++] = environ[i];
 	}
-	snprintf(buf, sizeof(buf), "WORKFLOW_JOB_ID=%lld", t->job_id);
-	envp[k++] = xstrdup(buf);
-	snprintf(buf, sizeof(buf), "WORKFLOW_TASK=%s", t->name);
-	envp[k++] = xstrdup(buf);
-	snprintf(buf, sizeof(buf), "WORKFLOW_TASK_TYPE=%s", task_type);
-	envp[k++] = xstrdup(buf);
-	snprintf(buf, sizeof(buf), "WORKFLOW_ATTEMPT=%d", t->attempt);
-	envp[k++] = xstrdup(buf);
-	snprintf(buf, sizeof(buf), "WORKFLOW_LEASE=%lld", t->lease);
-	envp[k++] = xstrdup(buf);
-	snprintf(buf, sizeof(buf), "WORKFLOW_WORKER_ID=%s", worker_id);
-	envp[k++] = xstrdup(buf);
+	envp[k++] = psprintf("WORKFLOW_JOB_ID=%lld", t->job_id);
+	envp[k++] = psprintf("WORKFLOW_TASK=%s", t->name);
+	envp[k++] = psprintf("WORKFLOW_TASK_TYPE=%s", task_type);
+	envp[k++] = psprintf("WORKFLOW_ATTEMPT=%d", t->attempt);
+	envp[k++] = psprintf("WORKFLOW_LEASE=%lld", t->lease);
+	envp[k++] = psprintf("WORKFLOW_WORKER_ID=%s", worker_id);
 	envp[k] = NULL;
 	return envp;
 }
@@ -763,8 +729,8 @@ free_environment(char **envp)
 	while (envp[n] != NULL)
 		n++;
 	for (i = n - 6; i < n; i++)
-		free(envp[i]);
-	free(envp);
+		pg_free(envp[i]);
+	pg_free(envp);
 }
 
 /*
@@ -793,99 +759,73 @@ keep_stderr_tail(CommandResult *r, const char *data, size_t len)
 }
 
 /*
- * Append to the command's stdout, up to MAX_OUTPUT bytes.
+ * Append to the command's stdout, up to MAX_OUTPUT bytes.  Past that, or
+ * when memory runs out (the PQExpBuffer is then "broken"), the output is
+ * too big: the task fails, the client goes on.
  */
 static void
-keep_stdout(CommandResult *r, size_t *cap, const char *data, size_t len)
+keep_stdout(CommandResult *r, const char *data, size_t len)
 {
 	if (r->out_too_big)
 		return;
-	if (r->out_len + len > MAX_OUTPUT)
+	if (r->out.len + len > MAX_OUTPUT)
 	{
 		r->out_too_big = true;
 		return;
 	}
-	if (r->out_len + len + 1 > *cap)
-	{
-		char	   *bigger;
-
-		while (r->out_len + len + 1 > *cap)
-			*cap *= 2;
-		bigger = realloc(r->out, *cap);
-		if (bigger == NULL)
-		{
-			r->out_too_big = true;
-			return;
-		}
-		r->out = bigger;
-	}
-	memcpy(r->out + r->out_len, data, len);
-	r->out_len += len;
-	r->out[r->out_len] = '\0';
+	appendBinaryPQExpBuffer(&r->out, data, len);
+	if (PQExpBufferBroken(&r->out))
+		r->out_too_big = true;
 }
 
 /*
- * Run COMMAND for a task: its input on stdin (then closed), stdout kept
- * whole, the tail of stderr kept.  The command runs in a process group of
- * its own (a terminal's ^C reaches only us, and we drain), with default
- * signal handling and an empty signal mask.  The command ends when both
- * its output pipes are closed; if it exits while a background process of
- * its own keeps them open, we stop reading a second later.
+ * Close the file descriptors of a pipe that are still open (-1: closed).
  */
 static void
-run_command(Slot *slot, const Task *t, CommandResult *r)
+close_pipe(int fds[2])
 {
-	int			in[2];
-	int			out[2];
-	int			err[2];
-	posix_spawn_file_actions_t actions;
-	posix_spawnattr_t attr;
+	if (fds[0] >= 0)
+		close(fds[0]);
+	if (fds[1] >= 0)
+		close(fds[1]);
+	fds[0] = fds[1] = -1;
+}
+
+/*
+ * Create the command's three pipes (close-on-exec: the child gets its ends
+ * through dup2).  Returns 0, or the errno of a failure, having closed the
+ * pipes made before it.
+ */
+static int
+open_command_pipes(int in[2], int out[2], int err[2])
+{
+	int			save_errno;
+
+	in[0] = in[1] = out[0] = out[1] = err[0] = err[1] = -1;
+	if (pipe2(in, O_CLOEXEC) == 0 && pipe2(out, O_CLOEXEC) == 0 &&
+		pipe2(err, O_CLOEXEC) == 0)
+		return 0;
+	save_errno = errno;
+	close_pipe(in);
+	close_pipe(out);
+	close_pipe(err);
+	return save_errno;
+}
+
+/*
+ * The command's process attributes: a process group of its own (a
+ * terminal's ^C reaches only us, and we drain), an empty signal mask and
+ * default handling of the signals we block or ignore.
+ */
+static void
+init_spawn_attributes(posix_spawnattr_t *attr)
+{
 	sigset_t	none;
 	sigset_t	defaults;
-	char	  **envp;
-	pid_t		pid;
-	int			rc;
-	size_t		written = 0;
-	size_t		cap = 8192;
-	bool		reaped = false;
-	double		start = mono_now();
-	double		reaped_at = 0;
-	double		checked_at = start;
-	char		buf[65536];
 
-	memset(r, 0, sizeof(*r));
-	r->out = xmalloc(cap);
-	r->out[0] = '\0';
-
-	if (pipe2(in, O_CLOEXEC) != 0)
-	{
-		r->spawn_error = errno;
-		return;
-	}
-	if (pipe2(out, O_CLOEXEC) != 0)
-	{
-		r->spawn_error = errno;
-		close(in[0]);
-		close(in[1]);
-		return;
-	}
-	if (pipe2(err, O_CLOEXEC) != 0)
-	{
-		r->spawn_error = errno;
-		close(in[0]);
-		close(in[1]);
-		close(out[0]);
-		close(out[1]);
-		return;
-	}
-
-	posix_spawn_file_actions_init(&actions);
-	posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO);
-	posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-	posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
-	posix_spawnattr_init(&attr);
+	posix_spawnattr_init(attr);
 	sigemptyset(&none);
-	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigmask(attr, &none);
 	sigemptyset(&defaults);
 	sigaddset(&defaults, SIGPIPE);
 	sigaddset(&defaults, SIGUSR1);
@@ -894,13 +834,32 @@ run_command(Slot *slot, const Task *t, CommandResult *r)
 	sigaddset(&defaults, SIGINT);
 	sigaddset(&defaults, SIGHUP);
 	sigaddset(&defaults, SIGQUIT);
-	posix_spawnattr_setsigdefault(&attr, &defaults);
-	posix_spawnattr_setpgroup(&attr, 0);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+	posix_spawnattr_setsigdefault(attr, &defaults);
+	posix_spawnattr_setpgroup(attr, 0);
+	posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
 							 POSIX_SPAWN_SETPGROUP);
-	envp = command_environment(t);
+}
 
-	rc = posix_spawnp(&pid, command[0], &actions, &attr, command, envp);
+/*
+ * Start COMMAND for a task with the pipes on its standard file
+ * descriptors, then close the child's ends here.  Returns 0 and the pid,
+ * or the error of posix_spawnp (our ends are then closed too).
+ */
+static int
+spawn_command(const Task *t, int in[2], int out[2], int err[2], pid_t *pid)
+{
+	posix_spawn_file_actions_t actions;
+	posix_spawnattr_t attr;
+	char	  **envp = command_environment(t);
+	int			rc;
+
+	posix_spawn_file_actions_init(&actions);
+	posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO);
+	posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+	posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
+	init_spawn_attributes(&attr);
+
+	rc = posix_spawnp(pid, command[0], &actions, &attr, command, envp);
 
 	free_environment(envp);
 	posix_spawn_file_actions_destroy(&actions);
@@ -908,124 +867,203 @@ run_command(Slot *slot, const Task *t, CommandResult *r)
 	close(in[0]);
 	close(out[1]);
 	close(err[1]);
+	in[0] = out[1] = err[1] = -1;
 	if (rc != 0)
 	{
-		r->spawn_error = rc;
-		close(in[1]);
-		close(out[0]);
-		close(err[0]);
-		return;
+		close_pipe(in);
+		close_pipe(out);
+		close_pipe(err);
 	}
+	return rc;
+}
+
+/*
+ * Tell the signal thread which process group a slot runs (0: none), and
+ * stop a command started after a second SIGTERM/SIGINT came.  Returns
+ * whether the command was stopped by such a signal.
+ */
+static bool
+set_slot_command(Slot *slot, pid_t pid)
+{
+	bool		interrupted;
 
 	pthread_mutex_lock(&state_lock);
 	slot->pid = pid;
-	if (stopping)
+	if (pid > 0 && stopping)
 	{
 		slot->interrupted = true;
 		kill(-pid, SIGTERM);
 	}
+	interrupted = slot->interrupted;
 	pthread_mutex_unlock(&state_lock);
+	return interrupted;
+}
 
-	set_nonblocking(in[1]);
-	set_nonblocking(out[0]);
-	set_nonblocking(err[0]);
+/*
+ * Write what the command's stdin takes of the input; close it when all is
+ * written or the command stopped reading (EPIPE: fine, it does not read
+ * its input).
+ */
+static void
+feed_input(CommandPipes *p, const Task *t)
+{
+	ssize_t		w = write(p->in_fd, t->input + p->written, t->input_len - p->written);
+
+	if (w > 0)
+		p->written += w;
+	if ((w < 0 && errno != EAGAIN && errno != EINTR) || p->written == t->input_len)
 	{
-		int			in_fd = in[1];
-		int			out_fd = out[0];
-		int			err_fd = err[0];
-
-		if (t->input_len == 0)
-		{
-			close(in_fd);
-			in_fd = -1;
-		}
-		while (out_fd >= 0 || err_fd >= 0)
-		{
-			struct pollfd pfd[3];
-			int			n = 0;
-			int			i;
-			double		now;
-
-			if (in_fd >= 0)
-				pfd[n++] = (struct pollfd) {in_fd, POLLOUT, 0};
-			if (out_fd >= 0)
-				pfd[n++] = (struct pollfd) {out_fd, POLLIN, 0};
-			if (err_fd >= 0)
-				pfd[n++] = (struct pollfd) {err_fd, POLLIN, 0};
-			rc = poll(pfd, n, 1000);
-			if (rc < 0 && errno != EINTR)
-				break;
-			for (i = 0; rc > 0 && i < n; i++)
-			{
-				if (pfd[i].revents == 0)
-					continue;
-				if (pfd[i].fd == in_fd)
-				{
-					ssize_t		w = write(in_fd, t->input + written, t->input_len - written);
-
-					if (w > 0)
-						written += w;
-					/* EPIPE: the command does not read its input, fine */
-					if ((w < 0 && errno != EAGAIN && errno != EINTR) ||
-						written == t->input_len)
-					{
-						close(in_fd);
-						in_fd = -1;
-					}
-				}
-				else
-				{
-					ssize_t		got = read(pfd[i].fd, buf, sizeof(buf));
-
-					if (got > 0)
-					{
-						if (pfd[i].fd == out_fd)
-							keep_stdout(r, &cap, buf, got);
-						else
-							keep_stderr_tail(r, buf, got);
-					}
-					else if (got == 0 || (errno != EAGAIN && errno != EINTR))
-					{
-						close(pfd[i].fd);
-						if (pfd[i].fd == out_fd)
-							out_fd = -1;
-						else
-							err_fd = -1;
-					}
-				}
-			}
-			now = mono_now();
-			if (!reaped && now - checked_at >= 1.0)
-			{
-				checked_at = now;
-				if (waitpid(pid, &r->status, WNOHANG) == pid)
-				{
-					reaped = true;
-					reaped_at = now;
-				}
-			}
-			/* exited, but something it started holds the pipes open */
-			if (reaped && now - reaped_at >= 1.0)
-				break;
-		}
-		if (in_fd >= 0)
-			close(in_fd);
-		if (out_fd >= 0)
-			close(out_fd);
-		if (err_fd >= 0)
-			close(err_fd);
+		close(p->in_fd);
+		p->in_fd = -1;
 	}
-	if (!reaped)
+}
+
+/*
+ * Read what is there on the command's stdout or stderr (fd), keep it, and
+ * close the pipe at its end.
+ */
+static void
+read_output(CommandPipes *p, int fd, CommandResult *r)
+{
+	char		buf[65536];
+	ssize_t		got = read(fd, buf, sizeof(buf));
+
+	if (got > 0)
+	{
+		if (fd == p->out_fd)
+			keep_stdout(r, buf, got);
+		else
+			keep_stderr_tail(r, buf, got);
+		return;
+	}
+	if (got < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	close(fd);
+	if (fd == p->out_fd)
+		p->out_fd = -1;
+	else
+		p->err_fd = -1;
+}
+
+/*
+ * Wait (at most a second) for the pipes to be ready, then serve each ready
+ * one.  Returns false when poll(2) failed.
+ */
+static bool
+serve_pipes(CommandPipes *p, const Task *t, CommandResult *r)
+{
+	struct pollfd pfd[3];
+	int			n = 0;
+	int			i;
+	int			rc;
+
+	if (p->in_fd >= 0)
+		pfd[n++] = (struct pollfd) {p->in_fd, POLLOUT, 0};
+	if (p->out_fd >= 0)
+		pfd[n++] = (struct pollfd) {p->out_fd, POLLIN, 0};
+	if (p->err_fd >= 0)
+		pfd[n++] = (struct pollfd) {p->err_fd, POLLIN, 0};
+	rc = poll(pfd, n, 1000);
+	if (rc < 0)
+		return errno == EINTR;
+	for (i = 0; rc > 0 && i < n; i++)
+	{
+		if (pfd[i].revents == 0)
+			continue;
+		if (pfd[i].fd == p->in_fd)
+			feed_input(p, t);
+		else
+			read_output(p, pfd[i].fd, r);
+	}
+	return true;
+}
+
+/*
+ * Exchange with a running command: its input on stdin (then closed),
+ * stdout kept whole, the tail of stderr kept, until both output pipes are
+ * closed.  If the command exits while a background process of its own
+ * keeps them open, stop reading a second later.  Returns whether the
+ * command was reaped (its wait status then in r->status).
+ */
+static bool
+exchange_with_command(pid_t pid, CommandPipes *p, const Task *t, CommandResult *r)
+{
+	bool		reaped = false;
+	double		reaped_at = 0;
+	double		checked_at = mono_now();
+
+	set_nonblocking(p->in_fd);
+	set_nonblocking(p->out_fd);
+	set_nonblocking(p->err_fd);
+	if (t->input_len == 0)
+	{
+		close(p->in_fd);
+		p->in_fd = -1;
+	}
+	while (p->out_fd >= 0 || p->err_fd >= 0)
+	{
+		double		now;
+
+		if (!serve_pipes(p, t, r))
+			break;
+		now = mono_now();
+		if (!reaped && now - checked_at >= 1.0)
+		{
+			checked_at = now;
+			if (waitpid(pid, &r->status, WNOHANG) == pid)
+			{
+				reaped = true;
+				reaped_at = now;
+			}
+		}
+		/* exited, but something it started holds the pipes open */
+		if (reaped && now - reaped_at >= 1.0)
+			break;
+	}
+	if (p->in_fd >= 0)
+		close(p->in_fd);
+	if (p->out_fd >= 0)
+		close(p->out_fd);
+	if (p->err_fd >= 0)
+		close(p->err_fd);
+	return reaped;
+}
+
+/*
+ * Run COMMAND for a task (see exchange_with_command) and say what it did;
+ * the caller frees r->out.
+ */
+static void
+run_command(Slot *slot, const Task *t, CommandResult *r)
+{
+	int			in[2];
+	int			out[2];
+	int			err[2];
+	pid_t		pid;
+	double		start = mono_now();
+	CommandPipes pipes;
+
+	memset(r, 0, sizeof(*r));
+	initPQExpBuffer(&r->out);
+
+	r->spawn_error = open_command_pipes(in, out, err);
+	if (r->spawn_error == 0)
+		r->spawn_error = spawn_command(t, in, out, err, &pid);
+	if (r->spawn_error != 0)
+		return;
+
+	set_slot_command(slot, pid);
+	pipes.in_fd = in[1];
+	pipes.out_fd = out[0];
+	pipes.err_fd = err[0];
+	pipes.written = 0;
+	if (!exchange_with_command(pid, &pipes, t, r))
 	{
 		while (waitpid(pid, &r->status, 0) < 0 && errno == EINTR)
 			;
 	}
 	r->duration = mono_now() - start;
-
-	pthread_mutex_lock(&state_lock);
-	slot->pid = 0;
-	r->interrupted = slot->interrupted;
-	pthread_mutex_unlock(&state_lock);
+	r->interrupted = set_slot_command(slot, 0);
 }
 
 
@@ -1040,17 +1078,20 @@ run_command(Slot *slot, const Task *t, CommandResult *r)
 static void
 log_task(const Task *t, const char *outcome, double duration, const char *error)
 {
-	char		quoted[LOG_ERROR_CHARS * 2 + 16];
+	PQExpBufferData quoted;
 
-	if (error != NULL && error[0] != '\0')
+	if (error == NULL || error[0] == '\0')
 	{
-		quote_for_log(error, quoted, sizeof(quoted));
-		log_msg("job=%lld task=%s attempt=%d outcome=%s duration=%.3fs error=%s",
-				t->job_id, t->name, t->attempt, outcome, duration, quoted);
+		log_info("job=%lld task=%s attempt=%d outcome=%s duration=%.3fs",
+				 t->job_id, t->name, t->attempt, outcome, duration);
+		return;
 	}
-	else
-		log_msg("job=%lld task=%s attempt=%d outcome=%s duration=%.3fs",
-				t->job_id, t->name, t->attempt, outcome, duration);
+	initPQExpBuffer(&quoted);
+	append_quoted_for_log(&quoted, error);
+	log_info("job=%lld task=%s attempt=%d outcome=%s duration=%.3fs error=%s",
+			 t->job_id, t->name, t->attempt, outcome, duration,
+			 PQExpBufferBroken(&quoted) ? "(out of memory)" : quoted.data);
+	termPQExpBuffer(&quoted);
 }
 
 /*
@@ -1068,6 +1109,20 @@ is_blank(const char *s, size_t len)
 }
 
 /*
+ * Log a report that did not go through (the stale, refused or lost
+ * outcomes of report()).
+ */
+static void
+log_unreported(const Task *t, const char *outcome, double duration,
+			   const char *why, const char *errbuf)
+{
+	char	   *msg = psprintf("%s: %s", why, errbuf);
+
+	log_task(t, outcome, duration, msg);
+	pg_free(msg);
+}
+
+/*
  * Report a task through the reporting connection, with retries, and log
  * the task's line.  kind: 'c' complete (value = output or NULL), 'f' fail
  * (value = error), 'r' requeue.  Returns CALL_REJECTED only when
@@ -1082,10 +1137,11 @@ report(const Task *t, char kind, const char *value, const char *outcome,
 	char		job[32];
 	char		lease[32];
 	const char *values[3];
-	const char *sql;
+	const char *sql = REQUEUE_SQL;
 	int			nparams = 2;
 	PGresult   *res;
 	char		sqlstate[6];
+	char		why[64];
 	CallStatus	st;
 
 	snprintf(job, sizeof(job), "%lld", t->job_id);
@@ -1093,18 +1149,11 @@ report(const Task *t, char kind, const char *value, const char *outcome,
 	values[0] = job;
 	values[1] = lease;
 	values[2] = value;
-	if (kind == 'c')
+	if (kind == 'c' || kind == 'f')
 	{
-		sql = COMPLETE_SQL;
+		sql = kind == 'c' ? COMPLETE_SQL : FAIL_SQL;
 		nparams = 3;
 	}
-	else if (kind == 'f')
-	{
-		sql = FAIL_SQL;
-		nparams = 3;
-	}
-	else
-		sql = REQUEUE_SQL;
 
 	st = call_with_retry(&report_conn, sql, nparams, values, REPORT_RETRY_SECS,
 						 &res, errbuf, errlen, sqlstate);
@@ -1115,36 +1164,82 @@ report(const Task *t, char kind, const char *value, const char *outcome,
 			log_task(t, outcome, duration, kind == 'f' ? value : NULL);
 			break;
 		case CALL_STALE:
-			{
-				char		msg[1200];
-
-				snprintf(msg, sizeof(msg), "result dropped: %s", errbuf);
-				log_task(t, "stale-lease", duration, msg);
-			}
+			log_unreported(t, "stale-lease", duration, "result dropped", errbuf);
 			break;
 		case CALL_REJECTED:
 			/* an output the server refuses: the caller fails the task */
 			if (!log_rejection && (strncmp(sqlstate, "22", 2) == 0 ||
 								   strcmp(sqlstate, "54000") == 0))
 				break;
-			{
-				char		msg[1200];
-
-				snprintf(msg, sizeof(msg), "report refused (SQLSTATE %s): %s", sqlstate, errbuf);
-				log_task(t, "report-refused", duration, msg);
-			}
+			snprintf(why, sizeof(why), "report refused (SQLSTATE %s)", sqlstate);
+			log_unreported(t, "report-refused", duration, why, errbuf);
 			return CALL_FAILED;
 		case CALL_FAILED:
-			{
-				char		msg[1200];
-
-				snprintf(msg, sizeof(msg), "report given up after %.0f s: %s",
-						 REPORT_RETRY_SECS, errbuf);
-				log_task(t, "report-lost", duration, msg);
-			}
+			snprintf(why, sizeof(why), "report given up after %.0f s", REPORT_RETRY_SECS);
+			log_unreported(t, "report-lost", duration, why, errbuf);
 			break;
 	}
 	return st;
+}
+
+/*
+ * Fail a task with a message (made valid UTF-8 first).
+ */
+static void
+fail_task(const Task *t, char *msg, double duration)
+{
+	char		errbuf[1024];
+
+	sanitize_utf8(msg, strlen(msg));
+	report(t, 'f', msg, "failed", duration, errbuf, sizeof(errbuf), true);
+}
+
+/*
+ * Report a command that exited 0: complete the task with its output, or
+ * fail it when the output cannot be one (too big, a NUL byte, or refused
+ * by the server: not JSON, too large).
+ */
+static void
+report_success(const Task *t, const CommandResult *r)
+{
+	const PQExpBufferData *out = &r->out;
+	char		errbuf[1024];
+	char	   *msg;
+
+	if (r->out_too_big)
+		msg = psprintf("the command's output is larger than 64 MB");
+	else if (memchr(out->data, '\0', out->len) != NULL)
+		msg = psprintf("the command's output is not valid JSON: it contains a NUL byte");
+	else if (report(t, 'c', is_blank(out->data, out->len) ? NULL : out->data, "succeeded",
+					r->duration, errbuf, sizeof(errbuf), false) == CALL_REJECTED)
+		msg = psprintf("the command's output is not valid JSON or was refused: %s", errbuf);
+	else
+		return;
+	fail_task(t, msg, r->duration);
+	pg_free(msg);
+}
+
+/*
+ * Report a command that exited with another status or was killed: fail
+ * the task with the tail of its stderr, or with the status when it wrote
+ * nothing there.
+ */
+static void
+report_failure(const Task *t, CommandResult *r)
+{
+	char	   *msg;
+
+	r->err[r->err_len] = '\0';
+	sanitize_utf8(r->err, r->err_len);
+	trim_trailing_space(r->err);
+	if (r->err[0] != '\0')
+		msg = psprintf("%s%s", r->err_truncated ? "..." : "", r->err);
+	else if (WIFSIGNALED(r->status))
+		msg = psprintf("killed by signal %d", WTERMSIG(r->status));
+	else
+		msg = psprintf("exit status %d", WEXITSTATUS(r->status));
+	fail_task(t, msg, r->duration);
+	pg_free(msg);
 }
 
 /*
@@ -1155,7 +1250,6 @@ run_task(Slot *slot, Task *t, bool skip)
 {
 	CommandResult r;
 	char		errbuf[1024];
-	char		msg[STDERR_TAIL + 256];
 
 	if (skip)
 	{
@@ -1168,10 +1262,12 @@ run_task(Slot *slot, Task *t, bool skip)
 
 	if (r.spawn_error != 0)
 	{
-		snprintf(msg, sizeof(msg), "could not run command \"%s\": %s",
-				 command[0], strerror(r.spawn_error));
-		sanitize_utf8(msg, strlen(msg));
-		report(t, 'f', msg, "failed", r.duration, errbuf, sizeof(errbuf), true);
+		char	   *msg;
+
+		errno = r.spawn_error;
+		msg = psprintf("could not run command \"%s\": %m", command[0]);
+		fail_task(t, msg, r.duration);
+		pg_free(msg);
 	}
 	else if (r.interrupted)
 	{
@@ -1179,44 +1275,10 @@ run_task(Slot *slot, Task *t, bool skip)
 		report(t, 'r', NULL, "requeued", r.duration, errbuf, sizeof(errbuf), true);
 	}
 	else if (WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0)
-	{
-		const char *reason = NULL;
-
-		if (r.out_too_big)
-			reason = "the command's output is larger than 64 MB";
-		else if (memchr(r.out, '\0', r.out_len) != NULL)
-			reason = "the command's output is not valid JSON: it contains a NUL byte";
-
-		if (reason != NULL)
-			report(t, 'f', reason, "failed", r.duration, errbuf, sizeof(errbuf), true);
-		else if (report(t, 'c', is_blank(r.out, r.out_len) ? NULL : r.out, "succeeded",
-						r.duration, errbuf, sizeof(errbuf), false) == CALL_REJECTED)
-		{
-			/* the server refused the output (not JSON, too large, ...) */
-			snprintf(msg, sizeof(msg), "the command's output is not valid JSON or was refused: %s",
-					 errbuf);
-			sanitize_utf8(msg, strlen(msg));
-			report(t, 'f', msg, "failed", r.duration, errbuf, sizeof(errbuf), true);
-		}
-	}
+		report_success(t, &r);
 	else
-	{
-		char		status[64];
-
-		if (WIFSIGNALED(r.status))
-			snprintf(status, sizeof(status), "killed by signal %d", WTERMSIG(r.status));
-		else
-			snprintf(status, sizeof(status), "exit status %d", WEXITSTATUS(r.status));
-		r.err[r.err_len] = '\0';
-		sanitize_utf8(r.err, r.err_len);
-		trim_trailing_space(r.err);
-		if (r.err[0] == '\0')
-			snprintf(msg, sizeof(msg), "%s", status);
-		else
-			snprintf(msg, sizeof(msg), "%s%s", r.err_truncated ? "..." : "", r.err);
-		report(t, 'f', msg, "failed", r.duration, errbuf, sizeof(errbuf), true);
-	}
-	free(r.out);
+		report_failure(t, &r);
+	termPQExpBuffer(&r.out);
 }
 
 /*
@@ -1225,9 +1287,9 @@ run_task(Slot *slot, Task *t, bool skip)
 static void
 free_task(Task *t)
 {
-	free(t->name);
-	free(t->input);
-	free(t);
+	pg_free(t->name);
+	pg_free(t->input);
+	pg_free(t);
 }
 
 /*
@@ -1282,6 +1344,55 @@ worker_main(void *arg)
  */
 
 /*
+ * Does a slot still run this task with this lease?  A task is valid only
+ * while a slot runs it.  The caller holds state_lock.
+ */
+static bool
+task_still_running(const Task *t, long long job_id, long long lease)
+{
+	int			i;
+
+	for (i = 0; i < nthreads; i++)
+		if (slots[i].task == t && t->job_id == job_id && t->lease == lease)
+			return true;
+	return false;
+}
+
+/*
+ * Put the new end of a lease (extend_task's answer, on the server's clock)
+ * onto our monotonic clock (now), and plan the next extension at half of
+ * it.  The caller holds state_lock.
+ */
+static void
+set_extended_lease(Task *t, const PGresult *res, double now)
+{
+	double		expires = strtod(PQgetvalue(res, 0, 0), NULL);
+	double		server_now = strtod(PQgetvalue(res, 0, 1), NULL);
+
+	t->lease_start = now;
+	t->lease_end = now + (expires - server_now);
+	t->next_extend = t->lease_start + (t->lease_end - t->lease_start) / 2;
+	clock_offset = server_now - real_now();
+}
+
+/*
+ * Plan another try to extend a lease soon, well before it ends: in a
+ * quarter of what is left, between 0.1 and 1 second.  The caller holds
+ * state_lock.
+ */
+static void
+retry_extension_soon(Task *t, double now)
+{
+	double		again = (t->lease_end - now) / 4;
+
+	if (again > 1.0)
+		again = 1.0;
+	if (again < 0.1)
+		again = 0.1;
+	t->next_extend = now + again;
+}
+
+/*
  * Extend one lease.  Called without state_lock.
  */
 static void
@@ -1305,59 +1416,29 @@ extend_lease(Task *t, long long job_id, long long lease)
 	now = mono_now();
 
 	pthread_mutex_lock(&state_lock);
-	/* t is valid only while a slot still runs it */
+	if (!task_still_running(t, job_id, lease))
 	{
-		int			i;
-		bool		found = false;
-
-		for (i = 0; i < nthreads; i++)
-			if (slots[i].task == t && t->job_id == job_id && t->lease == lease)
-				found = true;
-		if (!found)
-		{
-			pthread_mutex_unlock(&state_lock);
-			if (st == CALL_OK)
-				PQclear(res);
-			return;
-		}
+		/* it ended meanwhile: t may be freed already */
 	}
-	if (st == CALL_OK)
-	{
-		double		expires = strtod(PQgetvalue(res, 0, 0), NULL);
-		double		server_now = strtod(PQgetvalue(res, 0, 1), NULL);
-
-		t->lease_start = now;
-		t->lease_end = now + (expires - server_now);
-		t->next_extend = t->lease_start + (t->lease_end - t->lease_start) / 2;
-		clock_offset = server_now - real_now();
-		pthread_mutex_unlock(&state_lock);
-		PQclear(res);
-		return;
-	}
-	if (st == CALL_STALE)
+	else if (st == CALL_OK)
+		set_extended_lease(t, res, now);
+	else if (st == CALL_STALE)
 	{
 		/* logged under the lock: the worker frees t once it is released */
 		t->lease_lost = true;
-		log_msg("job=%lld task=%s attempt=%d lease %lld lost (its result will be dropped): %s",
-				job_id, t->name, t->attempt, lease, errbuf);
-		pthread_mutex_unlock(&state_lock);
-		return;
+		log_warning("job=%lld task=%s attempt=%d lease %lld lost (its result will be dropped): %s",
+					job_id, t->name, t->attempt, lease, errbuf);
 	}
-	/* try again soon, well before the lease ends */
+	else
 	{
-		double		left = t->lease_end - now;
-		double		again = left / 4;
-
-		if (again > 1.0)
-			again = 1.0;
-		if (again < 0.1)
-			again = 0.1;
-		t->next_extend = now + again;
+		retry_extension_soon(t, now);
+		if (st == CALL_REJECTED)
+			log_warning("job=%lld task=%s attempt=%d could not extend lease %lld (SQLSTATE %s): %s",
+						job_id, t->name, t->attempt, lease, sqlstate, errbuf);
 	}
-	if (st == CALL_REJECTED)
-		log_msg("job=%lld task=%s attempt=%d could not extend lease %lld (SQLSTATE %s): %s",
-				job_id, t->name, t->attempt, lease, sqlstate, errbuf);
 	pthread_mutex_unlock(&state_lock);
+	if (st == CALL_OK)
+		PQclear(res);
 }
 
 /*
@@ -1446,26 +1527,26 @@ signal_main(void *arg)
 		{
 			case SIGUSR1:
 				if (!paused && !draining)
-					log_msg("SIGUSR1: pausing polling");
+					log_info("SIGUSR1: pausing polling");
 				paused = true;
 				break;
 			case SIGUSR2:
 				if (paused && !draining)
-					log_msg("SIGUSR2: resuming polling");
+					log_info("SIGUSR2: resuming polling");
 				paused = false;
 				break;
 			default:
 				if (!draining)
 				{
 					draining = true;
-					log_msg("%s: draining: no more polling, finishing %d running task(s)",
-							sig == SIGTERM ? "SIGTERM" : "SIGINT", busy);
+					log_info("%s: draining: no more polling, finishing %d running task(s)",
+							 sig == SIGTERM ? "SIGTERM" : "SIGINT", busy);
 				}
 				else if (!stopping)
 				{
 					stopping = true;
-					log_msg("%s again: stopping the running commands and handing their tasks back",
-							sig == SIGTERM ? "SIGTERM" : "SIGINT");
+					log_info("%s again: stopping the running commands and handing their tasks back",
+							 sig == SIGTERM ? "SIGTERM" : "SIGINT");
 					for (i = 0; i < nthreads; i++)
 						if (slots[i].pid > 0)
 						{
@@ -1482,30 +1563,110 @@ signal_main(void *arg)
 }
 
 
+
 /* ---------------------------------------------------------------------
  * The poller (main thread)
  * ---------------------------------------------------------------------
  */
 
 /*
- * Read a big-endian integer of n bytes.
+ * Read a binary int8 (or timestamptz) field: 8 bytes in network order.
  */
 static long long
-get_be(const char *p, int n)
+get_int64(const char *p)
 {
-	unsigned long long v = 0;
-	int			i;
+	uint64		v;
 
-	for (i = 0; i < n; i++)
-		v = (v << 8) | (unsigned char) p[i];
-	if (n == 4)
-		return (long long) (int32_t) (uint32_t) v;
-	return (long long) v;
+	memcpy(&v, p, sizeof(v));
+	return (long long) (int64) pg_ntoh64(v);
 }
 
 /*
- * Turn the rows of a poll (binary format) into tasks on the queue.
- * Returns the number of tasks, or -1 when the rows are not as expected.
+ * Read a binary int4 field: 4 bytes in network order.
+ */
+static int
+get_int32(const char *p)
+{
+	uint32		v;
+
+	memcpy(&v, p, sizeof(v));
+	return (int) (int32) pg_ntoh32(v);
+}
+
+/*
+ * Are the rows of a poll (binary format) as expected: six columns, none
+ * NULL but the input, integers of the right sizes, jsonb of version 1?
+ */
+static bool
+poll_rows_valid(const PGresult *res)
+{
+	int			i;
+
+	if (PQnfields(res) != 6 || PQbinaryTuples(res) != 1)
+		return false;
+	for (i = 0; i < PQntuples(res); i++)
+	{
+		int			f;
+
+		for (f = 0; f < 5; f++)
+			if (PQgetisnull(res, i, f))
+				return false;
+		if (PQgetlength(res, i, 0) != 8 || PQgetlength(res, i, 2) != 4 ||
+			PQgetlength(res, i, 3) != 8 || PQgetlength(res, i, 4) != 8)
+			return false;
+		if (!PQgetisnull(res, i, 5) &&
+			(PQgetlength(res, i, 5) < 1 || PQgetvalue(res, i, 5)[0] != 1))
+			return false;		/* jsonb's binary format version 1 */
+	}
+	return true;
+}
+
+/*
+ * A task from row i of a poll.  Its lease, given by the server's clock
+ * (lease_expires_at), goes onto our monotonic clock: now is that clock,
+ * real the real-time clock at the same moment, offset the server's clock
+ * minus ours.  The input gets a final newline, for commands reading lines.
+ */
+static Task *
+task_from_row(const PGresult *res, int i, double now, double real, double offset)
+{
+	Task	   *t = pg_malloc0(sizeof(Task));
+	double		expires;
+
+	t->job_id = get_int64(PQgetvalue(res, i, 0));
+	t->name = pg_strdup(PQgetvalue(res, i, 1));
+	t->attempt = get_int32(PQgetvalue(res, i, 2));
+	t->lease = get_int64(PQgetvalue(res, i, 3));
+	/* timestamptz: microseconds since 2000-01-01 UTC */
+	expires = get_int64(PQgetvalue(res, i, 4)) / 1e6 + PG_EPOCH_OFFSET;
+	if (PQgetisnull(res, i, 5))
+	{
+		t->input = pg_strdup("null\n");
+		t->input_len = 5;
+	}
+	else
+	{
+		/* after jsonb's version byte */
+		size_t		len = PQgetlength(res, i, 5) - 1;
+
+		t->input = pg_malloc(len + 2);
+		memcpy(t->input, PQgetvalue(res, i, 5) + 1, len);
+		t->input[len] = '\n';
+		t->input[len + 1] = '\0';
+		t->input_len = len + 1;
+	}
+	t->lease_start = now;
+	t->lease_end = now + (expires - (real + offset));
+	if (t->lease_end < now)
+		t->lease_end = now;
+	t->next_extend = t->lease_start + (t->lease_end - t->lease_start) / 2;
+	return t;
+}
+
+/*
+ * Turn the rows of a poll (binary format) into tasks on the queue, and
+ * wake the worker threads.  Returns the number of tasks, or -1 when the
+ * rows are not as expected.
  */
 static int
 queue_tasks(PGresult *res)
@@ -1518,22 +1679,10 @@ queue_tasks(PGresult *res)
 	Task	   *first = NULL;
 	Task	   *last = NULL;
 
-	if (PQnfields(res) != 6 || PQbinaryTuples(res) != 1)
+	if (!poll_rows_valid(res))
 		return -1;
-	for (i = 0; i < n; i++)
-	{
-		int			f;
-
-		for (f = 0; f < 6; f++)
-			if (PQgetisnull(res, i, f) && f != 5)
-				return -1;
-		if (PQgetlength(res, i, 0) != 8 || PQgetlength(res, i, 2) != 4 ||
-			PQgetlength(res, i, 3) != 8 || PQgetlength(res, i, 4) != 8)
-			return -1;
-		if (!PQgetisnull(res, i, 5) &&
-			(PQgetlength(res, i, 5) < 1 || PQgetvalue(res, i, 5)[0] != 1))
-			return -1;			/* jsonb's binary format version 1 */
-	}
+	if (n == 0)
+		return 0;
 
 	pthread_mutex_lock(&state_lock);
 	offset = clock_offset;
@@ -1541,54 +1690,24 @@ queue_tasks(PGresult *res)
 
 	for (i = 0; i < n; i++)
 	{
-		Task	   *t = xmalloc(sizeof(Task));
-		double		expires;
+		Task	   *t = task_from_row(res, i, now, real, offset);
 
-		memset(t, 0, sizeof(*t));
-		t->job_id = get_be(PQgetvalue(res, i, 0), 8);
-		t->name = xstrdup(PQgetvalue(res, i, 1));
-		t->attempt = (int) get_be(PQgetvalue(res, i, 2), 4);
-		t->lease = get_be(PQgetvalue(res, i, 3), 8);
-		/* timestamptz: microseconds since 2000-01-01 UTC */
-		expires = get_be(PQgetvalue(res, i, 4), 8) / 1e6 + PG_EPOCH_OFFSET;
-		if (PQgetisnull(res, i, 5))
-		{
-			t->input = xstrdup("null\n");
-			t->input_len = 5;
-		}
-		else
-		{
-			size_t		len = PQgetlength(res, i, 5) - 1;
-
-			t->input = xmalloc(len + 2);
-			memcpy(t->input, PQgetvalue(res, i, 5) + 1, len);
-			t->input[len] = '\n';
-			t->input[len + 1] = '\0';
-			t->input_len = len + 1;
-		}
-		t->lease_start = now;
-		t->lease_end = now + (expires - (real + offset));
-		if (t->lease_end < now)
-			t->lease_end = now;
-		t->next_extend = t->lease_start + (t->lease_end - t->lease_start) / 2;
 		if (last)
 			last->next = t;
 		else
 			first = t;
 		last = t;
 	}
-	if (n > 0)
-	{
-		pthread_mutex_lock(&state_lock);
-		if (queue_tail)
-			queue_tail->next = first;
-		else
-			queue_head = first;
-		queue_tail = last;
-		busy += n;
-		pthread_cond_broadcast(&work_cond);
-		pthread_mutex_unlock(&state_lock);
-	}
+
+	pthread_mutex_lock(&state_lock);
+	if (queue_tail)
+		queue_tail->next = first;
+	else
+		queue_head = first;
+	queue_tail = last;
+	busy += n;
+	pthread_cond_broadcast(&work_cond);
+	pthread_mutex_unlock(&state_lock);
 	return n;
 }
 
@@ -1655,6 +1774,23 @@ poll_reconnect(Conn *c)
 }
 
 /*
+ * Cancel the statement running on a connection (errors are ignored: the
+ * cancel is sent again a second later).
+ */
+static void
+send_cancel(PGconn *conn)
+{
+	PGcancel   *cancel = PQgetCancel(conn);
+	char		errbuf[256];
+
+	if (cancel != NULL)
+	{
+		(void) PQcancel(cancel, errbuf, sizeof(errbuf));
+		PQfreeCancel(cancel);
+	}
+}
+
+/*
  * Send one poll and wait for its answer, canceling it when a pause or a
  * drain is requested meanwhile (and again every second until the server
  * acts on it: a cancel that arrives before the statement starts is
@@ -1690,14 +1826,7 @@ poll_once(Conn *c, int count)
 			break;
 		if (poll_unwanted() && (cancel_sent < 0 || mono_now() - cancel_sent >= CANCEL_REPEAT_SECS))
 		{
-			PGcancel   *cancel = PQgetCancel(c->conn);
-			char		errbuf[256];
-
-			if (cancel != NULL)
-			{
-				(void) PQcancel(cancel, errbuf, sizeof(errbuf));
-				PQfreeCancel(cancel);
-			}
+			send_cancel(c->conn);
 			cancel_sent = mono_now();
 		}
 		if (cancel_sent >= 0)
@@ -1721,6 +1850,156 @@ poll_once(Conn *c, int count)
 	return res;
 }
 
+/* The poll loop's memory between two rounds */
+typedef struct PollState
+{
+	double		backoff;		/* before the next retry */
+	bool		said_paused;	/* "polling paused" was logged */
+} PollState;
+
+/*
+ * How many tasks may the next poll claim?  Waits while polling is paused
+ * (logging the pause and the resumption) and while every thread is busy.
+ * Returns -1 when a drain started, 0 when woken without a free thread.
+ */
+static int
+free_threads_to_poll_for(PollState *ps)
+{
+	int			free_threads;
+	bool		is_paused;
+
+	pthread_mutex_lock(&state_lock);
+	if (draining)
+	{
+		pthread_mutex_unlock(&state_lock);
+		return -1;
+	}
+	is_paused = paused;
+	free_threads = nthreads - busy;
+	pthread_mutex_unlock(&state_lock);
+
+	if (is_paused)
+	{
+		if (!ps->said_paused)
+			log_info("polling paused");
+		ps->said_paused = true;
+		wait_for_wakeup(-1);
+		return 0;
+	}
+	if (ps->said_paused)
+		log_info("polling resumed");
+	ps->said_paused = false;
+	if (free_threads <= 0)
+	{
+		wait_for_wakeup(-1);
+		return 0;
+	}
+	return free_threads < batch_size ? free_threads : batch_size;
+}
+
+/*
+ * Make sure the poll connection is up, reconnecting (with backoff, and
+ * giving up when a pause or drain comes) when it is not.  Returns whether
+ * it is up.
+ */
+static bool
+poll_connection_ready(Conn *c, PollState *ps)
+{
+	char		errbuf[1024];
+
+	if (c->conn != NULL && PQstatus(c->conn) == CONNECTION_OK)
+		return true;
+	if (poll_reconnect(c))
+	{
+		if (c->lost)
+			log_info("poll connection: reconnected");
+		c->lost = false;
+		return true;
+	}
+	if (poll_unwanted())
+		return false;
+	connection_error(c->conn, errbuf, sizeof(errbuf));
+	log_warning("poll connection: cannot connect: %s; retrying in %.1f s",
+				errbuf, ps->backoff);
+	c->lost = true;
+	wait_for_wakeup((int) (ps->backoff * 1000));
+	ps->backoff = next_backoff(ps->backoff);
+	return false;
+}
+
+/*
+ * Queue the tasks of a successful poll.  Returns -1 to poll again, or the
+ * exit status (1) when the rows are not what this client understands.
+ */
+static int
+take_polled_tasks(PGresult *res, PollState *ps)
+{
+	int			n = queue_tasks(res);
+
+	PQclear(res);
+	if (n < 0)
+	{
+		log_error("poll: unexpected result from workflow.poll_tasks(); is the extension's version right?");
+		return 1;
+	}
+	ps->backoff = BACKOFF_MIN;
+	if (n == 0 && wait_secs == 0)
+		wait_for_wakeup((int) (IDLE_POLL_SECS * 1000));
+	return -1;
+}
+
+/*
+ * Deal with a failed poll: ignore our own cancel, stop on an invalid
+ * argument (nothing will change), reconnect after a connection loss (at
+ * once the first time), retry anything else with backoff.  Returns -1 to
+ * poll again, or the exit status (2) when the client must stop.
+ */
+static int
+handle_poll_error(Conn *c, PGresult *res, PollState *ps)
+{
+	ErrorKind	kind = classify_error(c->conn, res);
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	char		errbuf[1024];
+	char		sqlstate[6];
+
+	result_error(c->conn, res, errbuf, sizeof(errbuf));
+	snprintf(sqlstate, sizeof(sqlstate), "%s", state ? state : "");
+	PQclear(res);
+
+	if (strcmp(sqlstate, "57014") == 0 && poll_unwanted())
+		return -1;				/* our own cancel (pause, drain) */
+	if (strncmp(sqlstate, "22", 2) == 0)
+	{
+		/* bad task type, domain, worker id or wait */
+		log_error("poll: %s (SQLSTATE %s); stopping", errbuf, sqlstate);
+		pthread_mutex_lock(&state_lock);
+		draining = true;
+		pthread_mutex_unlock(&state_lock);
+		return 2;
+	}
+	if (kind == ERR_CONNECTION)
+	{
+		if (!c->lost)
+			log_warning("poll connection: lost: %s; reconnecting", errbuf);
+		c->lost = true;
+		if (PQstatus(c->conn) == CONNECTION_OK)
+		{
+			PQfinish(c->conn);
+			c->conn = NULL;
+		}
+		else if (ps->backoff > BACKOFF_MIN)
+			wait_for_wakeup((int) (ps->backoff * 1000));
+		ps->backoff = next_backoff(ps->backoff);
+		return -1;
+	}
+	log_warning("poll: %s%s%s%s; retrying in %.1f s", errbuf,
+				sqlstate[0] ? " (SQLSTATE " : "", sqlstate, sqlstate[0] ? ")" : "",
+				ps->backoff);
+	wait_for_wakeup((int) (ps->backoff * 1000));
+	ps->backoff = next_backoff(ps->backoff);
+	return -1;
+}
+
 /*
  * The poll loop: claim tasks for the free worker threads until a drain
  * starts.  Returns the exit status.
@@ -1729,123 +2008,26 @@ static int
 poll_loop(void)
 {
 	Conn	   *c = &poll_conn;
-	double		backoff = BACKOFF_MIN;
-	bool		said_paused = false;
-	char		errbuf[1024];
+	PollState	ps = {BACKOFF_MIN, false};
 
 	for (;;)
 	{
-		int			free_threads;
-		int			count;
-		bool		is_paused;
+		int			count = free_threads_to_poll_for(&ps);
 		PGresult   *res;
+		int			status;
 
-		pthread_mutex_lock(&state_lock);
-		if (draining)
-		{
-			pthread_mutex_unlock(&state_lock);
-			break;
-		}
-		is_paused = paused;
-		free_threads = nthreads - busy;
-		pthread_mutex_unlock(&state_lock);
-
-		if (is_paused)
-		{
-			if (!said_paused)
-				log_msg("polling paused");
-			said_paused = true;
-			wait_for_wakeup(-1);
+		if (count < 0)
+			return 0;
+		if (count == 0 || !poll_connection_ready(c, &ps))
 			continue;
-		}
-		if (said_paused)
-			log_msg("polling resumed");
-		said_paused = false;
-		if (free_threads <= 0)
-		{
-			wait_for_wakeup(-1);
-			continue;
-		}
-
-		if (c->conn == NULL || PQstatus(c->conn) != CONNECTION_OK)
-		{
-			if (!poll_reconnect(c))
-			{
-				if (poll_unwanted())
-					continue;
-				connection_error(c->conn, errbuf, sizeof(errbuf));
-				log_msg("poll connection: cannot connect: %s; retrying in %.1f s",
-						errbuf, backoff);
-				c->lost = true;
-				wait_for_wakeup((int) (backoff * 1000));
-				backoff = next_backoff(backoff);
-				continue;
-			}
-			if (c->lost)
-				log_msg("poll connection: reconnected");
-			c->lost = false;
-		}
-
-		count = free_threads < batch_size ? free_threads : batch_size;
 		res = poll_once(c, count);
 		if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK)
-		{
-			int			n = queue_tasks(res);
-
-			PQclear(res);
-			if (n < 0)
-			{
-				log_msg("poll: unexpected result from workflow.poll_tasks(); is the extension's version right?");
-				return 1;
-			}
-			backoff = BACKOFF_MIN;
-			if (n == 0 && wait_secs == 0)
-				wait_for_wakeup((int) (IDLE_POLL_SECS * 1000));
-			continue;
-		}
-
-		{
-			ErrorKind	kind = classify_error(c->conn, res);
-			const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-
-			result_error(c->conn, res, errbuf, sizeof(errbuf));
-			PQclear(res);
-			/* our own cancel (pause, drain) */
-			if (state != NULL && strcmp(state, "57014") == 0 && poll_unwanted())
-				continue;
-			if (state != NULL && strncmp(state, "22", 2) == 0)
-			{
-				/* bad task type, domain, worker id or wait: nothing will change */
-				log_msg("poll: %s (SQLSTATE %s); stopping", errbuf, state);
-				pthread_mutex_lock(&state_lock);
-				draining = true;
-				pthread_mutex_unlock(&state_lock);
-				return 2;
-			}
-			if (kind == ERR_CONNECTION)
-			{
-				if (!c->lost)
-					log_msg("poll connection: lost: %s; reconnecting", errbuf);
-				c->lost = true;
-				/* reconnect at once the first time, with backoff afterwards */
-				if (PQstatus(c->conn) == CONNECTION_OK)
-				{
-					PQfinish(c->conn);
-					c->conn = NULL;
-				}
-				else if (backoff > BACKOFF_MIN)
-					wait_for_wakeup((int) (backoff * 1000));
-				backoff = next_backoff(backoff);
-				continue;
-			}
-			log_msg("poll: %s%s%s%s; retrying in %.1f s", errbuf,
-					state ? " (SQLSTATE " : "", state ? state : "", state ? ")" : "",
-					backoff);
-			wait_for_wakeup((int) (backoff * 1000));
-			backoff = next_backoff(backoff);
-		}
+			status = take_polled_tasks(res, &ps);
+		else
+			status = handle_poll_error(c, res, &ps);
+		if (status >= 0)
+			return status;
 	}
-	return 0;
 }
 
 
@@ -1865,9 +2047,9 @@ usage(void)
 		   "(the job context, JSON) on its standard input.  COMMAND prints its output\n"
 		   "(JSON, or nothing for null) on standard output and exits 0, or exits with\n"
 		   "another status to fail the task (the error is the tail of its standard error).\n\n",
-		   PROGNAME);
+		   progname);
 	printf("Usage:\n"
-		   "  %s -d CONNINFO -t TASK_TYPE [OPTION]... -- COMMAND [ARG]...\n\n", PROGNAME);
+		   "  %s -d CONNINFO -t TASK_TYPE [OPTION]... -- COMMAND [ARG]...\n\n", progname);
 	printf("Options:\n"
 		   "  -d, --dbname=CONNINFO    database to connect to (connection string or URI)\n"
 		   "  -t, --task-type=TYPE     task type to poll for\n"
@@ -1890,10 +2072,10 @@ usage(void)
 }
 
 /*
- * Complain about the command line and exit with status 2.
+ * Complain about the command line (fmt NULL: getopt_long already did),
+ * point to --help and exit with status 2.
  */
-static void
-bad_usage(const char *fmt,...) __attribute__((format(printf, 1, 2), noreturn));
+pg_noreturn static void bad_usage(const char *fmt,...) pg_attribute_printf(1, 2);
 
 /*
  * (see the prototype above)
@@ -1905,13 +2087,11 @@ bad_usage(const char *fmt,...)
 
 	if (fmt != NULL)
 	{
-		fprintf(stderr, "%s: ", PROGNAME);
 		va_start(ap, fmt);
-		vfprintf(stderr, fmt, ap);
+		pg_log_generic_v(PG_LOG_ERROR, PG_LOG_PRIMARY, fmt, ap);
 		va_end(ap);
-		fputc('\n', stderr);
 	}
-	fprintf(stderr, "Try \"%s --help\" for more information.\n", PROGNAME);
+	pg_log_error_hint("Try \"%s --help\" for more information.", progname);
 	exit(2);
 }
 
@@ -1956,11 +2136,12 @@ valid_name(const char *s)
 }
 
 /*
- * Parse the command line into the settings, or exit (0 for --help and
- * --version, 2 for mistakes).
+ * Read the options into the settings, or exit (0 for --help and
+ * --version, 2 for mistakes).  Returns the index of the first argument
+ * after them: the command.
  */
-static void
-parse_arguments(int argc, char **argv)
+static int
+parse_options(int argc, char **argv)
 {
 	static const struct option long_options[] = {
 		{"dbname", required_argument, NULL, 'd'},
@@ -1975,8 +2156,6 @@ parse_arguments(int argc, char **argv)
 		{NULL, 0, NULL, 0}
 	};
 	int			c;
-	char	   *err = NULL;
-	PQconninfoOption *opts;
 
 	/* "+": options end at the first non-option (the command) */
 	while ((c = getopt_long(argc, argv, "+d:t:n:hV", long_options, NULL)) != -1)
@@ -2008,20 +2187,30 @@ parse_arguments(int argc, char **argv)
 				usage();
 				exit(0);
 			case 'V':
-				printf("%s (workflow) %s\n", PROGNAME, WORKER_VERSION);
+				printf("%s (workflow) %s\n", progname, WORKER_VERSION);
 				exit(0);
 			default:
 				/* getopt_long printed the complaint */
 				bad_usage(NULL);
 		}
 	}
+	return optind;
+}
+
+/*
+ * Check that the database, the task type and the command are given, and
+ * that the task type and domain are valid names, or exit with status 2.
+ */
+static void
+check_arguments(int argc, char **argv, int first_arg)
+{
 	if (conninfo == NULL)
 		bad_usage("no database given: use -d CONNINFO");
 	if (task_type == NULL)
 		bad_usage("no task type given: use -t TASK_TYPE");
-	if (optind >= argc)
+	if (first_arg >= argc)
 		bad_usage("no command given: put it after \"--\"");
-	command = argv + optind;
+	command = argv + first_arg;
 	if (command[0][0] == '\0')
 		bad_usage("the command is empty");
 
@@ -2031,49 +2220,79 @@ parse_arguments(int argc, char **argv)
 	if (task_domain != NULL && !valid_name(task_domain))
 		bad_usage("invalid domain \"%s\": 1 to 128 letters, digits, \"_\", \"-\" or \".\" are expected",
 				  task_domain);
-	if (batch_size == 0)
-		batch_size = nthreads;
+}
+
+/*
+ * Check the worker id given with --worker-id (1 to 200 printable
+ * characters), or make the default one, HOSTNAME:PID.
+ */
+static void
+set_worker_id(void)
+{
+	size_t		len;
+	size_t		i;
+
 	if (worker_id == NULL)
 	{
 		char		host[256];
-		char		buf[300];
 
 		if (gethostname(host, sizeof(host)) != 0)
-			snprintf(host, sizeof(host), "localhost");
+			strlcpy(host, "localhost", sizeof(host));
 		host[sizeof(host) - 1] = '\0';
-		snprintf(buf, sizeof(buf), "%s:%d", host, (int) getpid());
-		worker_id = xstrdup(buf);
+		worker_id = psprintf("%s:%d", host, (int) getpid());
+		return;
 	}
-	else
-	{
-		size_t		i;
-		size_t		len = strlen(worker_id);
-
-		if (len < 1 || len > 200)
+	len = strlen(worker_id);
+	if (len < 1 || len > 200)
+		bad_usage("invalid worker id: 1 to 200 printable characters are expected");
+	for (i = 0; i < len; i++)
+		if ((unsigned char) worker_id[i] < 0x20 || worker_id[i] == 0x7f)
 			bad_usage("invalid worker id: 1 to 200 printable characters are expected");
-		for (i = 0; i < len; i++)
-			if ((unsigned char) worker_id[i] < 0x20 || worker_id[i] == 0x7f)
-				bad_usage("invalid worker id: 1 to 200 printable characters are expected");
-	}
+}
 
-	/* as libpq: a string without "=" and not a URI is a database name */
+/*
+ * Parse a connection string or URI now, to say what is wrong with it before
+ * connecting; exit with status 2 if it is malformed.  As for libpq, a
+ * string without "=" that is not a URI is a database name.
+ */
+static void
+check_conninfo(void)
+{
+	char	   *err = NULL;
+	PQconninfoOption *opts;
+
 	if (strchr(conninfo, '=') == NULL && strncmp(conninfo, "postgresql://", 13) != 0 &&
 		strncmp(conninfo, "postgres://", 11) != 0)
 		return;
 	opts = PQconninfoParse(conninfo, &err);
-	if (opts == NULL)
+	if (opts != NULL)
 	{
-		if (err != NULL)
-		{
-			trim_trailing_space(err);
-			fprintf(stderr, "%s: invalid connection string \"%s\": %s\n", PROGNAME, conninfo, err);
-			PQfreemem(err);
-		}
-		else
-			fprintf(stderr, "%s: out of memory\n", PROGNAME);
-		exit(2);
+		PQconninfoFree(opts);
+		return;
 	}
-	PQconninfoFree(opts);
+	if (err != NULL)
+	{
+		trim_trailing_space(err);
+		pg_log_error("invalid connection string \"%s\": %s", conninfo, err);
+		PQfreemem(err);
+	}
+	else
+		pg_log_error("out of memory");
+	exit(2);
+}
+
+/*
+ * Parse the command line into the settings, or exit (0 for --help and
+ * --version, 2 for mistakes).
+ */
+static void
+parse_arguments(int argc, char **argv)
+{
+	check_arguments(argc, argv, parse_options(argc, argv));
+	if (batch_size == 0)
+		batch_size = nthreads;
+	set_worker_id();
+	check_conninfo();
 }
 
 /*
@@ -2088,13 +2307,12 @@ startup_checks(void)
 	const char *values[1] = {wait_text};
 	double		before;
 	double		after;
+	char		msg[1024];
 
 	if (conn == NULL || PQstatus(conn) != CONNECTION_OK)
 	{
-		char		msg[1024];
-
 		connection_error(conn, msg, sizeof(msg));
-		fprintf(stderr, "%s: could not connect to the database: %s\n", PROGNAME, msg);
+		pg_log_error("could not connect to the database: %s", msg);
 		exit(2);
 	}
 	before = real_now();
@@ -2102,26 +2320,25 @@ startup_checks(void)
 	after = real_now();
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
-		char		msg[1024];
 		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
 		result_error(conn, res, msg, sizeof(msg));
 		if (state != NULL && strncmp(state, "22", 2) == 0)
-			fprintf(stderr, "%s: invalid value \"%s\" for --wait: %s\n", PROGNAME, wait_text, msg);
+			pg_log_error("invalid value \"%s\" for --wait: %s", wait_text, msg);
 		else
-			fprintf(stderr, "%s: could not query the database: %s\n", PROGNAME, msg);
+			pg_log_error("could not query the database: %s", msg);
 		exit(2);
 	}
 	clock_offset = strtod(PQgetvalue(res, 0, 0), NULL) - (before + after) / 2;
 	wait_secs = strtod(PQgetvalue(res, 0, 1), NULL);
 	if (wait_secs < 0 || wait_secs > MAX_WAIT_SECS)
 	{
-		fprintf(stderr, "%s: invalid value \"%s\" for --wait: from 0 to 5 minutes is expected\n",
-				PROGNAME, wait_text);
+		pg_log_error("invalid value \"%s\" for --wait: from 0 to 5 minutes is expected",
+					 wait_text);
 		exit(2);
 	}
 	if (strcmp(PQgetvalue(res, 0, 2), "t") != 0)
-		log_msg("warning: the workflow extension is not installed in this database; polls fail until it is");
+		log_warning("the workflow extension is not installed in this database; polls fail until it is");
 	PQclear(res);
 	poll_conn.conn = conn;
 }
@@ -2146,74 +2363,73 @@ ensure_standard_fds(void)
 }
 
 /*
- * Start the threads, poll until a drain, wait for the running tasks, exit.
+ * Ignore SIGPIPE (writes to a command that stopped reading fail with EPIPE
+ * instead) and block the signals the signal thread takes, in this thread
+ * and so in every thread started after.  *set gets those signals.
  */
-int
-main(int argc, char **argv)
+static void
+block_signals(sigset_t *set)
 {
-	sigset_t	set;
 	struct sigaction sa;
-	pthread_t	signal_thread;
-	pthread_t	heartbeat_thread;
-	pthread_condattr_t cattr;
-	int			status;
-	int			i;
 
-	ensure_standard_fds();
-	parse_arguments(argc, argv);
-	if (!PQisthreadsafe())
-	{
-		fprintf(stderr, "%s: libpq is not thread-safe\n", PROGNAME);
-		exit(1);
-	}
-
-	/* writes to a command that stopped reading fail with EPIPE instead */
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
-	/* every thread blocks these; the signal thread takes them */
-	sigemptyset(&set);
-	sigaddset(&set, SIGUSR1);
-	sigaddset(&set, SIGUSR2);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	sigemptyset(set);
+	sigaddset(set, SIGUSR1);
+	sigaddset(set, SIGUSR2);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, set, NULL);
+}
 
-	startup_checks();
+/*
+ * Set up what the threads share: the poller's self-pipe, the heartbeat's
+ * condition variable (on the monotonic clock, as the leases) and the
+ * worker slots.  Exits with status 1 on failure.
+ */
+static void
+init_shared_state(void)
+{
+	pthread_condattr_t cattr;
 
 	if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
 	{
-		fprintf(stderr, "%s: could not create a pipe: %s\n", PROGNAME, strerror(errno));
+		pg_log_error("could not create a pipe: %m");
 		exit(1);
 	}
 	pthread_condattr_init(&cattr);
 	pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
 	pthread_cond_init(&heartbeat_cond, &cattr);
 	pthread_condattr_destroy(&cattr);
+	slots = pg_malloc0(nthreads * sizeof(Slot));
+}
 
-	slots = xmalloc(nthreads * sizeof(Slot));
-	memset(slots, 0, nthreads * sizeof(Slot));
-	if (pthread_create(&signal_thread, NULL, signal_main, &set) != 0 ||
-		pthread_create(&heartbeat_thread, NULL, heartbeat_main, NULL) != 0)
+/*
+ * Start a thread, or exit with status 1.
+ */
+static void
+start_thread(pthread_t *thread, void *(*start) (void *), void *arg)
+{
+	int			rc = pthread_create(thread, NULL, start, arg);
+
+	if (rc != 0)
 	{
-		fprintf(stderr, "%s: could not start a thread\n", PROGNAME);
+		errno = rc;
+		pg_log_error("could not start a thread: %m");
 		exit(1);
 	}
-	for (i = 0; i < nthreads; i++)
-		if (pthread_create(&slots[i].thread, NULL, worker_main, &slots[i]) != 0)
-		{
-			fprintf(stderr, "%s: could not start a thread\n", PROGNAME);
-			exit(1);
-		}
+}
 
-	log_msg("started: worker id \"%s\", task type \"%s\"%s%s%s, %d thread(s), batch %d, wait '%s'",
-			worker_id, task_type, task_domain ? ", domain \"" : "",
-			task_domain ? task_domain : "", task_domain ? "\"" : "",
-			nthreads, batch_size, wait_text);
+/*
+ * The end of a drain: let the worker threads finish what was claimed, then
+ * stop the heartbeat and close the connections.
+ */
+static void
+stop_threads(pthread_t heartbeat_thread)
+{
+	int			i;
 
-	status = poll_loop();
-
-	/* drain: let the workers finish what was claimed, then stop */
 	pthread_mutex_lock(&state_lock);
 	poll_done = true;
 	pthread_cond_broadcast(&work_cond);
@@ -2232,7 +2448,46 @@ main(int argc, char **argv)
 		PQfinish(report_conn.conn);
 	if (heartbeat_conn.conn)
 		PQfinish(heartbeat_conn.conn);
-	log_msg("stopped: every claimed task was reported");
+}
+
+/*
+ * Start the threads, poll until a drain, wait for the running tasks, exit.
+ */
+int
+main(int argc, char **argv)
+{
+	sigset_t	set;
+	pthread_t	signal_thread;
+	pthread_t	heartbeat_thread;
+	int			status;
+	int			i;
+
+	ensure_standard_fds();
+	pg_logging_init(argv[0]);
+	progname = get_progname(argv[0]);
+	parse_arguments(argc, argv);
+	if (!PQisthreadsafe())
+	{
+		pg_log_error("libpq is not thread-safe");
+		exit(1);
+	}
+	block_signals(&set);
+	startup_checks();
+	init_shared_state();
+
+	start_thread(&signal_thread, signal_main, &set);
+	start_thread(&heartbeat_thread, heartbeat_main, NULL);
+	for (i = 0; i < nthreads; i++)
+		start_thread(&slots[i].thread, worker_main, &slots[i]);
+	log_info("started: worker id \"%s\", task type \"%s\"%s%s%s, %d thread(s), batch %d, wait '%s'",
+			 worker_id, task_type, task_domain ? ", domain \"" : "",
+			 task_domain ? task_domain : "", task_domain ? "\"" : "",
+			 nthreads, batch_size, wait_text);
+
+	status = poll_loop();
+
+	stop_threads(heartbeat_thread);
+	log_info("stopped: every claimed task was reported");
 	/* the signal thread is still in sigwait(); exit ends it */
 	return status;
 }
