@@ -34,9 +34,7 @@ workflow_new_lease(PG_FUNCTION_ARGS)
 	do
 	{
 		if (!pg_strong_random(&value, sizeof(value)))
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("could not generate a random lease")));
+			elog(ERROR, "could not generate a random lease");
 		value &= PG_INT64_MAX;
 	} while (value == 0);
 

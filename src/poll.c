@@ -132,9 +132,7 @@ workflow_poll_tasks(PG_FUNCTION_ARGS)
 	may_release_xmin = wait_ms > 0 && statement_reads_only_this_function(fcinfo->flinfo->fn_oid);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("poll_tasks could not connect to SPI")));
+		elog(ERROR, "poll_tasks could not connect to SPI");
 
 	/* the same checks as the other functions, in SQL: the id is the caller's */
 	caller_values[0] = PointerGetDatum(worker_id);

@@ -76,7 +76,6 @@ static char seen_worker[256];
 /* the most tasks one complete_tasks() call takes, as poll_tasks() hands out */
 #define MAX_REPORT_BATCH 1000
 
-static SPIPlanPtr keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes);
 static bool seen_in_this_transaction(const char *worker, Oid caller);
 static void remember_seen(const char *worker, Oid caller);
 static void forget_heartbeat_on_abort(SubXactEvent event, SubTransactionId mySubid,
@@ -88,25 +87,6 @@ static bool complete_general(Datum job_id, bool job_null, Datum lease, bool leas
 static uint64 fast_one(Datum job_id, Datum lease, Datum output, bool output_null, Oid caller);
 static Oid	report_caller(FunctionCallInfo fcinfo);
 
-/*
- * Prepare a statement of this file once per backend.
- */
-static SPIPlanPtr
-keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*slot == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("complete_task could not prepare a statement: %s",
-							SPI_result_code_string(SPI_result))));
-		*slot = plan;
-	}
-	return *slot;
-}
 
 /*
  * A rolled-back subtransaction may have held the heartbeat this
@@ -275,7 +255,7 @@ record_heartbeat(const char *worker, Oid caller)
 	values[1] = ObjectIdGetDatum(caller);
 	if (worker == NULL)
 	{
-		keep_plan(&check_plan, "SELECT workflow._check_external_worker($1, $2)", 2, argtypes);
+		workflow_keep_plan(&check_plan, "SELECT workflow._check_external_worker($1, $2)", 2, argtypes);
 		values[0] = (Datum) 0;
 		nulls[0] = 'n';
 		if (SPI_execute_plan(check_plan, values, nulls, true, 1) != SPI_OK_SELECT)
@@ -284,12 +264,10 @@ record_heartbeat(const char *worker, Oid caller)
 	}
 	if (seen_in_this_transaction(worker, caller))
 		return;
-	keep_plan(&seen_plan, "SELECT workflow._runner_seen($1, $2)", 2, argtypes);
+	workflow_keep_plan(&seen_plan, "SELECT workflow._runner_seen($1, $2)", 2, argtypes);
 	values[0] = CStringGetTextDatum(worker);
 	if (SPI_execute_plan(seen_plan, values, nulls, false, 1) != SPI_OK_SELECT)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not record the heartbeat of worker \"%s\"", worker)));
+		elog(ERROR, "could not record the heartbeat of worker \"%s\"", worker);
 	remember_seen(worker, caller);
 }
 
@@ -308,14 +286,11 @@ complete_general(Datum job_id, bool job_null, Datum lease, bool lease_null,
 	bool		isnull;
 	bool		recorded;
 
-	keep_plan(&general_plan, "SELECT * FROM workflow._complete_task_general($1, $2, $3, $4)",
+	workflow_keep_plan(&general_plan, "SELECT * FROM workflow._complete_task_general($1, $2, $3, $4)",
 			  4, argtypes);
 	if (SPI_execute_plan(general_plan, values, nulls, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not record the success of job %lld",
-						job_null ? 0 : (long long) DatumGetInt64(job_id))));
+		elog(ERROR, "could not record the success of job %lld", job_null ? 0 : (long long) DatumGetInt64(job_id));
 	recorded = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 										  1, &isnull));
 	if (recorded)
@@ -339,9 +314,7 @@ workflow_complete_task(PG_FUNCTION_ARGS)
 		workflow_check_payload_size(PG_GETARG_DATUM(2), "output");
 
 	if (SPI_connect() != SPI_OK_CONNECT)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("complete_task could not connect to SPI")));
+		elog(ERROR, "complete_task could not connect to SPI");
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) ||
 		fast_one(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1),
@@ -366,7 +339,7 @@ fast_one(Datum job_id, Datum lease, Datum output, bool output_null, Oid caller)
 	Datum		values[3] = {job_id, lease, output};
 	char		nulls[3] = {' ', ' ', output_null ? 'n' : ' '};
 
-	keep_plan(&plan,
+	workflow_keep_plan(&plan,
 			  "WITH o AS ("
 			  "  SELECT j.id, j.workflow_id, j.step, j.attempt, j.task_attempt, "
 			  "         j.runner_id, j.claimed_at, j.lease, $3::jsonb AS output, 1::bigint AS n "
@@ -376,10 +349,7 @@ fast_one(Datum job_id, Datum lease, Datum output, bool output_null, Oid caller)
 			  COMPLETE_SQL_TAIL,
 			  3, argtypes);
 	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_SELECT)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not record the success of job %lld",
-						(long long) DatumGetInt64(job_id))));
+		elog(ERROR, "could not record the success of job %lld", (long long) DatumGetInt64(job_id));
 	return after_fast(NULL, caller);
 }
 
@@ -446,9 +416,7 @@ workflow_complete_tasks(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("complete_tasks could not connect to SPI")));
+		elog(ERROR, "complete_tasks could not connect to SPI");
 
 	/*
 	 * The usual cases in one statement; a job given twice only the first
@@ -494,7 +462,7 @@ workflow_complete_tasks(PG_FUNCTION_ARGS)
 		values[3] = PointerGetDatum(construct_array(fast_n, nsimple, INT8OID, 8, true,
 													TYPALIGN_DOUBLE));
 		/* locks in the order given, as a series of complete_task calls */
-		keep_plan(&fast_plan,
+		workflow_keep_plan(&fast_plan,
 				  "WITH o AS ("
 				  "  SELECT j.id, j.workflow_id, j.step, j.attempt, j.task_attempt, "
 				  "         j.runner_id, j.claimed_at, j.lease, v.output, v.n "
@@ -506,9 +474,7 @@ workflow_complete_tasks(PG_FUNCTION_ARGS)
 				  COMPLETE_SQL_TAIL,
 				  4, argtypes);
 		if (SPI_execute_plan(fast_plan, values, NULL, false, 0) != SPI_OK_SELECT)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("complete_tasks could not record the successes")));
+			elog(ERROR, "complete_tasks could not record the successes");
 		after_fast(done, caller);
 	}
 

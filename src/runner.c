@@ -151,7 +151,6 @@ typedef struct ClaimedJob
 /* the columns in which _runner_claim, _runner_steal and _runner_record return a job */
 #define JOB_COLUMNS "id, lease, workflow_id, phase::text, step, in_fallback, target IS NOT NULL, " \
 	"created_by::oid, deadline, attempt, task_attempt"
-#define JOB_NCOLUMNS 11
 
 /*
  * The batch being run, for the hand-back when the runner must exit in the
@@ -345,7 +344,6 @@ workflow_runner_main(Datum main_arg)
 		workflow_worker_reload_if_needed();
 		MemoryContextReset(loop_context);
 		MemoryContextSwitchTo(loop_context);
-		my_slot->alive_at = GetCurrentTimestamp();
 
 		if (ndeferred > 0)
 			retry_deferred();
@@ -420,9 +418,7 @@ claim_batch(ClaimedJob *jobs, int limit)
 		values[0] = CStringGetTextDatum(my_runner_id);
 		if (SPI_execute_with_args("SELECT workflow.register_runner($1, 'runner')",
 								  1, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("workflow runner could not register itself")));
+			elog(ERROR, "workflow runner could not register itself");
 		registered_extension = extoid;
 		/* ids start again in a new extension */
 		workflow_step_cache_reset();
@@ -432,19 +428,12 @@ claim_batch(ClaimedJob *jobs, int limit)
 	{
 		Oid			argtypes[2] = {TEXTOID, INT4OID};
 
-		plan = SPI_prepare("SELECT " JOB_COLUMNS " FROM workflow._runner_claim($1, $2)",
-						   2, argtypes);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("workflow runner could not prepare its claim")));
+		workflow_keep_plan(&plan, "SELECT " JOB_COLUMNS " FROM workflow._runner_claim($1, $2)", 2, argtypes);
 	}
 	values[0] = CStringGetTextDatum(my_runner_id);
 	values[1] = Int32GetDatum(limit);
 	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_SELECT)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("workflow runner could not claim jobs")));
+		elog(ERROR, "workflow runner could not claim jobs");
 	n = collect_claims(jobs, limit, GetCurrentTransactionStartTimestamp());
 	if (n == 0)
 		n = steal_jobs(jobs, limit);
@@ -570,12 +559,7 @@ steal_jobs(ClaimedJob *jobs, int limit)
 		Oid			argtypes[6] = {TEXTOID, INT4OID, INT8ARRAYOID, INTERVALOID,
 		TEXTARRAYOID, TIMESTAMPTZARRAYOID};
 
-		plan = SPI_prepare("SELECT " JOB_COLUMNS " FROM workflow._runner_steal($1, $2, $3, $4, $5, $6)",
-						   6, argtypes);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("workflow runner could not prepare its takeover of claimed jobs")));
+		workflow_keep_plan(&plan, "SELECT " JOB_COLUMNS " FROM workflow._runner_steal($1, $2, $3, $4, $5, $6)", 6, argtypes);
 	}
 	after = palloc0(sizeof(Interval));
 	after->time = STEAL_AFTER_MS * 1000;
@@ -587,9 +571,7 @@ steal_jobs(ClaimedJob *jobs, int limit)
 	values[5] = PointerGetDatum(construct_array(since, nlive, TIMESTAMPTZOID, 8, true,
 												TYPALIGN_DOUBLE));
 	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_SELECT)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("workflow runner could not take over claimed jobs")));
+		elog(ERROR, "workflow runner could not take over claimed jobs");
 	return collect_claims(jobs, limit, GetCurrentTransactionStartTimestamp());
 }
 
@@ -740,7 +722,6 @@ record_outcome(ClaimedJob *job, const char *outcome, Datum output, Datum error,
 	static SPIPlanPtr plan = NULL;
 	Datum		values[8];
 	char		nulls[8];
-	bool		isnull;
 	Interval   *delay;
 
 	if (plan == NULL)
@@ -748,14 +729,9 @@ record_outcome(ClaimedJob *job, const char *outcome, Datum output, Datum error,
 		Oid			argtypes[8] = {INT8OID, INT8OID, TEXTOID, JSONBOID, JSONBOID,
 		TIMESTAMPTZOID, INTERVALOID, JSONBARRAYOID};
 
-		plan = SPI_prepare("SELECT execution::text, runner_id, " JOB_COLUMNS " FROM "
+		workflow_keep_plan(&plan, "SELECT execution::text, runner_id, " JOB_COLUMNS " FROM "
 						   "workflow._runner_record($1, $2, $3, $4, $5, $6, $7, $8) "
-						   "WHERE id IS NOT NULL",
-						   8, argtypes);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("workflow runner could not prepare its bookkeeping")));
+						   "WHERE id IS NOT NULL", 8, argtypes);
 	}
 
 	/* requeue() bounds the delay; saturate anyway, never overflow */
@@ -776,10 +752,7 @@ record_outcome(ClaimedJob *job, const char *outcome, Datum output, Datum error,
 	nulls[7] = info == (Datum) 0 ? 'n' : ' ';
 
 	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_SELECT)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("workflow runner could not record the outcome of job %lld",
-						(long long) job->id)));
+		elog(ERROR, "workflow runner could not record the outcome of job %lld", (long long) job->id);
 	*still_running = false;
 	if (SPI_processed != 1)
 		return false;
@@ -787,7 +760,6 @@ record_outcome(ClaimedJob *job, const char *outcome, Datum output, Datum error,
 		char	   *execution = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		char	   *runner = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 
-		(void) isnull;
 		*still_running = execution != NULL && strcmp(execution, "running") == 0 &&
 			runner != NULL && strcmp(runner, my_runner_id) == 0;
 		if (*still_running)
@@ -848,20 +820,13 @@ claim_holds(ClaimedJob *job)
 	{
 		Oid			argtypes[2] = {INT8OID, INT8OID};
 
-		plan = SPI_prepare("SELECT 1 FROM workflow.jobs "
-						   " WHERE id = $1 AND lease = $2 AND (execution = 'running') IS TRUE",
-						   2, argtypes);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("workflow runner could not prepare its claim check")));
+		workflow_keep_plan(&plan, "SELECT 1 FROM workflow.jobs "
+						   " WHERE id = $1 AND lease = $2 AND (execution = 'running') IS TRUE", 2, argtypes);
 	}
 	values[0] = Int64GetDatum(job->id);
 	values[1] = Int64GetDatum(job->lease);
 	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("workflow runner could not look up job %lld", (long long) job->id)));
+		elog(ERROR, "workflow runner could not look up job %lld", (long long) job->id);
 	return SPI_processed == 1;
 }
 
@@ -882,7 +847,7 @@ job_context(ClaimedJob *job, WorkflowStep *step, bool *holds)
 	{
 		Oid			argtypes[4] = {INT8OID, INT8OID, TEXTOID, BOOLOID};
 
-		plan = SPI_prepare("SELECT pg_catalog.jsonb_build_object("
+		workflow_keep_plan(&plan, "SELECT pg_catalog.jsonb_build_object("
 						   "  'job', pg_catalog.jsonb_build_object('id', j.id, 'workflow', j.workflow, "
 						   "        'version', j.version, 'params', j.params, 'target', j.target, "
 						   "        'attempt', j.attempt), "
@@ -894,12 +859,7 @@ job_context(ClaimedJob *job, WorkflowStep *step, bool *holds)
 						   "            AND r.status = 'succeeded'), '{}'::jsonb) "
 						   "        ELSE '{}'::jsonb END) "
 						   "  FROM workflow.jobs j "
-						   " WHERE j.id = $1 AND j.lease = $2 AND (j.execution = 'running') IS TRUE",
-						   4, argtypes);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("workflow runner could not prepare the context of its tasks")));
+						   " WHERE j.id = $1 AND j.lease = $2 AND (j.execution = 'running') IS TRUE", 4, argtypes);
 	}
 	values[0] = Int64GetDatum(job->id);
 	values[1] = Int64GetDatum(job->lease);
@@ -907,10 +867,7 @@ job_context(ClaimedJob *job, WorkflowStep *step, bool *holds)
 	/* no task of this attempt can have succeeded before the first one */
 	values[3] = BoolGetDatum(!(job->phase == WF_PHASE_CHAIN && job->step == 0));
 	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("workflow runner could not build the context of job %lld",
-						(long long) job->id)));
+		elog(ERROR, "workflow runner could not build the context of job %lld", (long long) job->id);
 	*holds = SPI_processed == 1;
 	if (!*holds)
 		return (Datum) 0;
@@ -945,21 +902,14 @@ hold_success(ClaimedJob *job, WorkflowStep *step, Datum output,
 	{
 		Oid			argtypes[2] = {INT8OID, INT8OID};
 
-		plan = SPI_prepare("SELECT 1 FROM workflow.jobs "
+		workflow_keep_plan(&plan, "SELECT 1 FROM workflow.jobs "
 						   " WHERE id = $1 AND lease = $2 AND (execution = 'running') IS TRUE "
-						   "   FOR NO KEY UPDATE NOWAIT",
-						   2, argtypes);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("workflow runner could not prepare its bookkeeping")));
+						   "   FOR NO KEY UPDATE NOWAIT", 2, argtypes);
 	}
 	values[0] = Int64GetDatum(job->id);
 	values[1] = Int64GetDatum(job->lease);
 	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("workflow runner could not lock job %lld", (long long) job->id)));
+		elog(ERROR, "workflow runner could not lock job %lld", (long long) job->id);
 	*still_running = false;
 	if (SPI_processed != 1)
 		return false;
@@ -1015,7 +965,7 @@ flush_successes(void)
 			INT4ARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID,
 		TIMESTAMPTZARRAYOID, BOOLARRAYOID, TEXTOID};
 
-		plan = SPI_prepare("WITH v AS ("
+		workflow_keep_plan(&plan, "WITH v AS ("
 						   "  SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
 						   "      AS v(id, lease, output, attempt, step, task, task_attempt, "
 						   "           started, finished, finish)), "
@@ -1040,12 +990,7 @@ flush_successes(void)
 						   "     runner_id, lease, started_at, finished_at, output) "
 						   "SELECT v.id, v.attempt, 'chain', v.step, v.task, v.task_attempt, false, "
 						   "       'succeeded', $11, v.lease, v.started, v.finished, v.output "
-						   "  FROM v",
-						   11, argtypes);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("workflow runner could not prepare its bookkeeping")));
+						   "  FROM v", 11, argtypes);
 	}
 
 	ids = palloc(sizeof(Datum) * npending);
@@ -1094,9 +1039,7 @@ flush_successes(void)
 
 	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_INSERT ||
 		SPI_processed != (uint64) npending)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("workflow runner could not record the outcome of %d tasks", npending)));
+		elog(ERROR, "workflow runner could not record the outcome of %d tasks", npending);
 	npending = 0;
 	pending_bytes = 0;
 }

@@ -53,9 +53,7 @@ workflow_phase_from_name(const char *name)
 	for (i = 0; i < (int) lengthof(WorkflowPhaseNames); i++)
 		if (strcmp(name, WorkflowPhaseNames[i]) == 0)
 			return i;
-	ereport(ERROR,
-			(errcode(ERRCODE_INTERNAL_ERROR),
-			 errmsg("unknown workflow phase \"%s\"", name)));
+	elog(ERROR, "unknown workflow phase \"%s\"", name);
 	return 0;					/* keep the compiler quiet */
 }
 
@@ -142,7 +140,7 @@ workflow_step_lookup(int64 workflow_id, int phase, int position, bool fallback, 
 	{
 		Oid			argtypes[3] = {INT8OID, TEXTOID, INT4OID};
 
-		plan = SPI_prepare("SELECT s.kind, s.sql, s.fallback, s.name, w.name, w.search_path, "
+		workflow_keep_plan(&plan, "SELECT s.kind, s.sql, s.fallback, s.name, w.name, w.search_path, "
 						   "       LEAST(extract(epoch FROM s.timeout) * 1000000, "
 						   "             3110400000000000)::bigint, " /* 100 years */
 						   "       n.kind "
@@ -151,21 +149,13 @@ workflow_step_lookup(int64 workflow_id, int phase, int position, bool fallback, 
 						   "  LEFT JOIN workflow.steps n ON n.workflow_id = s.workflow_id "
 						   "       AND n.phase = s.phase AND n.position = s.position + 1 "
 						   " WHERE s.workflow_id = $1 AND s.phase = $2::workflow.phase "
-						   "   AND s.position = $3",
-						   3, argtypes);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("workflow runner could not prepare its task lookup")));
+						   "   AND s.position = $3", 3, argtypes);
 	}
 	values[0] = Int64GetDatum(workflow_id);
 	values[1] = CStringGetTextDatum(WorkflowPhaseNames[phase]);
 	values[2] = Int32GetDatum(position);
 	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("workflow runner could not look up a task of workflow %lld",
-						(long long) workflow_id)));
+		elog(ERROR, "workflow runner could not look up a task of workflow %lld", (long long) workflow_id);
 	if (SPI_processed != 1)
 		return NULL;
 

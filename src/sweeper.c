@@ -79,7 +79,6 @@ void
 workflow_sweeper_main(Datum main_arg)
 {
 	Oid			dboid;
-	WorkflowWorkerSlot *slot;
 	MemoryContext loop_context;
 
 	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
@@ -88,7 +87,7 @@ workflow_sweeper_main(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	slot = workflow_worker_attach(WF_SWEEPER_SLOT);
+	(void) workflow_worker_attach(WF_SWEEPER_SLOT);
 	workflow_worker_connect(dboid);
 	pgstat_report_appname("workflow sweeper");
 
@@ -102,7 +101,6 @@ workflow_sweeper_main(Datum main_arg)
 		workflow_worker_reload_if_needed();
 		MemoryContextReset(loop_context);
 		MemoryContextSwitchTo(loop_context);
-		slot->alive_at = GetCurrentTimestamp();
 		ResetLatch(MyLatch);
 
 		pgstat_report_activity(STATE_RUNNING, "workflow sweep");
@@ -140,9 +138,7 @@ sweep_once(void)
 	{
 		if (SPI_execute("SELECT workflow.register_runner('sweeper', 'sweeper')",
 						false, 0) != SPI_OK_SELECT)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("workflow sweeper could not register itself")));
+			elog(ERROR, "workflow sweeper could not register itself");
 		registered_extension = extoid;
 		/* job ids of another incarnation of the extension mean nothing */
 		if (failed_jobs != NULL)
@@ -174,9 +170,7 @@ sweep_once(void)
 							  "FROM workflow._sweep($1, $2, $3, $4) s",
 							  4, argtypes, values, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("workflow sweeper could not sweep")));
+		elog(ERROR, "workflow sweeper could not sweep");
 	else
 	{
 		int			i;
@@ -329,7 +323,5 @@ heartbeat(void)
 	values[2] = PointerGetDatum(construct_array(idle, n, BOOLOID, 1, true, TYPALIGN_CHAR));
 	if (SPI_execute_with_args("SELECT workflow._heartbeat($1, $2, $3)",
 							  3, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("workflow sweeper could not write heartbeats")));
+		elog(ERROR, "workflow sweeper could not write heartbeats");
 }

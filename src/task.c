@@ -194,25 +194,24 @@ workflow_execute_task(int64 job_id, WorkflowStep *step, Datum context,
 				SPIPlanPtr	plan = SPI_prepare(step->body, 1, argtypes);
 
 				if (plan == NULL)
-					ereport(ERROR,
-							(errcode(ERRCODE_INTERNAL_ERROR),
-							 errmsg("SPI_prepare failed for a task: %s",
-									SPI_result_code_string(SPI_result))));
+					elog(ERROR, "SPI_prepare failed for a task: %s", SPI_result_code_string(SPI_result));
 				if (SPI_keepplan(plan) != 0)
-					ereport(ERROR,
-							(errcode(ERRCODE_INTERNAL_ERROR),
-							 errmsg("could not keep the plan of a task")));
+					elog(ERROR, "could not keep the plan of a task");
 				step->plan = plan;
 			}
 			ret = SPI_execute_plan(step->plan, values, nulls, false, 0);
 		}
 		else
 			ret = SPI_execute_with_args(step->body, 1, argtypes, values, nulls, false, 0);
-		if (ret < 0)
+		/* a body stored before COPY to the client was refused at definition */
+		if (ret == SPI_ERROR_COPY)
 			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("SPI execution failed for a task: %s",
-							SPI_result_code_string(ret))));
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("COPY FROM STDIN and COPY TO STDOUT are not possible in a task"),
+					 errdetail("A task runs in a background worker, which has no client to copy data from or to."),
+					 errhint("Use INSERT ... SELECT, or COPY to or from a server file or program.")));
+		if (ret < 0)
+			elog(ERROR, "SPI execution failed for a task: %s", SPI_result_code_string(ret));
 
 		if (SPI_tuptable != NULL && SPI_processed > 0 &&
 			SPI_tuptable->tupdesc->natts >= 1)
@@ -328,9 +327,7 @@ reseed_random(Oid owner)
 	double		seed;
 
 	if (!pg_strong_random(&bits, sizeof(bits)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate a random seed")));
+		elog(ERROR, "could not generate a random seed");
 	/* 53 random bits, spread over [-1, 1] */
 	seed = ((double) (bits >> 11) / (double) (UINT64CONST(1) << 53)) * 2.0 - 1.0;
 	DirectFunctionCall1(setseed, Float8GetDatum(seed));
@@ -451,9 +448,7 @@ output_to_jsonb(Datum value, Oid type, MemoryContext target)
 			argtypes[0] = type;
 			plan = SPI_prepare("SELECT pg_catalog.to_jsonb($1)", 1, argtypes);
 			if (plan == NULL)
-				ereport(ERROR,
-						(errcode(ERRCODE_INTERNAL_ERROR),
-						 errmsg("could not convert the output of a task to jsonb")));
+				elog(ERROR, "could not convert the output of a task to jsonb");
 			if (nplans < (int) lengthof(plans) && SPI_keepplan(plan) == 0)
 			{
 				plan_types[nplans] = type;
@@ -463,9 +458,7 @@ output_to_jsonb(Datum value, Oid type, MemoryContext target)
 		values[0] = value;
 		ret = SPI_execute_plan(plan, values, NULL, true, 1);
 		if (ret != SPI_OK_SELECT || SPI_processed != 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("could not convert the output of a task to jsonb")));
+			elog(ERROR, "could not convert the output of a task to jsonb");
 		jb = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		if (isnull)
 			return (Datum) 0;

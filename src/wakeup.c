@@ -137,16 +137,12 @@ workflow_wakeup_shmem_init(WorkflowShared *shared)
 		WorkflowWorkerSlot *slot = &shared->slots[i];
 
 		slot->pid = 0;
-		slot->proc = NULL;
-		slot->generation = 0;
 		slot->started_at = 0;
-		slot->alive_at = 0;
 		slot->idle = true;
 		pg_atomic_init_u64(&slot->job_id, 0);
 		pg_atomic_init_u64(&slot->interrupt_job, 0);
 		pg_atomic_init_u64(&slot->batch_claimed_at, 0);
 	}
-	pg_atomic_init_u64(&shared->wakeups, 0);
 	shared->nwaiters = MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
 	for (i = 0; i < shared->nwaiters; i++)
 	{
@@ -363,7 +359,6 @@ wake_waiters(uint32 queue, int count)
 		/* claim this waiter so that two committers do not wake the same one */
 		if (pg_atomic_exchange_u32(&w->waiting, 0) == 0)
 			continue;
-		pg_atomic_fetch_add_u64(&WorkflowShmem->wakeups, 1);
 		SetLatch(&w->proc->procLatch);
 		count--;
 	}

@@ -6,10 +6,10 @@
  *		configuration, and checking quietly whether the extension exists.
  *
  * A worker takes the slot the launcher gave it (bgw_main_arg), records its
- * pid and PGPROC there, and clears them when it exits (on_shmem_exit), so
- * that the launcher, cancel_job() and the sweeper can find it.  Slots are
- * never written to tables from exit callbacks: a job left `running' by a
- * worker that died is reconciled by the sweeper.
+ * pid there, and clears it when it exits (on_shmem_exit), so that the
+ * launcher, cancel_job() and the sweeper can find it.  A job left `running'
+ * by a worker that died without handing it back is reconciled by the
+ * sweeper.
  *
  * Copyright (c) 2026, the workflow developers
  *
@@ -51,10 +51,7 @@ workflow_worker_attach(int slot)
 	s = &WorkflowShmem->slots[slot];
 	SpinLockAcquire(&WorkflowShmem->mutex);
 	s->pid = MyProcPid;
-	s->proc = MyProc;
-	s->generation++;
 	s->started_at = GetCurrentTimestamp();
-	s->alive_at = s->started_at;
 	s->idle = true;
 	SpinLockRelease(&WorkflowShmem->mutex);
 	pg_atomic_write_u64(&s->job_id, 0);
@@ -77,10 +74,7 @@ worker_slot_release(int code, Datum arg)
 
 	SpinLockAcquire(&WorkflowShmem->mutex);
 	if (s->pid == MyProcPid)
-	{
 		s->pid = 0;
-		s->proc = NULL;
-	}
 	launcher = WorkflowShmem->launcher;
 	SpinLockRelease(&WorkflowShmem->mutex);
 	pg_atomic_write_u64(&s->job_id, 0);
@@ -128,9 +122,7 @@ workflow_begin_spi(void)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("workflow worker could not connect to SPI")));
+		elog(ERROR, "workflow worker could not connect to SPI");
 	PushActiveSnapshot(GetTransactionSnapshot());
 }
 

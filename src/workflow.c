@@ -86,7 +86,7 @@ _PG_init(void)
 }
 
 /*
- * The configuration variables of SPEC section 5, plus the payload limit.
+ * The configuration variables (README "Configuration").
  * Everything a running server may change is reloadable (PGC_SIGHUP); only
  * the database the workers connect to needs a restart.
  */

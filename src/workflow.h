@@ -63,8 +63,10 @@ typedef struct WorkflowWaiter
 #define WF_NUM_SLOTS (WF_MAX_RUNNERS + 1)
 
 /*
- * One slot per in-server worker.  pid/proc/generation are written by the
- * worker under `mutex' when it starts and cleared when it exits; job_id is
+ * One slot per in-server worker.  pid, started_at and idle are written by
+ * the worker under `mutex' when it starts, and pid cleared when it exits
+ * (idle is then written without the lock by the worker alone, and read
+ * under it by the sweeper; a torn read of a bool cannot happen); job_id is
  * the job whose task the worker executes right now (0 = none), readable
  * without a lock; interrupt_job is set by a committing cancel_job() (or the
  * sweeper) before it signals the worker, so the worker can tell a cancel
@@ -73,10 +75,7 @@ typedef struct WorkflowWaiter
 typedef struct WorkflowWorkerSlot
 {
 	pid_t		pid;			/* 0 when free */
-	PGPROC	   *proc;
-	uint32		generation;		/* incremented at every start */
 	TimestampTz started_at;
-	TimestampTz alive_at;		/* last sign of life (loop iteration) */
 	bool		idle;
 	pg_atomic_uint64 job_id;
 	pg_atomic_uint64 interrupt_job;
@@ -89,10 +88,10 @@ typedef struct WorkflowWorkerSlot
 /* the shared-memory area of the extension */
 typedef struct WorkflowShared
 {
-	slock_t		mutex;			/* protects the slots' pid/proc/generation */
+	slock_t		mutex;			/* protects the slots' pid, started_at and the
+								 * launcher */
 	PGPROC	   *launcher;		/* to poke the launcher, or NULL */
 	WorkflowWorkerSlot slots[WF_NUM_SLOTS];
-	pg_atomic_uint64 wakeups;	/* latches set by committing transactions */
 	int			nwaiters;		/* entries in waiters[] */
 	WorkflowWaiter waiters[FLEXIBLE_ARRAY_MEMBER];
 } WorkflowShared;
@@ -123,6 +122,10 @@ extern Oid	workflow_extension_ready(void);
 extern void workflow_begin_spi(void);
 extern void workflow_end_spi(bool commit);
 extern void workflow_worker_reload_if_needed(void);
+
+/* src/plans.c */
+extern SPIPlanPtr workflow_keep_plan(SPIPlanPtr *slot, const char *sql, int nargs,
+									 Oid *argtypes);
 
 /* src/task.c */
 typedef enum WorkflowTaskRequest
