@@ -405,9 +405,9 @@ SELECT is(pg_temp.st(:j) || ' ' || coalesce((SELECT runner_id FROM workflow.jobs
 -------------------------------------------------------------------------------
 -- Guarded transitions: a late or duplicated outcome changes nothing
 -------------------------------------------------------------------------------
--- SPEC section 2: "Every transition is one guarded transaction: it names the
--- state it expects, so a late or duplicated call cannot overwrite a newer
--- state"; src/README.md: "Every transition locks the job row and names the
+-- README "Concepts": "Every transition is one guarded transaction that names
+-- the state it expects, so a late or repeated call can never overwrite a
+-- newer state"; src/README.md: "Every transition locks the job row and names the
 -- state it expects".  The transition functions are handed a row that is no
 -- longer running (a report that arrives twice, or after the job ended): they
 -- must refuse it (an error) or ignore it, never advance or reopen the job.

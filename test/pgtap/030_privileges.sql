@@ -1,5 +1,5 @@
 -- 030_privileges.sql: nothing of the extension is granted to PUBLIC
--- (SPEC section 6): a role without a grant gets SQLSTATE 42501 from every
+-- (README "Security"): a role without a grant gets SQLSTATE 42501 from every
 -- function of schema workflow and from every table, view and sequence.
 --
 -- The objects are found in the catalog, so a function or table added later

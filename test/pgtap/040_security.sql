@@ -1,4 +1,4 @@
--- 040_security.sql: the security model of SPEC section 6 and the README
+-- 040_security.sql: the security model of the README
 -- ("Security"), role by role:
 --
 --   alice, bob  LOGIN roles, members of workflow_user

@@ -1,5 +1,5 @@
 # 001_preload.pl: the extension without and with shared_preload_libraries,
-# and its configuration variables (SPEC section 5).
+# and its configuration variables (README "Configuration").
 #
 # (1) Not preloaded: CREATE EXTENSION and create_workflow work, but
 #     create_job (which needs the shared memory of the wake-up mechanism)
@@ -98,7 +98,7 @@ is( $node->safe_psql(
 	'queued',
 	'preloaded: the job is queued');
 
-# SPEC section 5 defaults (runners as configured here)
+# the documented defaults (runners as configured here)
 my %defaults = (
 	'workflow.database' => 'postgres',
 	'workflow.runners' => '0',

@@ -1,5 +1,5 @@
-# 010_chain.pl: the in-server runners execute SQL chains (SPEC sections 2, 3
-# and 5).
+# 010_chain.pl: the in-server runners execute SQL chains (README "How
+# jobs run").
 #
 # (1) Exactly once: 300 jobs of a 3-task SQL chain, run by 4 runners at the
 #     same time.  Every task inserts a row keyed (job_id, task) into a table
@@ -8,7 +8,7 @@
 # (2) Results are passed on: task 2 computes from $1->'results'->'t1', task
 #     3 from t1 and t2; the job's result is the last task's output, checked
 #     for every job.
-# (3) The job context ($1) of SPEC section 3: job.id, workflow, version,
+# (3) The job context ($1) of README "Workflow definitions": job.id, workflow, version,
 #     params, target, attempt; task.name and task.attempt; results of the
 #     tasks done so far (empty for the first one).
 # (4) Output conversion: a jsonb, json, text, integer, boolean, a NULL and a
@@ -274,7 +274,7 @@ is( $node->safe_psql(
 # (5) a slow task does not hold back the jobs created with it
 ###############################################################################
 
-# SPEC section 3: each SQL task runs in its own transaction with the record
+# Each SQL task runs in its own transaction with the record
 # of its outcome.  A slow job and 10 quick jobs created in one transaction
 # (so that they become runnable together, the slow one first in claim
 # order): with 4 runners, the quick jobs must be done, and visible as done,

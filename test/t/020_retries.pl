@@ -1,5 +1,5 @@
 # 020_retries.pl: task retries, backoff, fallback, onerror, whole-job
-# attempts, and the functions a task calls (SPEC sections 2 and 3), executed
+# attempts, and the functions a task calls (README "How jobs run"), executed
 # by the in-server runners.
 #
 #  (A) attempts 3, fixed backoff 200ms: fails twice (division by zero),

@@ -1,5 +1,5 @@
-# 030_cancel_timeout.pl: SQL tasks are really stopped (SPEC sections 2 and
-# 3): per-task timeouts, whole-job timeouts and cancel_job of a running job.
+# 030_cancel_timeout.pl: SQL tasks are really stopped (README "How jobs
+# run"): per-task timeouts, whole-job timeouts and cancel_job of a running job.
 #
 # (1) A task with "timeout": "300ms" running pg_sleep(30) fails with
 #     SQLSTATE 57014 within a few seconds; the runner that ran it is not in

@@ -1,6 +1,6 @@
 # 040_identity.pl: SQL tasks run as the role that created the job, never as
 # the runner's superuser identity, and leave nothing behind in the runner's
-# session (SPEC sections 3 and 6).
+# session (README "How jobs run" and "Security").
 #
 # alice is a LOGIN, non-superuser role with USAGE on the schema and EXECUTE
 # on create_job/get_job.  If the API needs more (at commit 100dc5a its
@@ -189,7 +189,7 @@ is(wait_done($j), 'succeeded', 'who (postgres): the job succeeded');
 is(output($j, 'current_user'), 'postgres',
 	'who (postgres): a job created by postgres runs as postgres (the runner switched back)');
 
-# SPEC section 6: a role sees only the jobs it created
+# README "Security": a role sees only the jobs it created
 {
 	my ($rc, $out, $err) = $node->psql('postgres', "SELECT workflow.get_job($j)->>'id'",
 		extra_params => [ '-U', 'alice' ]);

@@ -1,5 +1,5 @@
 # 050_wakeup.pl: a committed create_job wakes an idle runner at once;
-# workflow.run_interval is only the fallback (SPEC section 5).  And
+# workflow.run_interval is only the fallback (README "How jobs run").  And
 # workflow.enabled = off pauses the runners (reload), on resumes them.
 #
 # (1) With workflow.run_interval = '5s', 20 jobs one at a time, each created

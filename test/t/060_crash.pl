@@ -1,5 +1,5 @@
-# 060_crash.pl: runners that die or stop in the middle of a task (SPEC
-# sections 2, 3 and 5).
+# 060_crash.pl: runners that die or stop in the middle of a task (README
+# "How jobs run").
 #
 # (1) kill -9 of a runner inside a task (`insert ...; select pg_sleep(30)`):
 #     PostgreSQL restarts every backend (crash recovery); afterwards the

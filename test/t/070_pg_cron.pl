@@ -1,5 +1,5 @@
 # 070_pg_cron.pl: a schedule made with workflow.schedule() really fires
-# (SPEC section 4 "Scheduling", README "Schedules"): pg_cron 1.4 runs the
+# (README "Operations", schedules): pg_cron 1.4 runs the
 # scheduled command as the role that scheduled it, the command creates a
 # job of that role, the runners execute it as that role.
 #

@@ -1,8 +1,8 @@
 # 080_retention.pl: the sweeper prunes finished jobs older than
 # workflow.retention, with their task runs and info, in batches of at most
 # 500 that skip locked rows; live and recent jobs are never pruned;
-# workflow.retention = 0 keeps everything (SPEC section 5, README
-# "Retention").
+# workflow.retention = 0 keeps everything (README
+# "Operations", retention).
 #
 # The server starts with workflow.retention = '2s' and
 # workflow.activity_interval = '100ms' (a sweeper pass every 100 ms).  A

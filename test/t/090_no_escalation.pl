@@ -1,5 +1,5 @@
 # 090_no_escalation.pl: an ordinary role never gains more than its own
-# rights through the extension (SPEC section 6, README "Security").
+# rights through the extension (README "Security").
 #
 # 040_identity.pl proves that tasks run as their creator and that SET ROLE,
 # SET SESSION AUTHORIZATION, ALTER ROLE ... SUPERUSER, pg_read_file, COPY TO

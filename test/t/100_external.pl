@@ -1,5 +1,5 @@
 # 100_external.pl: the external task protocol end to end, with the runners
-# and the sweeper running (SPEC sections 4 and 5).
+# and the sweeper running (README "External tasks").
 #
 # (a) A long poll is woken at commit: a psql waiting in
 #     `SELECT job_id, lease FROM workflow.poll_tasks('pay', 'w1', 1, '30 s')'

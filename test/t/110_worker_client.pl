@@ -1,4 +1,4 @@
-# 110_worker_client.pl: the C client workflow-worker (SPEC sections 4 and 7),
+# 110_worker_client.pl: the C client workflow-worker (README "The worker client"),
 # installed into PostgreSQL's bin directory (on PATH under prove_installcheck).
 #
 # (1) --help exits 0; unknown options, missing -t/-d/COMMAND, a malformed
