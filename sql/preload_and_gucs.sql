@@ -57,10 +57,14 @@ SET workflow.max_payload_size = '64kB';
 SHOW workflow.max_payload_size;
 SET workflow.max_payload_size = 2048;
 SHOW workflow.max_payload_size;
+-- (out of range: only the SQLSTATE, as the message's format of the bounds
+-- differs between PostgreSQL majors)
+\set VERBOSITY sqlstate
 SET workflow.max_payload_size = 0;
 \echo :LAST_ERROR_SQLSTATE
 SET workflow.max_payload_size = '2GB';
 \echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
 SET workflow.max_payload_size = 'big';
 \echo :LAST_ERROR_SQLSTATE
 RESET workflow.max_payload_size;
