@@ -40,10 +40,23 @@ $$;
 DROP FUNCTION workflow._check_external_worker(text);           -- (text, oid)
 DROP FUNCTION workflow._complete_task(bigint, bigint, jsonb);  -- _complete_task_general; _complete_task(..., oid) is C
 DROP FUNCTION workflow._leased_job(bigint, bigint, text);      -- (..., oid)
+DROP FUNCTION workflow._runner_record(bigint, bigint, text, jsonb, jsonb, timestamptz, interval, jsonb[]);  -- p_outcome workflow.outcome
 DROP FUNCTION workflow._runner_seen(text, text);               -- (text, oid)
 DROP FUNCTION workflow._sweep(text, interval, integer);        -- (..., bigint[])
 DROP FUNCTION workflow._target_free(bigint, text, integer, timestamptz, timestamptz);  -- (..., regrole, ...)
 DROP FUNCTION workflow._touch_worker(text);                    -- (text, oid)
+
+-------------------------------------------------------------------------------
+-- The outcome of a task a runner ran is a type (as in 01_types.sql); the
+-- runners of 1.1 pass its label to _runner_record, as text until this
+-- update (src/runner.c).
+-------------------------------------------------------------------------------
+
+CREATE TYPE workflow.outcome AS ENUM
+    ('succeeded', 'failed', 'fatal', 'requeue', 'wait', 'wait_step', 'timeout', 'release', 'return');
+COMMENT ON TYPE workflow.outcome IS
+    'internal: the outcome of a task an in-server runner ran, recorded by _runner_record (src/README.md, "The job state machine")';
+REVOKE ALL ON TYPE workflow.outcome FROM PUBLIC;
 
 -------------------------------------------------------------------------------
 -- Leases are random (workflow._new_lease()): the sequence is gone.  The
@@ -80,6 +93,12 @@ CREATE UNIQUE INDEX jobs_idempotency ON workflow.jobs (workflow, created_by, ide
 ALTER EXTENSION workflow DROP TABLE workflow.target_locks;   -- also leaves extconfig
 ALTER TABLE workflow.target_locks RENAME TO target_locks_1_0;
 ALTER INDEX workflow.target_locks_pkey RENAME TO target_locks_1_0_pkey;
+-- From PostgreSQL 18 on, NOT NULL constraints are catalogued under names
+-- made from the table's (target_locks_target_not_null, ...), which the
+-- renamed table keeps: free them for the new table's.
+ALTER TABLE workflow.target_locks_1_0
+    DROP CONSTRAINT target_locks_1_0_pkey,
+    ALTER target DROP NOT NULL, ALTER job_id DROP NOT NULL, ALTER locked_at DROP NOT NULL;
 
 CREATE TABLE workflow.target_locks (
     owner           regrole NOT NULL,
