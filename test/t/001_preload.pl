@@ -13,26 +13,12 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use WorkflowNode;
 
-my $node = PostgreSQL::Test::Cluster->new('preload');
-$node->init;
-$node->append_conf('postgresql.conf', "max_worker_processes = 16\n");
-$node->start;
-
-# psql that reports the SQLSTATE with every error
-sub psql_verbose
-{
-	my ($sql) = @_;
-	my ($stdout, $stderr) = ('', '');
-	my $rc = $node->psql(
-		'postgres', "\\set VERBOSITY verbose\n$sql",
-		stdout => \$stdout,
-		stderr => \$stderr);
-	return ($rc, $stdout, $stderr);
-}
+# a plain cluster: the library is not preloaded, the extension not created
+my $node = WorkflowNode->create('preload', preload => 0, extension => 0);
 
 my $wf = q{{"name": "w", "chain": [{"name": "a", "sql": "select 1"}]}};
 
@@ -43,16 +29,16 @@ my $wf = q{{"name": "w", "chain": [{"name": "a", "sql": "select 1"}]}};
 is($node->safe_psql('postgres', 'SHOW shared_preload_libraries'),
 	'', 'not preloaded: shared_preload_libraries is empty');
 
-my ($rc, $out, $err) = psql_verbose('CREATE EXTENSION workflow');
+my ($rc, $out, $err) = $node->psql_verbose('CREATE EXTENSION workflow');
 is($rc, 0, 'not preloaded: CREATE EXTENSION works')
   or diag($err);
 
 ($rc, $out, $err) =
-  psql_verbose("SELECT workflow.create_workflow('$wf')");
+  $node->psql_verbose("SELECT workflow.create_workflow('$wf')");
 is($rc, 0, 'not preloaded: create_workflow works') or diag($err);
 is($out, '1', 'not preloaded: create_workflow returned version 1');
 
-($rc, $out, $err) = psql_verbose("SELECT workflow.create_job('w')");
+($rc, $out, $err) = $node->psql_verbose("SELECT workflow.create_job('w')");
 isnt($rc, 0, 'not preloaded: create_job fails');
 like(
 	$err,
@@ -62,7 +48,7 @@ like(
 	$err,
 	qr/HINT:\s+Add workflow to shared_preload_libraries/,
 	'not preloaded: create_job error has the hint');
-($rc, $out, $err) = psql_verbose('SELECT count(*) FROM workflow.jobs');
+($rc, $out, $err) = $node->psql_verbose('SELECT count(*) FROM workflow.jobs');
 is($out, '0', 'not preloaded: the failed create_job left no job') or diag($err);
 
 # the server survived all of this (no FATAL took the backend or server down)
@@ -90,7 +76,7 @@ $node->safe_psql('postgres', 'CREATE EXTENSION IF NOT EXISTS workflow');
 $node->safe_psql('postgres',
 	"SELECT workflow.create_workflow('$wf') WHERE NOT EXISTS (SELECT FROM workflow.workflows WHERE name = 'w')");
 
-($rc, $out, $err) = psql_verbose("SELECT workflow.create_job('w')");
+($rc, $out, $err) = $node->psql_verbose("SELECT workflow.create_job('w')");
 is($rc, 0, 'preloaded: create_job works') or diag($err);
 like($out, qr/^\d+$/, 'preloaded: create_job returned a job id');
 is( $node->safe_psql(
@@ -115,12 +101,12 @@ foreach my $guc (sort keys %defaults)
 }
 
 # a name under the reserved prefix that the extension does not define
-($rc, $out, $err) = psql_verbose('SET workflow.no_such_setting = 1');
+($rc, $out, $err) = $node->psql_verbose('SET workflow.no_such_setting = 1');
 isnt($rc, 0, 'reserved prefix: SET of an unknown workflow.* name is refused');
 like($err, qr/workflow\.no_such_setting/,
 	'reserved prefix: the error names the parameter');
 ($rc, $out, $err) =
-  psql_verbose("ALTER SYSTEM SET workflow.no_such_setting = 'x'");
+  $node->psql_verbose("ALTER SYSTEM SET workflow.no_such_setting = 'x'");
 isnt($rc, 0,
 	'reserved prefix: ALTER SYSTEM of an unknown workflow.* name is refused');
 

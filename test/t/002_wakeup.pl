@@ -10,23 +10,20 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use WorkflowNode;
 
-my $node = PostgreSQL::Test::Cluster->new('wakeup');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', q{
-shared_preload_libraries = 'workflow'
-max_prepared_transactions = 2
-max_worker_processes = 16
-workflow.runners = 0
-workflow.enabled = off
-});
-$node->start;
-
-$node->safe_psql('postgres', 'CREATE EXTENSION workflow');
+# no runner, and none of the runners' intervals
+my $node = WorkflowNode->create('wakeup',
+	settings => {
+		max_prepared_transactions => '2',
+		'workflow.runners' => '0',
+		'workflow.enabled' => 'off',
+		'workflow.run_interval' => undef,
+		'workflow.activity_interval' => undef,
+		'workflow.stale_after' => undef,
+	});
 $node->safe_psql('postgres',
 	q{SELECT workflow.create_workflow('{"name": "w", "chain": [{"name": "a", "sql": "select 1"}]}')}
 );
@@ -129,8 +126,7 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM pg_prepared_xacts'),
 	'0', 'no prepared transaction is left behind');
 
 # nothing went wrong in the server
-my $log = slurp_file($node->logfile);
-my @bad = grep { /\b(PANIC|FATAL):|server process .* terminated/ } split /\n/, $log;
+my @bad = $node->log_lines(qr/\b(PANIC|FATAL):|server process .* terminated/);
 is_deeply(\@bad, [], 'server log: no PANIC, FATAL or crashed backend');
 
 $node->stop;

@@ -19,36 +19,11 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use WorkflowNode;
 
-my $node = PostgreSQL::Test::Cluster->new('chain');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', q{
-shared_preload_libraries = 'workflow'
-max_worker_processes = 16
-workflow.database = 'postgres'
-workflow.runners = 4
-workflow.run_interval = '50ms'
-workflow.activity_interval = '100ms'
-workflow.stale_after = '1s'
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION workflow');
-
-# wait until every job of a workflow is in a terminal state
-sub wait_finished
-{
-	my ($workflow, $what) = @_;
-	ok( $node->poll_query_until(
-			'postgres', qq{
-SELECT count(*) = 0 FROM workflow.jobs
- WHERE workflow = '$workflow'
-   AND execution NOT IN ('succeeded', 'failed', 'canceled')}),
-		"$what: every job finished");
-}
+my $node = WorkflowNode->create('chain', settings => { 'workflow.runners' => 4 });
 
 ###############################################################################
 # (1) and (2): 300 jobs of a 3-task chain
@@ -89,7 +64,7 @@ $node->safe_psql('postgres',
 is($node->safe_psql('postgres', "SELECT count(*) FROM workflow.jobs WHERE workflow = 'chain3'"),
 	'300', 'chain3: 300 jobs created');
 
-wait_finished('chain3', 'chain3');
+$node->wait_workflow_finished('chain3', 'chain3');
 
 # several runners took part (the point of the concurrency)
 my $runners = $node->safe_psql('postgres',
@@ -197,7 +172,7 @@ is($node->safe_psql('postgres', "SELECT workflow.create_workflow('$ctx')"),
 my $ctx_job = $node->safe_psql('postgres',
 	q{SELECT workflow.create_job('ctx', '{"a": 1, "b": ["x"]}', target => 'tgt-1', version => 1)});
 my $ctx_job2 = $node->safe_psql('postgres', q{SELECT workflow.create_job('ctx')});
-wait_finished('ctx', 'ctx');
+$node->wait_workflow_finished('ctx', 'ctx');
 
 is($node->safe_psql('postgres', "SELECT execution FROM workflow.jobs WHERE id = $ctx_job"),
 	'succeeded', 'ctx: the job succeeded');
@@ -260,7 +235,7 @@ $out =~ s/\n\s*/ /g;
 $out =~ s/'/''/g;
 $node->safe_psql('postgres', "SELECT workflow.create_workflow('$out')");
 my $out_job = $node->safe_psql('postgres', q{SELECT workflow.create_job('outputs')});
-wait_finished('outputs', 'outputs');
+$node->wait_workflow_finished('outputs', 'outputs');
 is($node->safe_psql('postgres', "SELECT execution FROM workflow.jobs WHERE id = $out_job"),
 	'succeeded', 'outputs: the job succeeded');
 is( $node->safe_psql(
@@ -299,8 +274,8 @@ my $slow = $node->safe_psql('postgres',
 }
 is($node->safe_psql('postgres', "SELECT execution FROM workflow.jobs WHERE id = $slow"),
 	'running', 'slow/quick: while the slow job is still running');
-wait_finished('slow', 'slow/quick');
-wait_finished('quick', 'slow/quick');
+$node->wait_workflow_finished('slow', 'slow/quick');
+$node->wait_workflow_finished('quick', 'slow/quick');
 note('slow/quick: runner of the slow job: '
 	  . $node->safe_psql('postgres', "SELECT runner_id FROM workflow.task_runs WHERE job_id = $slow")
 	  . '; runners of the quick jobs: '
@@ -308,8 +283,7 @@ note('slow/quick: runner of the slow job: '
 		"SELECT string_agg(r.runner_id || ' x' || n, ', ') FROM (SELECT r.runner_id, count(*) n FROM workflow.task_runs r JOIN workflow.jobs j ON j.id = r.job_id WHERE j.workflow = 'quick' GROUP BY 1) r"));
 
 # nothing went wrong in the server
-my $log = slurp_file($node->logfile);
-my @bad = grep { /\b(PANIC|FATAL):|server process .* terminated|terminated by signal/ } split /\n/, $log;
+my @bad = $node->log_lines(qr/\b(PANIC|FATAL):|server process .* terminated|terminated by signal/);
 is_deeply(\@bad, [], 'server log: no PANIC, FATAL or crashed backend');
 
 $node->stop;

@@ -26,65 +26,14 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use WorkflowNode;
 
-my $node = PostgreSQL::Test::Cluster->new('retries');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', q{
-shared_preload_libraries = 'workflow'
-max_worker_processes = 16
-workflow.database = 'postgres'
-workflow.runners = 4
-workflow.run_interval = '50ms'
-workflow.activity_interval = '100ms'
-workflow.stale_after = '1s'
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION workflow');
-
-sub q1
-{
-	return $node->safe_psql('postgres', $_[0]);
-}
-
-# store a workflow given as JSON text (newlines allowed)
-sub create_workflow
-{
-	my ($def) = @_;
-	$def =~ s/\n\s*/ /g;
-	return q1("SELECT workflow.create_workflow(\$wf\$$def\$wf\$)");
-}
-
-sub create_job
-{
-	my ($wf, $params) = @_;
-	$params //= '{}';
-	return q1("SELECT workflow.create_job('$wf', '$params')");
-}
-
-# poll until the job is in one of the given states (or terminal); returns
-# its state
-sub wait_state
-{
-	my ($id, @states) = @_;
-	my $list = join(',', map { "'$_'" } (@states, 'succeeded', 'failed', 'canceled'));
-	$node->poll_query_until('postgres',
-		"SELECT execution IN ($list) FROM workflow.jobs WHERE id = $id")
-	  or diag("job $id did not reach one of $list");
-	return q1("SELECT execution FROM workflow.jobs WHERE id = $id");
-}
+my $node = WorkflowNode->create('retries', settings => { 'workflow.runners' => 4 });
 
 # the task runs of a job as "task:status:attempt[:fallback]" in order
-sub runs
-{
-	my ($id) = @_;
-	return q1(
-		"SELECT string_agg(task || ':' || status || ':' || attempt || CASE WHEN fallback THEN ':fallback' ELSE '' END, ' ' ORDER BY id) FROM workflow.task_runs WHERE job_id = $id"
-	);
-}
+my @run_fields = qw(task status attempt fallback);
 
 # gaps in milliseconds between the end of each run of a task and the start
 # of the next run of the same task (with $from = 'started_at': between the
@@ -93,7 +42,7 @@ sub gaps
 {
 	my ($id, $task, $from) = @_;
 	$from //= 'finished_at';
-	my $r = q1(
+	my $r = $node->q(
 		qq{SELECT string_agg(round(extract(epoch FROM gap) * 1000)::text, ',' ORDER BY id)
              FROM (SELECT id, started_at - lag($from) OVER (ORDER BY id) AS gap
                      FROM workflow.task_runs WHERE job_id = $id AND task = '$task') s
@@ -115,30 +64,30 @@ CREATE TABLE public.seen (job_id bigint, what text, value jsonb);
 # (A) the task takes 100ms, then fails on attempts 1 and 2 (division by
 # zero), succeeds on attempt 3; the insert before the failure must be rolled
 # back with the failed attempt
-create_workflow(q{{"name": "fixed", "chain": [
+$node->create_workflow(q{{"name": "fixed", "chain": [
   {"name": "flaky", "attempts": 3, "backoff": "fixed", "delay": "200ms",
    "sql": "insert into attempts_log (job_id, task, attempt) values (($1->'job'->>'id')::bigint, 'flaky', ($1->'task'->>'attempt')::int); select pg_sleep(0.1); select 100 / (($1->'task'->>'attempt')::int / 3)"}]}});
 
 # (B) always failing tasks with growing delays
-create_workflow(q{{"name": "expo", "chain": [
+$node->create_workflow(q{{"name": "expo", "chain": [
   {"name": "e", "attempts": 4, "backoff": "exponential", "delay": "100ms",
    "sql": "select 1/0"}]}});
-create_workflow(q{{"name": "linear", "chain": [
+$node->create_workflow(q{{"name": "linear", "chain": [
   {"name": "l", "attempts": 4, "backoff": "linear", "delay": "150ms",
    "sql": "select 1/0"}]}});
-create_workflow(q{{"name": "capped", "chain": [
+$node->create_workflow(q{{"name": "capped", "chain": [
   {"name": "c", "attempts": 4, "backoff": "linear", "delay": "200ms", "max_delay": "250ms",
    "sql": "select 1/0"}]}});
 
 # (C) fallback
-create_workflow(q{{"name": "fb", "chain": [
+$node->create_workflow(q{{"name": "fb", "chain": [
   {"name": "broken", "attempts": 2,
    "sql": "insert into attempts_log (job_id, task, attempt) values (($1->'job'->>'id')::bigint, 'broken', ($1->'task'->>'attempt')::int); select 1/0",
    "fallback": "insert into attempts_log (job_id, task, attempt) values (($1->'job'->>'id')::bigint, 'fallback', ($1->'task'->>'attempt')::int); select jsonb_build_object('from', 'fallback', 'attempt', $1->'task'->'attempt')"},
   {"name": "after", "sql": "select jsonb_build_object('saw', $1->'results'->'broken')"}]}});
 
 # (D) onerror
-create_workflow(q{{"name": "onerr", "chain": [
+$node->create_workflow(q{{"name": "onerr", "chain": [
   {"name": "ok1", "sql": "select 'fine'"},
   {"name": "bad", "sql": "select ('boom ' || ($1->'job'->>'id'))::int"},
   {"name": "never", "sql": "insert into seen values (($1->'job'->>'id')::bigint, 'never ran', null)"}],
@@ -146,63 +95,63 @@ create_workflow(q{{"name": "onerr", "chain": [
   {"name": "cleanup", "sql": "insert into seen select ($1->'job'->>'id')::bigint, 'onerror', jsonb_build_object('context', $1, 'job_error', (select error from workflow.jobs where id = ($1->'job'->>'id')::bigint)); select 'cleaned'"}]}});
 
 # (E) whole-job attempts
-create_workflow(q{{"name": "twice", "max_attempts": 2, "initial_delay": "100ms", "chain": [
+$node->create_workflow(q{{"name": "twice", "max_attempts": 2, "initial_delay": "100ms", "chain": [
   {"name": "first", "sql": "insert into attempts_log (job_id, task, attempt) values (($1->'job'->>'id')::bigint, 'first', ($1->'job'->>'attempt')::int); select $1->'job'->'attempt'"},
   {"name": "second", "sql": "select 1/0"}]}});
 
 # (F) requeue until the counter reaches 3 (the rows of the re-queued runs
 # are committed with them)
-create_workflow(q{{"name": "rq", "chain": [
+$node->create_workflow(q{{"name": "rq", "chain": [
   {"name": "poll",
    "sql": "insert into attempts_log (job_id, task, attempt) values (($1->'job'->>'id')::bigint, 'poll', ($1->'task'->>'attempt')::int); select workflow.requeue('100ms') from (select count(*) n from attempts_log where job_id = ($1->'job'->>'id')::bigint and task = 'poll') c where c.n < 3; select count(*) from attempts_log where job_id = ($1->'job'->>'id')::bigint and task = 'poll'"},
   {"name": "after", "sql": "select $1->'results'->'poll'"}]}});
 
 # (G) workflow.wait()
-create_workflow(q{{"name": "parked", "chain": [
+$node->create_workflow(q{{"name": "parked", "chain": [
   {"name": "park", "sql": "select workflow.wait(); select 'parking'"},
   {"name": "next", "sql": "select jsonb_build_object('park', $1->'results'->'park')"}]}});
 
 # (H) timer wait
-create_workflow(q{{"name": "timer", "chain": [
+$node->create_workflow(q{{"name": "timer", "chain": [
   {"name": "before", "sql": "select 1"},
   {"name": "pause", "wait": "1s"},
   {"name": "after", "sql": "select $1->'results'"}]}});
 
 # (I) signal wait
-create_workflow(q{{"name": "signal", "chain": [
+$node->create_workflow(q{{"name": "signal", "chain": [
   {"name": "hold", "wait": "signal"},
   {"name": "after", "sql": "select $1->'results'->'hold'"}]}});
 
 # (J) add_info
-create_workflow(q{{"name": "info", "chain": [
+$node->create_workflow(q{{"name": "info", "chain": [
   {"name": "progress", "sql": "select workflow.add_info('{\"p\": 1}'); select workflow.add_info(jsonb_build_object('p', 2, 'task', $1->'task'->'name')); select 'done'"}]}});
 
 # (A) alone first: its attempts take 100ms each, which would shift the
 # timings of the backoff jobs if they shared a runner with it
 my %job;
-$job{fixed} = create_job('fixed');
-wait_state($job{fixed});
-$job{$_} = create_job($_)
+$job{fixed} = $node->create_job('fixed');
+$node->wait_state($job{fixed});
+$job{$_} = $node->create_job($_)
   for qw(expo linear capped fb onerr twice rq parked signal info);
-my $parked_err = create_job('parked');
+my $parked_err = $node->create_job('parked');
 
 ###############################################################################
 # (A) fixed backoff
 ###############################################################################
 
-is(wait_state($job{fixed}), 'succeeded', 'fixed: the job succeeded on the third attempt');
-is(runs($job{fixed}), 'flaky:failed:1 flaky:failed:2 flaky:succeeded:3',
+is($node->wait_state($job{fixed}), 'succeeded', 'fixed: the job succeeded on the third attempt');
+is($node->runs($job{fixed}, @run_fields), 'flaky:failed:1 flaky:failed:2 flaky:succeeded:3',
 	'fixed: task_runs shows failed, failed, succeeded');
-is( q1(
+is( $node->q(
 		"SELECT string_agg(error->>'sqlstate' || '/' || (error->>'message'), ',' ORDER BY id) FROM workflow.task_runs WHERE job_id = $job{fixed} AND status = 'failed'"
 	),
 	'22012/division by zero,22012/division by zero',
 	'fixed: the failed runs recorded sqlstate 22012 and the message');
-is(q1("SELECT output FROM workflow.task_runs WHERE job_id = $job{fixed} AND status = 'succeeded'"),
+is($node->q("SELECT output FROM workflow.task_runs WHERE job_id = $job{fixed} AND status = 'succeeded'"),
 	'100', 'fixed: the output of the successful attempt');
-is(q1("SELECT result FROM workflow.jobs WHERE id = $job{fixed}"),
+is($node->q("SELECT result FROM workflow.jobs WHERE id = $job{fixed}"),
 	'100', 'fixed: job.result is the output');
-is( q1(
+is( $node->q(
 		"SELECT string_agg(attempt::text, ',' ORDER BY at) FROM attempts_log WHERE job_id = $job{fixed} AND task = 'flaky'"
 	),
 	'3',
@@ -226,8 +175,8 @@ foreach my $case (
 	[ 'capped', 'c', [ 200, 250, 250 ] ])
 {
 	my ($wf, $task, $want) = @$case;
-	is(wait_state($job{$wf}), 'failed', "$wf: the always failing job failed");
-	is(runs($job{$wf}), "$task:failed:1 $task:failed:2 $task:failed:3 $task:failed:4",
+	is($node->wait_state($job{$wf}), 'failed', "$wf: the always failing job failed");
+	is($node->runs($job{$wf}, @run_fields), "$task:failed:1 $task:failed:2 $task:failed:3 $task:failed:4",
 		"$wf: four failed attempts");
 	# these tasks fail at once: measured between the starts of the attempts
 	my @gap = gaps($job{$wf}, $task, 'started_at');
@@ -249,7 +198,7 @@ foreach my $case (
 	my @c = gaps($job{capped}, 'c', 'started_at');
 	cmp_ok($c[2], '<', 550, "capped: max_delay 250ms caps the third delay (@c; uncapped would be 600)");
 }
-is( q1("SELECT error->>'message' || '/' || (error->>'sqlstate') || '/' || (error->>'task') FROM workflow.jobs WHERE id = $job{expo}"),
+is( $node->q("SELECT error->>'message' || '/' || (error->>'sqlstate') || '/' || (error->>'task') FROM workflow.jobs WHERE id = $job{expo}"),
 	'division by zero/22012/e',
 	'expo: job.error is the last failure');
 
@@ -257,67 +206,67 @@ is( q1("SELECT error->>'message' || '/' || (error->>'sqlstate') || '/' || (error
 # (C) fallback
 ###############################################################################
 
-is(wait_state($job{fb}), 'succeeded', 'fallback: the job succeeded thanks to the fallback');
-is(runs($job{fb}), 'broken:failed:1 broken:failed:2 broken:succeeded:2:fallback after:succeeded:1',
+is($node->wait_state($job{fb}), 'succeeded', 'fallback: the job succeeded thanks to the fallback');
+is($node->runs($job{fb}, @run_fields), 'broken:failed:1 broken:failed:2 broken:succeeded:2:fallback after:succeeded:1',
 	'fallback: two failed attempts, then the fallback succeeded, then the next task');
-is( q1("SELECT output FROM workflow.task_runs WHERE job_id = $job{fb} AND task = 'broken' AND status = 'succeeded'"),
+is( $node->q("SELECT output FROM workflow.task_runs WHERE job_id = $job{fb} AND task = 'broken' AND status = 'succeeded'"),
 	'{"from": "fallback", "attempt": 2}',
 	'fallback: the fallback output is the task output');
-is( q1("SELECT result FROM workflow.jobs WHERE id = $job{fb}"),
+is( $node->q("SELECT result FROM workflow.jobs WHERE id = $job{fb}"),
 	'{"saw": {"from": "fallback", "attempt": 2}}',
 	'fallback: the next task saw the fallback output under results.broken');
-is( q1("SELECT string_agg(task || attempt, ',' ORDER BY at) FROM attempts_log WHERE job_id = $job{fb}"),
+is( $node->q("SELECT string_agg(task || attempt, ',' ORDER BY at) FROM attempts_log WHERE job_id = $job{fb}"),
 	'fallback2',
 	'fallback: only the fallback\'s effects committed');
-is(q1("SELECT error FROM workflow.jobs WHERE id = $job{fb}"),
+is($node->q("SELECT error FROM workflow.jobs WHERE id = $job{fb}"),
 	'', 'fallback: the succeeded job has no error');
 
 ###############################################################################
 # (D) onerror
 ###############################################################################
 
-is(wait_state($job{onerr}), 'failed', 'onerror: the job failed');
-is(runs($job{onerr}), 'ok1:succeeded:1 bad:failed:1 cleanup:succeeded:1',
+is($node->wait_state($job{onerr}), 'failed', 'onerror: the job failed');
+is($node->runs($job{onerr}, @run_fields), 'ok1:succeeded:1 bad:failed:1 cleanup:succeeded:1',
 	'onerror: the chain stopped at the failing task and the onerror task ran');
-is( q1("SELECT phase FROM workflow.task_runs WHERE job_id = $job{onerr} AND task = 'cleanup'"),
+is( $node->q("SELECT phase FROM workflow.task_runs WHERE job_id = $job{onerr} AND task = 'cleanup'"),
 	'onerror', 'onerror: the cleanup run is in phase onerror');
-is(q1("SELECT count(*) FROM seen WHERE job_id = $job{onerr} AND what = 'onerror'"),
+is($node->q("SELECT count(*) FROM seen WHERE job_id = $job{onerr} AND what = 'onerror'"),
 	'1', 'onerror: the onerror task ran exactly once');
-is(q1("SELECT count(*) FROM seen WHERE job_id = $job{onerr} AND what = 'never ran'"),
+is($node->q("SELECT count(*) FROM seen WHERE job_id = $job{onerr} AND what = 'never ran'"),
 	'0', 'onerror: the chain tasks after the failure did not run');
-is( q1("SELECT error->>'message' FROM workflow.jobs WHERE id = $job{onerr}"),
+is( $node->q("SELECT error->>'message' FROM workflow.jobs WHERE id = $job{onerr}"),
 	"invalid input syntax for type integer: \"boom $job{onerr}\"",
 	'onerror: job.error.message is the original failure');
-is( q1("SELECT (error->>'sqlstate') || '/' || (error->>'task') FROM workflow.jobs WHERE id = $job{onerr}"),
+is( $node->q("SELECT (error->>'sqlstate') || '/' || (error->>'task') FROM workflow.jobs WHERE id = $job{onerr}"),
 	'22P02/bad', 'onerror: job.error has the sqlstate and the failing task');
-is( q1("SELECT value->'context'->'task'->>'name' FROM seen WHERE job_id = $job{onerr} AND what = 'onerror'"),
+is( $node->q("SELECT value->'context'->'task'->>'name' FROM seen WHERE job_id = $job{onerr} AND what = 'onerror'"),
 	'cleanup', 'onerror: the onerror task got its own context');
-my $seen_error = q1("SELECT value->'job_error'->>'message' FROM seen WHERE job_id = $job{onerr} AND what = 'onerror'");
+my $seen_error = $node->q("SELECT value->'job_error'->>'message' FROM seen WHERE job_id = $job{onerr} AND what = 'onerror'");
 is($seen_error, "invalid input syntax for type integer: \"boom $job{onerr}\"",
 	'onerror: while the onerror task runs, the failure is in workflow.jobs.error');
 note('onerror: the error is not part of the task context: '
-	  . q1("SELECT value->'context' ? 'error' FROM seen WHERE job_id = $job{onerr} AND what = 'onerror'"));
+	  . $node->q("SELECT value->'context' ? 'error' FROM seen WHERE job_id = $job{onerr} AND what = 'onerror'"));
 
 ###############################################################################
 # (E) whole-job attempts
 ###############################################################################
 
-is(wait_state($job{twice}), 'failed', 'max_attempts: the job failed in the end');
-is( q1(
+is($node->wait_state($job{twice}), 'failed', 'max_attempts: the job failed in the end');
+is( $node->q(
 		"SELECT string_agg(job_attempt || ':' || task || ':' || status, ' ' ORDER BY id) FROM workflow.task_runs WHERE job_id = $job{twice}"
 	),
 	'1:first:succeeded 1:second:failed 2:first:succeeded 2:second:failed',
 	'max_attempts: the chain ran twice');
-is(q1("SELECT attempt FROM workflow.jobs WHERE id = $job{twice}"),
+is($node->q("SELECT attempt FROM workflow.jobs WHERE id = $job{twice}"),
 	'2', 'max_attempts: job.attempt is 2');
-is( q1("SELECT string_agg(output::text, ',' ORDER BY id) FROM workflow.task_runs WHERE job_id = $job{twice} AND task = 'first'"),
+is( $node->q("SELECT string_agg(output::text, ',' ORDER BY id) FROM workflow.task_runs WHERE job_id = $job{twice} AND task = 'first'"),
 	'1,2', 'max_attempts: the context job.attempt was 1, then 2');
-is( q1("SELECT string_agg(attempt::text, ',' ORDER BY at) FROM attempts_log WHERE job_id = $job{twice}"),
+is( $node->q("SELECT string_agg(attempt::text, ',' ORDER BY at) FROM attempts_log WHERE job_id = $job{twice}"),
 	'1,2', 'max_attempts: the first task\'s effects committed in both attempts');
-is(q1("SELECT error->>'message' FROM workflow.jobs WHERE id = $job{twice}"),
+is($node->q("SELECT error->>'message' FROM workflow.jobs WHERE id = $job{twice}"),
 	'division by zero', 'max_attempts: job.error is the failure');
 cmp_ok(
-	q1(
+	$node->q(
 		"SELECT round(extract(epoch FROM (SELECT started_at FROM workflow.task_runs WHERE job_id = $job{twice} AND job_attempt = 2 AND task = 'first') - (SELECT started_at FROM workflow.task_runs WHERE job_id = $job{twice} AND job_attempt = 1 AND task = 'second')) * 1000)"
 	),
 	'>=', 90,
@@ -327,12 +276,12 @@ cmp_ok(
 # (F) requeue
 ###############################################################################
 
-is(wait_state($job{rq}), 'succeeded', 'requeue: the job succeeded');
-is(runs($job{rq}), 'poll:requeued:1 poll:requeued:1 poll:succeeded:1 after:succeeded:1',
+is($node->wait_state($job{rq}), 'succeeded', 'requeue: the job succeeded');
+is($node->runs($job{rq}, @run_fields), 'poll:requeued:1 poll:requeued:1 poll:succeeded:1 after:succeeded:1',
 	'requeue: the task was re-queued twice, then succeeded');
-is(q1("SELECT result FROM workflow.jobs WHERE id = $job{rq}"),
+is($node->q("SELECT result FROM workflow.jobs WHERE id = $job{rq}"),
 	'3', 'requeue: the counter reached 3 and the next task saw it');
-is(q1("SELECT count(*) FROM attempts_log WHERE job_id = $job{rq}"),
+is($node->q("SELECT count(*) FROM attempts_log WHERE job_id = $job{rq}"),
 	'3', 'requeue: the effects of every run committed (3 rows)');
 # (measured between starts: the task is quick)
 @g = gaps($job{rq}, 'poll', 'started_at');
@@ -342,26 +291,26 @@ ok(@g == 2 && (grep { $_ >= 90 } @g) == 2, "requeue: each re-run came at least 1
 # (G) workflow.wait() and resume_job
 ###############################################################################
 
-is(wait_state($job{parked}, 'waiting'), 'waiting', 'wait(): the job is waiting');
-is(wait_state($parked_err, 'waiting'), 'waiting', 'wait(): the second job is waiting too');
-is(runs($job{parked}), 'park:waiting:1', 'wait(): task_runs has a waiting run');
-is(q1("SELECT output FROM workflow.task_runs WHERE job_id = $job{parked}"),
+is($node->wait_state($job{parked}, 'waiting'), 'waiting', 'wait(): the job is waiting');
+is($node->wait_state($parked_err, 'waiting'), 'waiting', 'wait(): the second job is waiting too');
+is($node->runs($job{parked}, @run_fields), 'park:waiting:1', 'wait(): task_runs has a waiting run');
+is($node->q("SELECT output FROM workflow.task_runs WHERE job_id = $job{parked}"),
 	'"parking"', 'wait(): the output of the parking run is recorded');
-is(q1(qq{SELECT workflow.resume_job($job{parked}, '{"ok": 1}')}),
+is($node->q(qq{SELECT workflow.resume_job($job{parked}, '{"ok": 1}')}),
 	't', 'wait(): resume_job returns true');
-is(wait_state($job{parked}), 'succeeded', 'wait(): the resumed job succeeded');
-is(q1("SELECT result FROM workflow.jobs WHERE id = $job{parked}"),
+is($node->wait_state($job{parked}), 'succeeded', 'wait(): the resumed job succeeded');
+is($node->q("SELECT result FROM workflow.jobs WHERE id = $job{parked}"),
 	'{"park": {"ok": 1}}', 'wait(): the next task saw the resume result under results.park');
-is(runs($job{parked}), 'park:waiting:1 park:succeeded:1 next:succeeded:1',
+is($node->runs($job{parked}, @run_fields), 'park:waiting:1 park:succeeded:1 next:succeeded:1',
 	'wait(): task_runs: waiting, then succeeded with the resume, then the next task');
 
 my ($rc, $out, $err) = $node->psql('postgres', "SELECT workflow.resume_job($job{parked}, '{}')");
 isnt($rc, 0, 'wait(): resume_job of a finished job is refused');
 
-is(q1("SELECT workflow.resume_job($parked_err, error => 'rejected by the operator')"),
+is($node->q("SELECT workflow.resume_job($parked_err, error => 'rejected by the operator')"),
 	't', 'wait(): resume_job with an error returns true');
-is(wait_state($parked_err), 'failed', 'wait(): resumed with an error, the job failed');
-is(q1("SELECT error->>'message' FROM workflow.jobs WHERE id = $parked_err"),
+is($node->wait_state($parked_err), 'failed', 'wait(): resumed with an error, the job failed');
+is($node->q("SELECT error->>'message' FROM workflow.jobs WHERE id = $parked_err"),
 	'rejected by the operator', 'wait(): job.error is the error given to resume_job');
 
 ###############################################################################
@@ -369,47 +318,46 @@ is(q1("SELECT error->>'message' FROM workflow.jobs WHERE id = $parked_err"),
 ###############################################################################
 
 # created now, so that its 1s timer is still running when we look
-$job{timer} = create_job('timer');
-is(wait_state($job{timer}, 'waiting'), 'waiting', 'timer: the job waits on its timer');
-is(wait_state($job{timer}), 'succeeded', 'timer: the sweeper ended the timer and the job succeeded');
-is(runs($job{timer}), 'before:succeeded:1 pause:succeeded:1 after:succeeded:1',
+$job{timer} = $node->create_job('timer');
+is($node->wait_state($job{timer}, 'waiting'), 'waiting', 'timer: the job waits on its timer');
+is($node->wait_state($job{timer}), 'succeeded', 'timer: the sweeper ended the timer and the job succeeded');
+is($node->runs($job{timer}, @run_fields), 'before:succeeded:1 pause:succeeded:1 after:succeeded:1',
 	'timer: before, pause, after');
 cmp_ok(
-	q1(
+	$node->q(
 		"SELECT round(extract(epoch FROM (SELECT started_at FROM workflow.task_runs WHERE job_id = $job{timer} AND task = 'after') - (SELECT finished_at FROM workflow.task_runs WHERE job_id = $job{timer} AND task = 'before')) * 1000)"
 	),
 	'>=', 1000,
 	'timer: the next task started at least 1s after the previous one ended');
-is(q1("SELECT result->>'before' FROM workflow.jobs WHERE id = $job{timer}"),
+is($node->q("SELECT result->>'before' FROM workflow.jobs WHERE id = $job{timer}"),
 	'1', 'timer: the task after the timer saw the results before it');
 
 ###############################################################################
 # (I) signal wait
 ###############################################################################
 
-is(wait_state($job{signal}, 'waiting'), 'waiting', 'signal: the job waits');
-is(q1("SELECT started_at IS NOT NULL FROM workflow.jobs WHERE id = $job{signal}"),
+is($node->wait_state($job{signal}, 'waiting'), 'waiting', 'signal: the job waits');
+is($node->q("SELECT started_at IS NOT NULL FROM workflow.jobs WHERE id = $job{signal}"),
 	't', 'signal: the job was started (claimed) before waiting');
-is(q1(qq{SELECT workflow.resume_job($job{signal}, '{"sig": 2}')}),
+is($node->q(qq{SELECT workflow.resume_job($job{signal}, '{"sig": 2}')}),
 	't', 'signal: resume_job returns true');
-is(wait_state($job{signal}), 'succeeded', 'signal: the job succeeded after resume_job');
-is(q1("SELECT result FROM workflow.jobs WHERE id = $job{signal}"),
+is($node->wait_state($job{signal}), 'succeeded', 'signal: the job succeeded after resume_job');
+is($node->q("SELECT result FROM workflow.jobs WHERE id = $job{signal}"),
 	'{"sig": 2}', 'signal: the next task saw the resume result');
 
 ###############################################################################
 # (J) add_info from a task
 ###############################################################################
 
-is(wait_state($job{info}), 'succeeded', 'add_info: the job succeeded');
-is( q1("SELECT string_agg(info::text, ' ; ' ORDER BY created_at) FROM workflow.job_info($job{info})"),
+is($node->wait_state($job{info}), 'succeeded', 'add_info: the job succeeded');
+is( $node->q("SELECT string_agg(info::text, ' ; ' ORDER BY created_at) FROM workflow.job_info($job{info})"),
 	'{"p": 1} ; {"p": 2, "task": "progress"}',
 	'add_info: both infos are in job_info, in order');
 ($rc, $out, $err) = $node->psql('postgres', q{SELECT workflow.add_info('{"x": 1}'::jsonb)});
 like($err, qr/can only be called from a task/, 'add_info(info) outside a task is refused');
 
 # nothing went wrong in the server
-my $log = slurp_file($node->logfile);
-my @bad = grep { /\b(PANIC|FATAL):|server process .* terminated|terminated by signal/ } split /\n/, $log;
+my @bad = $node->log_lines(qr/\b(PANIC|FATAL):|server process .* terminated|terminated by signal/);
 is_deeply(\@bad, [], 'server log: no PANIC, FATAL or crashed backend');
 
 $node->stop;

@@ -18,81 +18,15 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
+use WorkflowNode;
 
-my $node = PostgreSQL::Test::Cluster->new('cancel');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', q{
-shared_preload_libraries = 'workflow'
-max_worker_processes = 16
-workflow.database = 'postgres'
-workflow.runners = 4
-workflow.run_interval = '50ms'
-workflow.activity_interval = '100ms'
-workflow.stale_after = '1s'
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION workflow');
+my $node = WorkflowNode->create('cancel', settings => { 'workflow.runners' => 4 });
 
-sub q1
-{
-	return $node->safe_psql('postgres', $_[0]);
-}
-
-sub create_workflow
-{
-	my ($def) = @_;
-	$def =~ s/\n\s*/ /g;
-	return q1("SELECT workflow.create_workflow(\$wf\$$def\$wf\$)");
-}
-
-sub wait_state
-{
-	my ($id, @states) = @_;
-	my $list = join(',', map { "'$_'" } (@states, 'succeeded', 'failed', 'canceled'));
-	$node->poll_query_until('postgres',
-		"SELECT execution IN ($list) FROM workflow.jobs WHERE id = $id")
-	  or diag("job $id did not reach one of $list");
-	return q1("SELECT execution FROM workflow.jobs WHERE id = $id");
-}
-
-sub runs
-{
-	my ($id) = @_;
-	return q1(
-		"SELECT string_agg(phase || ':' || task || ':' || status, ' ' ORDER BY id) FROM workflow.task_runs WHERE job_id = $id"
-	);
-}
-
-# wait until the runner executing job $id is inside pg_sleep; returns its pid
-sub sleeping_runner
-{
-	my ($id) = @_;
-	my $q =
-	  "SELECT pid FROM pg_stat_activity WHERE backend_type = 'workflow runner' AND query LIKE 'workflow job $id:%' AND wait_event = 'PgSleep'";
-	$node->poll_query_until('postgres', "SELECT count(*) = 1 FROM ($q) s")
-	  or diag("no runner sleeping in job $id");
-	return q1($q);
-}
-
-# wait until backend $pid is no longer in pg_sleep; true if it is alive
-sub left_sleep
-{
-	my ($pid) = @_;
-	return $node->poll_query_until('postgres',
-		"SELECT wait_event IS DISTINCT FROM 'PgSleep' FROM pg_stat_activity WHERE pid = $pid");
-}
-
-sub runner_pids
-{
-	return q1(
-		"SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity WHERE backend_type = 'workflow runner'"
-	);
-}
+# the task runs of a job as "phase:task:status" in order
+my @run_fields = qw(phase task status);
 
 $node->safe_psql('postgres', q{
 CREATE TABLE public.fx (job_id bigint, what text, at timestamptz DEFAULT clock_timestamp());
@@ -102,26 +36,26 @@ CREATE TABLE public.fx (job_id bigint, what text, at timestamptz DEFAULT clock_t
 $node->poll_query_until('postgres',
 	"SELECT count(*) = 4 FROM pg_stat_activity WHERE backend_type = 'workflow runner'")
   or diag('runners did not start');
-my $pids_before = runner_pids();
+my $pids_before = $node->runner_pids();
 
-create_workflow(q{{"name": "task_timeout", "chain": [
+$node->create_workflow(q{{"name": "task_timeout", "chain": [
   {"name": "slow", "timeout": "300ms",
    "sql": "insert into fx (job_id, what) values (($1->'job'->>'id')::bigint, 'slow'); select pg_sleep(30)"}]}});
-create_workflow(q{{"name": "job_timeout", "timeout": "1s", "chain": [
+$node->create_workflow(q{{"name": "job_timeout", "timeout": "1s", "chain": [
   {"name": "slow", "sql": "insert into fx (job_id, what) values (($1->'job'->>'id')::bigint, 'slow'); select pg_sleep(30)"},
   {"name": "never", "sql": "insert into fx (job_id, what) values (($1->'job'->>'id')::bigint, 'never')"}]}});
-create_workflow(q{{"name": "job_timeout_onerror", "timeout": "1s", "chain": [
+$node->create_workflow(q{{"name": "job_timeout_onerror", "timeout": "1s", "chain": [
   {"name": "slow", "sql": "select pg_sleep(30)"}],
   "onerror": [
   {"name": "cleanup", "sql": "insert into fx (job_id, what) values (($1->'job'->>'id')::bigint, 'onerror'); select 'cleaned up'"}]}});
-create_workflow(q{{"name": "cancel_me", "chain": [
+$node->create_workflow(q{{"name": "cancel_me", "chain": [
   {"name": "slow", "sql": "insert into fx (job_id, what) values (($1->'job'->>'id')::bigint, 'before sleep'); select pg_sleep(30)"},
   {"name": "never", "sql": "insert into fx (job_id, what) values (($1->'job'->>'id')::bigint, 'never')"}]}});
-create_workflow(q{{"name": "cancel_oncancel", "chain": [
+$node->create_workflow(q{{"name": "cancel_oncancel", "chain": [
   {"name": "slow", "sql": "insert into fx (job_id, what) values (($1->'job'->>'id')::bigint, 'before sleep'); select pg_sleep(30)"}],
   "oncancel": [
   {"name": "undo", "sql": "insert into fx (job_id, what) values (($1->'job'->>'id')::bigint, 'oncancel:' || ($1->'task'->>'name')); select 'undone'"}]}});
-create_workflow(q{{"name": "parked", "chain": [
+$node->create_workflow(q{{"name": "parked", "chain": [
   {"name": "hold", "wait": "signal"}],
   "oncancel": [
   {"name": "undo", "sql": "insert into fx (job_id, what) values (($1->'job'->>'id')::bigint, 'oncancel of waiting')"}]}});
@@ -131,45 +65,45 @@ create_workflow(q{{"name": "parked", "chain": [
 ###############################################################################
 
 my $t0 = time();
-my $tto = q1("SELECT workflow.create_job('task_timeout')");
-my $jto = q1("SELECT workflow.create_job('job_timeout')");
-my $jto2 = q1("SELECT workflow.create_job('job_timeout_onerror')");
+my $tto = $node->q("SELECT workflow.create_job('task_timeout')");
+my $jto = $node->q("SELECT workflow.create_job('job_timeout')");
+my $jto2 = $node->q("SELECT workflow.create_job('job_timeout_onerror')");
 
-is(wait_state($tto), 'failed', 'task timeout: the job failed');
+is($node->wait_state($tto), 'failed', 'task timeout: the job failed');
 my $elapsed = time() - $t0;
 cmp_ok($elapsed, '<', 10, sprintf('task timeout: the job failed within a few seconds (%.2fs), not after the 30s sleep', $elapsed));
-is( q1("SELECT error->>'sqlstate' FROM workflow.task_runs WHERE job_id = $tto"),
+is( $node->q("SELECT error->>'sqlstate' FROM workflow.task_runs WHERE job_id = $tto"),
 	'57014', 'task timeout: the task run failed with SQLSTATE 57014');
-is(q1("SELECT error->>'sqlstate' FROM workflow.jobs WHERE id = $tto"),
+is($node->q("SELECT error->>'sqlstate' FROM workflow.jobs WHERE id = $tto"),
 	'57014', 'task timeout: job.error has SQLSTATE 57014');
-my $dur = q1(
+my $dur = $node->q(
 	"SELECT round(extract(epoch FROM finished_at - started_at) * 1000) FROM workflow.task_runs WHERE job_id = $tto");
 note("task timeout: the attempt lasted $dur ms");
 ok($dur >= 290 && $dur < 5000, "task timeout: the attempt lasted about 300ms ($dur ms)");
-is(q1("SELECT count(*) FROM fx WHERE job_id = $tto"),
+is($node->q("SELECT count(*) FROM fx WHERE job_id = $tto"),
 	'0', 'task timeout: the effects of the timed-out task were rolled back');
 # the job ran for at least the 300ms of its task: its finished_at is when it
 # failed, not when the transaction of its last task began
-my $job_ms = q1("SELECT round(extract(epoch FROM finished_at - started_at) * 1000) FROM workflow.jobs WHERE id = $tto");
+my $job_ms = $node->q("SELECT round(extract(epoch FROM finished_at - started_at) * 1000) FROM workflow.jobs WHERE id = $tto");
 cmp_ok($job_ms, '>=', 290, "task timeout: job finished_at - started_at covers the 300ms task ($job_ms ms)");
 
-is(wait_state($jto), 'failed', 'job timeout: the job failed');
+is($node->wait_state($jto), 'failed', 'job timeout: the job failed');
 $elapsed = time() - $t0;
 cmp_ok($elapsed, '<', 10, sprintf('job timeout: within a few seconds (%.2fs)', $elapsed));
-is(q1("SELECT error->>'message' FROM workflow.jobs WHERE id = $jto"),
+is($node->q("SELECT error->>'message' FROM workflow.jobs WHERE id = $jto"),
 	'job timed out', "job timeout: job.error.message is 'job timed out'");
-is(q1("SELECT error->>'sqlstate' FROM workflow.jobs WHERE id = $jto"),
+is($node->q("SELECT error->>'sqlstate' FROM workflow.jobs WHERE id = $jto"),
 	'57014', 'job timeout: job.error.sqlstate is 57014');
-is(runs($jto), 'chain:slow:failed', 'job timeout: one failed run of the sleeping task, the next task never ran');
-is(q1("SELECT count(*) FROM fx WHERE job_id = $jto"),
+is($node->runs($jto, @run_fields), 'chain:slow:failed', 'job timeout: one failed run of the sleeping task, the next task never ran');
+is($node->q("SELECT count(*) FROM fx WHERE job_id = $jto"),
 	'0', 'job timeout: the effects of the interrupted task were rolled back');
 
-is(wait_state($jto2), 'failed', 'job timeout with onerror: the job failed');
-is(runs($jto2), 'chain:slow:failed onerror:cleanup:succeeded',
+is($node->wait_state($jto2), 'failed', 'job timeout with onerror: the job failed');
+is($node->runs($jto2, @run_fields), 'chain:slow:failed onerror:cleanup:succeeded',
 	'job timeout with onerror: the onerror task ran after the timeout');
-is(q1("SELECT string_agg(what, ',') FROM fx WHERE job_id = $jto2"),
+is($node->q("SELECT string_agg(what, ',') FROM fx WHERE job_id = $jto2"),
 	'onerror', 'job timeout with onerror: the onerror task\'s effects committed');
-is(q1("SELECT error->>'message' FROM workflow.jobs WHERE id = $jto2"),
+is($node->q("SELECT error->>'message' FROM workflow.jobs WHERE id = $jto2"),
 	'job timed out', "job timeout with onerror: job.error.message is 'job timed out'");
 
 # every runner is back out of pg_sleep, and they are the same processes
@@ -177,71 +111,70 @@ ok( $node->poll_query_until(
 		'postgres',
 		"SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'workflow runner' AND wait_event = 'PgSleep'"),
 	'timeouts: no runner is still sleeping in a timed-out task');
-is(runner_pids(), $pids_before, 'timeouts: the runners were cancelled, not restarted');
+is($node->runner_pids(), $pids_before, 'timeouts: the runners were cancelled, not restarted');
 
 ###############################################################################
 # (3) cancel_job of a running job
 ###############################################################################
 
-my $cx = q1("SELECT workflow.create_job('cancel_me')");
-my $pid = sleeping_runner($cx);
+my $cx = $node->q("SELECT workflow.create_job('cancel_me')");
+my $pid = $node->sleeping_runner($cx);
 like($pid, qr/^\d+$/, "cancel: the task runs in runner $pid, inside pg_sleep");
-is(q1("SELECT execution FROM workflow.jobs WHERE id = $cx"), 'running', 'cancel: the job is running');
+is($node->q("SELECT execution FROM workflow.jobs WHERE id = $cx"), 'running', 'cancel: the job is running');
 $t0 = time();
-is(q1("SELECT workflow.cancel_job($cx, 'changed my mind')"), 't', 'cancel: cancel_job returns true');
-is(wait_state($cx), 'canceled', 'cancel: the job is canceled');
-ok(left_sleep($pid), 'cancel: the runner backend left pg_sleep');
+is($node->q("SELECT workflow.cancel_job($cx, 'changed my mind')"), 't', 'cancel: cancel_job returns true');
+is($node->wait_state($cx), 'canceled', 'cancel: the job is canceled');
+ok($node->left_sleep($pid), 'cancel: the runner backend left pg_sleep');
 $elapsed = time() - $t0;
 cmp_ok($elapsed, '<', 10, sprintf('cancel: the runner stopped the task quickly (%.2fs)', $elapsed));
-is(q1("SELECT count(*) FROM pg_stat_activity WHERE pid = $pid"),
+is($node->q("SELECT count(*) FROM pg_stat_activity WHERE pid = $pid"),
 	'1', 'cancel: the runner process is still there (cancelled, not killed)');
-is(q1("SELECT count(*) FROM fx WHERE job_id = $cx"),
+is($node->q("SELECT count(*) FROM fx WHERE job_id = $cx"),
 	'0', 'cancel: the insert made before the sleep was rolled back');
-is(q1("SELECT count(*) FROM workflow.task_runs WHERE job_id = $cx AND status = 'succeeded'"),
+is($node->q("SELECT count(*) FROM workflow.task_runs WHERE job_id = $cx AND status = 'succeeded'"),
 	'0', 'cancel: no task run succeeded');
-is( q1("SELECT (error->>'message') || '/' || (error->>'reason') FROM workflow.jobs WHERE id = $cx"),
+is( $node->q("SELECT (error->>'message') || '/' || (error->>'reason') FROM workflow.jobs WHERE id = $cx"),
 	'job canceled/changed my mind', 'cancel: job.error has the message and the reason');
-is(q1("SELECT finished_at IS NOT NULL FROM workflow.jobs WHERE id = $cx"),
+is($node->q("SELECT finished_at IS NOT NULL FROM workflow.jobs WHERE id = $cx"),
 	't', 'cancel: the job has finished_at');
-is(q1("SELECT workflow.cancel_job($cx)"), 'f', 'cancel: a second cancel_job returns false');
+is($node->q("SELECT workflow.cancel_job($cx)"), 'f', 'cancel: a second cancel_job returns false');
 
 # the same runner takes work again
-my $after = q1("SELECT workflow.create_job('task_timeout')");
-is(wait_state($after), 'failed', 'cancel: the runners still run jobs afterwards');
+my $after = $node->q("SELECT workflow.create_job('task_timeout')");
+is($node->wait_state($after), 'failed', 'cancel: the runners still run jobs afterwards');
 
 ###############################################################################
 # (4) oncancel
 ###############################################################################
 
-my $cxo = q1("SELECT workflow.create_job('cancel_oncancel')");
-$pid = sleeping_runner($cxo);
-is(q1("SELECT workflow.cancel_job($cxo)"), 't', 'oncancel: cancel_job returns true');
-is(wait_state($cxo), 'canceled', 'oncancel: the job ends canceled');
-ok(left_sleep($pid), 'oncancel: the runner backend left pg_sleep');
-is(q1("SELECT string_agg(what, ',') FROM fx WHERE job_id = $cxo"),
+my $cxo = $node->q("SELECT workflow.create_job('cancel_oncancel')");
+$pid = $node->sleeping_runner($cxo);
+is($node->q("SELECT workflow.cancel_job($cxo)"), 't', 'oncancel: cancel_job returns true');
+is($node->wait_state($cxo), 'canceled', 'oncancel: the job ends canceled');
+ok($node->left_sleep($pid), 'oncancel: the runner backend left pg_sleep');
+is($node->q("SELECT string_agg(what, ',') FROM fx WHERE job_id = $cxo"),
 	'oncancel:undo', 'oncancel: the oncancel task ran (and the chain task\'s insert was rolled back)');
-is(runs($cxo), 'oncancel:undo:succeeded', 'oncancel: task_runs has the oncancel run');
-is(q1("SELECT error->>'message' FROM workflow.jobs WHERE id = $cxo"),
+is($node->runs($cxo, @run_fields), 'oncancel:undo:succeeded', 'oncancel: task_runs has the oncancel run');
+is($node->q("SELECT error->>'message' FROM workflow.jobs WHERE id = $cxo"),
 	'job canceled', 'oncancel: job.error says canceled');
 
 ###############################################################################
 # (5) cancel a queued and a waiting job
 ###############################################################################
 
-my $later = q1("SELECT workflow.create_job('cancel_me', run_at => now() + interval '1 hour')");
-is(q1("SELECT workflow.cancel_job($later)"), 't', 'queued: cancel_job returns true');
-is(q1("SELECT execution FROM workflow.jobs WHERE id = $later"), 'canceled', 'queued: canceled at once');
-is(q1("SELECT count(*) FROM workflow.task_runs WHERE job_id = $later"), '0', 'queued: nothing ran');
+my $later = $node->q("SELECT workflow.create_job('cancel_me', run_at => now() + interval '1 hour')");
+is($node->q("SELECT workflow.cancel_job($later)"), 't', 'queued: cancel_job returns true');
+is($node->q("SELECT execution FROM workflow.jobs WHERE id = $later"), 'canceled', 'queued: canceled at once');
+is($node->q("SELECT count(*) FROM workflow.task_runs WHERE job_id = $later"), '0', 'queued: nothing ran');
 
-my $w = q1("SELECT workflow.create_job('parked')");
-is(wait_state($w, 'waiting'), 'waiting', 'waiting: the job waits');
-is(q1("SELECT workflow.cancel_job($w)"), 't', 'waiting: cancel_job returns true');
-is(wait_state($w), 'canceled', 'waiting: the job is canceled');
-is(q1("SELECT string_agg(what, ',') FROM fx WHERE job_id = $w"),
+my $w = $node->q("SELECT workflow.create_job('parked')");
+is($node->wait_state($w, 'waiting'), 'waiting', 'waiting: the job waits');
+is($node->q("SELECT workflow.cancel_job($w)"), 't', 'waiting: cancel_job returns true');
+is($node->wait_state($w), 'canceled', 'waiting: the job is canceled');
+is($node->q("SELECT string_agg(what, ',') FROM fx WHERE job_id = $w"),
 	'oncancel of waiting', 'waiting: its oncancel task ran');
 
-my $log = slurp_file($node->logfile);
-my @bad = grep { /\b(PANIC|FATAL):|server process .* terminated|terminated by signal/ } split /\n/, $log;
+my @bad = $node->log_lines(qr/\b(PANIC|FATAL):|server process .* terminated|terminated by signal/);
 is_deeply(\@bad, [], 'server log: no PANIC, FATAL or crashed backend');
 
 $node->stop;

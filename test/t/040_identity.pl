@@ -31,57 +31,19 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use WorkflowNode;
 
-my $node = PostgreSQL::Test::Cluster->new('identity');
-$node->init;
 # one runner: every job below runs in the same runner session, one after the
 # other, which is what the leak tests need
-$node->append_conf(
-	'postgresql.conf', q{
-shared_preload_libraries = 'workflow'
-max_worker_processes = 16
-workflow.database = 'postgres'
-workflow.runners = 1
-workflow.run_interval = '50ms'
-workflow.activity_interval = '100ms'
-workflow.stale_after = '1s'
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION workflow');
+my $node = WorkflowNode->create('identity', settings => { 'workflow.runners' => 1 });
 
-sub q1
-{
-	return $node->safe_psql('postgres', $_[0]);
-}
-
-sub as_alice
-{
-	return $node->safe_psql('postgres', $_[0], extra_params => [ '-U', 'alice' ]);
-}
-
-sub create_workflow
-{
-	my ($def) = @_;
-	$def =~ s/\n\s*/ /g;
-	return q1("SELECT workflow.create_workflow(\$wf\$$def\$wf\$)");
-}
-
-sub wait_done
-{
-	my ($id) = @_;
-	$node->poll_query_until('postgres',
-		"SELECT execution IN ('succeeded', 'failed', 'canceled') FROM workflow.jobs WHERE id = $id")
-	  or diag("job $id did not finish");
-	return q1("SELECT execution FROM workflow.jobs WHERE id = $id");
-}
-
+# the output field $field of the last succeeded task run of job $id
 sub output
 {
 	my ($id, $field) = @_;
-	return q1(
+	return $node->q(
 		"SELECT output->>'$field' FROM workflow.task_runs WHERE job_id = $id AND status = 'succeeded' ORDER BY id DESC LIMIT 1"
 	);
 }
@@ -90,15 +52,15 @@ sub output
 # alice and her grants
 ###############################################################################
 
+$node->create_role('alice');
 $node->safe_psql(
 	'postgres', q{
-CREATE ROLE alice LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB;
 GRANT USAGE ON SCHEMA workflow TO alice;
 GRANT EXECUTE ON FUNCTION workflow.create_job, workflow.get_job TO alice;
 CREATE SCHEMA alice AUTHORIZATION alice;
 });
 
-create_workflow(q{{"name": "who", "chain": [
+$node->create_workflow(q{{"name": "who", "chain": [
   {"name": "who", "sql": "select jsonb_build_object('current_user', current_user, 'session_user', session_user, 'is_superuser', current_setting('is_superuser'), 'search_path', current_setting('search_path'), 'work_mem', current_setting('work_mem'), 'statement_timeout', current_setting('statement_timeout'), 'prepared', (select count(*) from pg_prepared_statements), 'advisory', (select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()))"}]}});
 
 # The minimal grants: try create_job and get_job as alice, and grant what
@@ -117,7 +79,7 @@ for my $try (1 .. 25)
 	if ($err =~ /permission denied for function (\w+)/)
 	{
 		# (every overload of that name)
-		$grant = q1(
+		$grant = $node->q(
 			"SELECT string_agg(format('GRANT EXECUTE ON FUNCTION %s TO alice', oid::regprocedure), '; ') FROM pg_proc WHERE proname = '$1' AND pronamespace = 'workflow'::regnamespace"
 		);
 	}
@@ -125,8 +87,8 @@ for my $try (1 .. 25)
 	{
 		my $t = "workflow.$1";
 		my $priv =
-		  q1("SELECT has_table_privilege('alice', '$t', 'SELECT')") eq 'f' ? 'SELECT'
-		  : q1("SELECT has_table_privilege('alice', '$t', 'INSERT')") eq 'f' ? 'INSERT'
+		  $node->q("SELECT has_table_privilege('alice', '$t', 'SELECT')") eq 'f' ? 'SELECT'
+		  : $node->q("SELECT has_table_privilege('alice', '$t', 'INSERT')") eq 'f' ? 'INSERT'
 		  : 'UPDATE';
 		$grant = "GRANT $priv ON $t TO alice";
 	}
@@ -135,7 +97,7 @@ for my $try (1 .. 25)
 		diag("alice cannot use create_job/get_job: $err");
 		last;
 	}
-	q1($grant);
+	$node->q($grant);
 	push @grants, $grant;
 }
 is( $node->psql(
@@ -146,10 +108,10 @@ is( $node->psql(
 	'alice can call create_job and get_job');
 note("grants alice needs besides USAGE on workflow and EXECUTE on create_job, get_job:\n  "
 	  . join("\n  ", @grants));
-my $alice_can_insert = q1("SELECT has_table_privilege('alice', 'workflow.jobs', 'INSERT')");
+my $alice_can_insert = $node->q("SELECT has_table_privilege('alice', 'workflow.jobs', 'INSERT')");
 
 # alice's own objects, created by alice
-as_alice(
+$node->q_as('alice',
 	q{
 CREATE TABLE alice.log (who text, what text);
 CREATE TABLE alice.t (id int);
@@ -164,28 +126,28 @@ CREATE TABLE alice.t2 (id int);
 CREATE CONSTRAINT TRIGGER t2_deferrable AFTER INSERT ON alice.t2
     DEFERRABLE INITIALLY IMMEDIATE FOR EACH ROW EXECUTE FUNCTION alice.record_user();
 });
-is(q1("SELECT rolsuper FROM pg_roles WHERE rolname = 'alice'"), 'f', 'alice is not a superuser');
+is($node->q("SELECT rolsuper FROM pg_roles WHERE rolname = 'alice'"), 'f', 'alice is not a superuser');
 
 ###############################################################################
 # (1) run as the creator
 ###############################################################################
 
-my $j = as_alice("SELECT workflow.create_job('who')");
-is(wait_done($j), 'succeeded', 'who (alice): the job succeeded');
-is(q1("SELECT created_by::text FROM workflow.jobs WHERE id = $j"), 'alice', 'who (alice): jobs.created_by is alice');
+my $j = $node->q_as('alice', "SELECT workflow.create_job('who')");
+is($node->wait_state($j), 'succeeded', 'who (alice): the job succeeded');
+is($node->q("SELECT created_by::text FROM workflow.jobs WHERE id = $j"), 'alice', 'who (alice): jobs.created_by is alice');
 is(output($j, 'current_user'), 'alice', 'who (alice): the task ran with current_user = alice');
-is(as_alice("SELECT workflow.get_job($j)->'tasks'->0->'output'->>'current_user'"),
+is($node->q_as('alice', "SELECT workflow.get_job($j)->'tasks'->0->'output'->>'current_user'"),
 	'alice', 'who (alice): alice sees it through get_job');
 note('who (alice): inside the task session_user = ' . output($j, 'session_user')
 	  . ', is_superuser = ' . output($j, 'is_superuser'));
 
-$j = q1("SET ROLE alice; SELECT workflow.create_job('who')");
-is(wait_done($j), 'succeeded', 'who (SET ROLE alice): the job succeeded');
-is(q1("SELECT created_by::text FROM workflow.jobs WHERE id = $j"), 'alice', 'who (SET ROLE alice): created_by is alice');
+$j = $node->q("SET ROLE alice; SELECT workflow.create_job('who')");
+is($node->wait_state($j), 'succeeded', 'who (SET ROLE alice): the job succeeded');
+is($node->q("SELECT created_by::text FROM workflow.jobs WHERE id = $j"), 'alice', 'who (SET ROLE alice): created_by is alice');
 is(output($j, 'current_user'), 'alice', 'who (SET ROLE alice): the task ran as alice');
 
-$j = q1("SELECT workflow.create_job('who')");
-is(wait_done($j), 'succeeded', 'who (postgres): the job succeeded');
+$j = $node->q("SELECT workflow.create_job('who')");
+is($node->wait_state($j), 'succeeded', 'who (postgres): the job succeeded');
 is(output($j, 'current_user'), 'postgres',
 	'who (postgres): a job created by postgres runs as postgres (the runner switched back)');
 
@@ -223,66 +185,66 @@ my %escape_job;
 foreach my $name (sort keys %escape)
 {
 	my $sql = $escape{$name};
-	create_workflow(
+	$node->create_workflow(
 		qq{{"name": "escape_$name", "chain": [
   {"name": "try", "sql": "$sql; insert into alice.log values (current_user, '$name'); select current_user::text"}]}});
-	$escape_job{$name} = as_alice("SELECT workflow.create_job('escape_$name')");
+	$escape_job{$name} = $node->q_as('alice', "SELECT workflow.create_job('escape_$name')");
 }
 foreach my $name (sort keys %escape)
 {
 	my $id = $escape_job{$name};
-	is(wait_done($id), 'failed', "escape $name: the job failed");
-	my $err = q1(
+	is($node->wait_state($id), 'failed', "escape $name: the job failed");
+	my $err = $node->q(
 		"SELECT (error->>'sqlstate') || ': ' || (error->>'message') FROM workflow.task_runs WHERE job_id = $id AND status = 'failed'"
 	);
 	like($err, qr/^[0-9A-Z]{5}: \S/, "escape $name: the error is recorded ($err)");
-	is(q1("SELECT count(*) FROM workflow.task_runs WHERE job_id = $id AND status = 'succeeded'"),
+	is($node->q("SELECT count(*) FROM workflow.task_runs WHERE job_id = $id AND status = 'succeeded'"),
 		'0', "escape $name: no successful run");
 }
-is(q1("SELECT count(*) FROM alice.log"), '0', 'escapes: nothing got past an escape attempt');
-is(q1("SELECT rolsuper FROM pg_roles WHERE rolname = 'alice'"), 'f', 'escapes: alice is still not a superuser');
-is(q1("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'workflow runner' AND usename <> 'postgres'"),
+is($node->q("SELECT count(*) FROM alice.log"), '0', 'escapes: nothing got past an escape attempt');
+is($node->q("SELECT rolsuper FROM pg_roles WHERE rolname = 'alice'"), 'f', 'escapes: alice is still not a superuser');
+is($node->q("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'workflow runner' AND usename <> 'postgres'"),
 	'0', 'escapes: the runner session is unchanged');
 
 # a job after the escapes runs as its creator, with the pinned settings
-$j = q1("SELECT workflow.create_job('who')");
-is(wait_done($j), 'succeeded', 'after escapes: a job of postgres succeeded');
+$j = $node->q("SELECT workflow.create_job('who')");
+is($node->wait_state($j), 'succeeded', 'after escapes: a job of postgres succeeded');
 is(output($j, 'current_user') . '/' . output($j, 'session_user'),
 	'postgres/postgres', 'after escapes: it ran as postgres, session user unchanged');
-$j = as_alice("SELECT workflow.create_job('who')");
-is(wait_done($j), 'succeeded', 'after escapes: a job of alice succeeded');
+$j = $node->q_as('alice', "SELECT workflow.create_job('who')");
+is($node->wait_state($j), 'succeeded', 'after escapes: a job of alice succeeded');
 is(output($j, 'current_user'), 'alice', 'after escapes: it ran as alice');
 
 ###############################################################################
 # (3) deferred constraint triggers
 ###############################################################################
 
-create_workflow(q{{"name": "deferred", "chain": [
+$node->create_workflow(q{{"name": "deferred", "chain": [
   {"name": "insert", "sql": "insert into alice.t values (1); select 'inserted'"}]}});
-create_workflow(q{{"name": "deferred_by_task", "chain": [
+$node->create_workflow(q{{"name": "deferred_by_task", "chain": [
   {"name": "insert", "sql": "set constraints all deferred; insert into alice.t2 values (2); select 'inserted'"}]}});
 
 foreach my $wf ('deferred', 'deferred_by_task')
 {
 	my $table = $wf eq 'deferred' ? 'alice.t' : 'alice.t2';
-	my $id = as_alice("SELECT workflow.create_job('$wf')");
-	my $state = wait_done($id);
-	my $err = q1("SELECT error->>'message' FROM workflow.jobs WHERE id = $id");
+	my $id = $node->q_as('alice', "SELECT workflow.create_job('$wf')");
+	my $state = $node->wait_state($id);
+	my $err = $node->q("SELECT error->>'message' FROM workflow.jobs WHERE id = $id");
 	note("$wf: the job $state" . ($err ne '' ? " ($err)" : ''));
-	is(q1("SELECT count(*) FROM alice.log WHERE who IS DISTINCT FROM 'alice'"),
+	is($node->q("SELECT count(*) FROM alice.log WHERE who IS DISTINCT FROM 'alice'"),
 		'0', "$wf: the trigger never ran as another role than alice");
 	if ($state eq 'failed')
 	{
 		isnt($err, '', "$wf: failed cleanly with the error recorded");
-		is(q1("SELECT count(*) FROM $table") . '/' . q1("SELECT count(*) FROM alice.log"),
+		is($node->q("SELECT count(*) FROM $table") . '/' . $node->q("SELECT count(*) FROM alice.log"),
 			'0/0', "$wf: and nothing of it committed");
 	}
 	else
 	{
 		is($state, 'succeeded', "$wf: otherwise the job succeeded");
-		is(q1("SELECT string_agg(who, ',') FROM alice.log"), 'alice',
+		is($node->q("SELECT string_agg(who, ',') FROM alice.log"), 'alice',
 			"$wf: and the trigger ran once, as alice");
-		q1('TRUNCATE alice.log');
+		$node->q('TRUNCATE alice.log');
 	}
 }
 
@@ -290,23 +252,23 @@ foreach my $wf ('deferred', 'deferred_by_task')
 # (4) nothing leaks into the next job
 ###############################################################################
 
-create_workflow(q{{"name": "set_things", "chain": [
+$node->create_workflow(q{{"name": "set_things", "chain": [
   {"name": "set", "sql": "set search_path = alice, pg_catalog; set session work_mem = '77MB'; select set_config('statement_timeout', '1234s', false); select jsonb_build_object('search_path', current_setting('search_path'), 'work_mem', current_setting('work_mem'), 'statement_timeout', current_setting('statement_timeout'))"}]}});
-create_workflow(q{{"name": "set_and_fail", "chain": [
+$node->create_workflow(q{{"name": "set_and_fail", "chain": [
   {"name": "set", "sql": "set work_mem = '55MB'; select set_config('search_path', 'alice', false); select 1/0"}]}});
 
-my $server_work_mem = q1('SHOW work_mem');
+my $server_work_mem = $node->q('SHOW work_mem');
 
 foreach my $creator ('alice', 'postgres')
 {
-	my $create = $creator eq 'alice' ? \&as_alice : \&q1;
+	my $create = $creator eq 'alice' ? sub { $node->q_as('alice', @_) } : sub { $node->q(@_) };
 	my $set = $create->("SELECT workflow.create_job('set_things')");
-	is(wait_done($set), 'succeeded', "leak ($creator): the job setting things succeeded");
+	is($node->wait_state($set), 'succeeded', "leak ($creator): the job setting things succeeded");
 	is(output($set, 'search_path') . ' ' . output($set, 'work_mem') . ' ' . output($set, 'statement_timeout'),
 		'alice, pg_catalog 77MB 1234s', "leak ($creator): the settings took effect inside the task");
-	my $next = q1("SELECT workflow.create_job('who')");
-	is(wait_done($next), 'succeeded', "leak ($creator): the next job succeeded");
-	is( q1("SELECT count(DISTINCT runner_id) FROM workflow.task_runs WHERE job_id IN ($set, $next)"),
+	my $next = $node->q("SELECT workflow.create_job('who')");
+	is($node->wait_state($next), 'succeeded', "leak ($creator): the next job succeeded");
+	is( $node->q("SELECT count(DISTINCT runner_id) FROM workflow.task_runs WHERE job_id IN ($set, $next)"),
 		'1', "leak ($creator): both ran in the same runner");
 	is(output($next, 'search_path'), 'public', "leak ($creator): the next job has the pinned search_path 'public'");
 	is(output($next, 'work_mem'), $server_work_mem, "leak ($creator): the next job has the server's work_mem");
@@ -315,10 +277,10 @@ foreach my $creator ('alice', 'postgres')
 	is(output($next, 'current_user'), 'postgres', "leak ($creator): the next job runs as its own creator");
 }
 {
-	my $fail = as_alice("SELECT workflow.create_job('set_and_fail')");
-	is(wait_done($fail), 'failed', 'leak (failing task): the job failed');
-	my $next = as_alice("SELECT workflow.create_job('who')");
-	is(wait_done($next), 'succeeded', 'leak (failing task): the next job succeeded');
+	my $fail = $node->q_as('alice', "SELECT workflow.create_job('set_and_fail')");
+	is($node->wait_state($fail), 'failed', 'leak (failing task): the job failed');
+	my $next = $node->q_as('alice', "SELECT workflow.create_job('who')");
+	is($node->wait_state($next), 'succeeded', 'leak (failing task): the next job succeeded');
 	is(output($next, 'search_path') . ' ' . output($next, 'work_mem'),
 		"public $server_work_mem", 'leak (failing task): settings of a failed task do not leak');
 }
@@ -327,24 +289,24 @@ foreach my $creator ('alice', 'postgres')
 # (5) advisory locks
 ###############################################################################
 
-create_workflow(q{{"name": "lock", "chain": [
+$node->create_workflow(q{{"name": "lock", "chain": [
   {"name": "lock", "sql": "select pg_advisory_lock(42); select pg_advisory_lock_shared(44); select 'locked'"}]}});
-create_workflow(q{{"name": "lock_and_fail", "chain": [
+$node->create_workflow(q{{"name": "lock_and_fail", "chain": [
   {"name": "lock", "sql": "select pg_advisory_lock(43); select 1/0"}]}});
 
-$j = as_alice("SELECT workflow.create_job('lock')");
-is(wait_done($j), 'succeeded', 'advisory: the job taking lock 42 succeeded');
-is( q1("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE l.locktype = 'advisory' AND a.backend_type = 'workflow runner'"),
+$j = $node->q_as('alice', "SELECT workflow.create_job('lock')");
+is($node->wait_state($j), 'succeeded', 'advisory: the job taking lock 42 succeeded');
+is( $node->q("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE l.locktype = 'advisory' AND a.backend_type = 'workflow runner'"),
 	'0', 'advisory: the runner holds no advisory lock after the task');
-is(q1('SELECT pg_try_advisory_lock(42)'), 't', 'advisory: another session can take lock 42');
-is(q1('SELECT pg_try_advisory_lock(44)'), 't', 'advisory: and exclusively the shared lock 44');
+is($node->q('SELECT pg_try_advisory_lock(42)'), 't', 'advisory: another session can take lock 42');
+is($node->q('SELECT pg_try_advisory_lock(44)'), 't', 'advisory: and exclusively the shared lock 44');
 
-$j = as_alice("SELECT workflow.create_job('lock_and_fail')");
-is(wait_done($j), 'failed', 'advisory: the job taking lock 43 then failing failed');
-is(q1('SELECT pg_try_advisory_lock(43)'), 't', 'advisory: lock 43 of the failed task was released too');
+$j = $node->q_as('alice', "SELECT workflow.create_job('lock_and_fail')");
+is($node->wait_state($j), 'failed', 'advisory: the job taking lock 43 then failing failed');
+is($node->q('SELECT pg_try_advisory_lock(43)'), 't', 'advisory: lock 43 of the failed task was released too');
 
-$j = as_alice("SELECT workflow.create_job('who')");
-is(wait_done($j), 'succeeded', 'advisory: the next job succeeded');
+$j = $node->q_as('alice', "SELECT workflow.create_job('who')");
+is($node->wait_state($j), 'succeeded', 'advisory: the next job succeeded');
 is(output($j, 'advisory'), '0', 'advisory: the next job sees no advisory lock of the runner');
 
 ###############################################################################
@@ -373,13 +335,12 @@ else
 		$node->poll_query_until('postgres',
 			"SELECT execution NOT IN ('queued', 'running') FROM workflow.jobs WHERE id = $forged");
 	}
-	note('forged created_by: the job is ' . q1("SELECT execution FROM workflow.jobs WHERE id = $forged"));
+	note('forged created_by: the job is ' . $node->q("SELECT execution FROM workflow.jobs WHERE id = $forged"));
 	isnt(output($forged, 'current_user'), 'postgres',
 		'forged created_by: a job row written by alice never runs as postgres');
 }
 
-my $log = slurp_file($node->logfile);
-my @bad = grep { /\b(PANIC|FATAL):|server process .* terminated|terminated by signal/ } split /\n/, $log;
+my @bad = $node->log_lines(qr/\b(PANIC|FATAL):|server process .* terminated|terminated by signal/);
 is_deeply(\@bad, [], 'server log: no PANIC, FATAL or crashed backend');
 
 $node->stop;

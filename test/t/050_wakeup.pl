@@ -13,25 +13,12 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
+use WorkflowNode;
 
-my $node = PostgreSQL::Test::Cluster->new('wakeup_runners');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', q{
-shared_preload_libraries = 'workflow'
-max_worker_processes = 16
-workflow.database = 'postgres'
-workflow.runners = 2
-workflow.run_interval = '50ms'
-workflow.activity_interval = '100ms'
-workflow.stale_after = '1s'
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION workflow');
+my $node = WorkflowNode->create('wakeup_runners');
 $node->safe_psql('postgres',
 	q{SELECT workflow.create_workflow('{"name": "quick", "chain": [{"name": "a", "sql": "select clock_timestamp()"}]}')}
 );
@@ -40,11 +27,6 @@ $node->safe_psql('postgres',
 $node->append_conf('postgresql.conf', "workflow.run_interval = '5s'\n");
 $node->restart;
 is($node->safe_psql('postgres', 'SHOW workflow.run_interval'), '5s', 'run_interval is 5s');
-
-sub q1
-{
-	return $node->safe_psql('postgres', $_[0]);
-}
 
 # every runner is asleep in its wait for work
 sub runners_asleep
@@ -65,11 +47,11 @@ my $all_ok = 1;
 for my $i (1 .. 20)
 {
 	$all_ok &&= runners_asleep();
-	my $id = q1("SELECT workflow.create_job('quick', '{\"i\": $i}')");
+	my $id = $node->q("SELECT workflow.create_job('quick', '{\"i\": $i}')");
 	$node->poll_query_until('postgres',
 		"SELECT execution IN ('succeeded', 'failed', 'canceled') FROM workflow.jobs WHERE id = $id")
 	  or diag("job $id did not finish");
-	my ($state, $claim, $task) = split /\|/, q1(
+	my ($state, $claim, $task) = split /\|/, $node->q(
 		"SELECT j.execution,
 		        round(extract(epoch FROM j.started_at - j.created_at) * 1000, 1),
 		        round(extract(epoch FROM r.started_at - j.created_at) * 1000, 1)
@@ -106,7 +88,7 @@ ok( $node->poll_query_until(
 	'enabled = off and run_interval = 50ms after the reload');
 ok(runners_asleep(), 'paused: the runners are there and idle');
 
-my $paused = q1("SELECT workflow.create_job('quick', '{\"paused\": true}')");
+my $paused = $node->q("SELECT workflow.create_job('quick', '{\"paused\": true}')");
 
 # a bounded loop of queries, at least 1.5s and 15 looks: the job stays queued
 # and unclaimed while both runners are alive
@@ -114,7 +96,7 @@ my $t0 = time();
 my ($looks, $bad) = (0, '');
 while ($looks < 15 || time() - $t0 < 1.5)
 {
-	my $r = q1(
+	my $r = $node->q(
 		"SELECT j.execution || '/' || coalesce(j.runner_id, '-') || '/' || (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'workflow runner')
 		   FROM workflow.jobs j WHERE j.id = $paused");
 	$bad = $r if $r ne 'queued/-/2' && $bad eq '';
@@ -122,7 +104,7 @@ while ($looks < 15 || time() - $t0 < 1.5)
 	last if $looks > 1000;
 }
 is($bad, '', sprintf('paused: the job stayed queued for %.2fs (%d looks) with both runners alive', time() - $t0, $looks));
-is(q1("SELECT count(*) FROM workflow.task_runs WHERE job_id = $paused"), '0', 'paused: nothing ran');
+is($node->q("SELECT count(*) FROM workflow.task_runs WHERE job_id = $paused"), '0', 'paused: nothing ran');
 
 $node->safe_psql('postgres', "ALTER SYSTEM SET workflow.enabled = on");
 $node->safe_psql('postgres', 'SELECT pg_reload_conf()');
@@ -133,13 +115,11 @@ ok( $node->poll_query_until(
 my $resumed = time() - $t0;
 cmp_ok($resumed, '<', 10, sprintf('enabled = on: it ran promptly (%.2fs)', $resumed));
 
-my $log = slurp_file($node->logfile);
 # (the sweeper is stopped with a FATAL "terminating background worker" at
 # the restart: that one is expected)
-my @bad = grep {
-	/\b(PANIC|FATAL):|server process .* terminated|terminated by signal/
-	  && !/terminating background worker "workflow sweeper" due to administrator command/
-} split /\n/, $log;
+my @bad = $node->log_lines(
+	qr/\b(PANIC|FATAL):|server process .* terminated|terminated by signal/,
+	except => qr/terminating background worker "workflow sweeper" due to administrator command/);
 is_deeply(\@bad, [], 'server log: no PANIC, FATAL or crashed backend');
 
 $node->stop;

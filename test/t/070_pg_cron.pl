@@ -16,59 +16,33 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use WorkflowNode;
 
-my $node = PostgreSQL::Test::Cluster->new('pg_cron');
-$node->init;
-my $host = $node->host;
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'workflow,pg_cron'
-max_worker_processes = 16
-cron.database_name = 'postgres'
-# pg_cron connects with libpq: through this node's socket directory
-cron.host = '$host'
-workflow.database = 'postgres'
-workflow.runners = 2
-workflow.run_interval = '50ms'
-workflow.activity_interval = '100ms'
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION pg_cron');
-$node->safe_psql('postgres', 'CREATE EXTENSION workflow');
+# pg_cron preloaded too; it connects with libpq through this node's socket
+# directory (cron.host)
+my $node = WorkflowNode->create('pg_cron',
+	pg_cron => 1,
+	settings => { 'workflow.stale_after' => undef });
 
-sub q1
-{
-	return $node->safe_psql('postgres', $_[0]);
-}
+$node->create_role('dora', 'workflow_user');
+$node->q('GRANT USAGE ON SCHEMA cron TO dora');
+is($node->q("SELECT rolsuper FROM pg_roles WHERE rolname = 'dora'"), 'f', 'dora is not a superuser');
 
-sub as_dora
-{
-	return $node->safe_psql('postgres', $_[0], extra_params => [ '-U', 'dora' ]);
-}
-
-q1(q{
-CREATE ROLE dora LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE;
-GRANT workflow_user TO dora;
-GRANT USAGE ON SCHEMA cron TO dora;
-});
-is(q1("SELECT rolsuper FROM pg_roles WHERE rolname = 'dora'"), 'f', 'dora is not a superuser');
-
-is( as_dora(
+is( $node->q_as('dora',
 		q{SELECT workflow.create_workflow('{"name": "cron_who", "chain": [{"name": "who", "sql": "select current_user::text"}]}')}
 	),
 	'1',
 	'dora stores the workflow');
 
-my $cron_id = as_dora(q{SELECT workflow.schedule('every-minute', '* * * * *', 'cron_who', '{"from": "cron"}')});
+my $cron_id = $node->q_as('dora', q{SELECT workflow.schedule('every-minute', '* * * * *', 'cron_who', '{"from": "cron"}')});
 like($cron_id, qr/^\d+$/, "dora schedules it every minute (pg_cron job $cron_id)");
-is(q1("SELECT username FROM cron.job WHERE jobid = $cron_id"), 'dora', 'pg_cron records the schedule as dora\'s');
-is( as_dora(q{SELECT format('%s|%s|%s|%s', name, cron, workflow, params) FROM workflow.schedules}),
+is($node->q("SELECT username FROM cron.job WHERE jobid = $cron_id"), 'dora', 'pg_cron records the schedule as dora\'s');
+is( $node->q_as('dora', q{SELECT format('%s|%s|%s|%s', name, cron, workflow, params) FROM workflow.schedules}),
 	'every-minute|* * * * *|cron_who|{"from": "cron"}',
 	'dora sees her schedule in workflow.schedules');
-is(as_dora(q{SELECT next_run > now() AND next_run <= now() + interval '1 minute' FROM workflow.schedules}),
+is($node->q_as('dora', q{SELECT next_run > now() AND next_run <= now() + interval '1 minute' FROM workflow.schedules}),
 	't', 'its next run is within the minute');
 
 # pg_cron fires at the next full minute; give it two and a half
@@ -79,21 +53,21 @@ is(as_dora(q{SELECT next_run > now() AND next_run <= now() + interval '1 minute'
 			q{SELECT EXISTS (SELECT 1 FROM workflow.jobs WHERE workflow = 'cron_who' AND execution = 'succeeded')}),
 		'a job created by the schedule ran and succeeded');
 }
-my $job = q1(
+my $job = $node->q(
 	q{SELECT min(id) FROM workflow.jobs WHERE workflow = 'cron_who' AND execution = 'succeeded'});
 note("job $job, created at "
-	  . q1("SELECT created_at FROM workflow.jobs WHERE id = $job"));
-is(q1("SELECT created_by::text FROM workflow.jobs WHERE id = $job"),
+	  . $node->q("SELECT created_at FROM workflow.jobs WHERE id = $job"));
+is($node->q("SELECT created_by::text FROM workflow.jobs WHERE id = $job"),
 	'dora', 'the job was created by dora (pg_cron ran the command as her)');
-is(q1("SELECT params::text FROM workflow.jobs WHERE id = $job"),
+is($node->q("SELECT params::text FROM workflow.jobs WHERE id = $job"),
 	'{"from": "cron"}', 'with the scheduled params');
-is( q1(
+is( $node->q(
 		"SELECT output #>> '{}' FROM workflow.task_runs WHERE job_id = $job AND task = 'who' AND status = 'succeeded'"
 	),
 	'dora',
 	'its task ran as dora, not as a superuser');
-is(as_dora("SELECT workflow.get_job($job)->>'execution'"), 'succeeded', 'dora sees her job through get_job');
-is(q1("SELECT count(*) FROM workflow.jobs WHERE workflow = 'cron_who' AND created_by <> 'dora'::regrole"),
+is($node->q_as('dora', "SELECT workflow.get_job($job)->>'execution'"), 'succeeded', 'dora sees her job through get_job');
+is($node->q("SELECT count(*) FROM workflow.jobs WHERE workflow = 'cron_who' AND created_by <> 'dora'::regrole"),
 	'0', 'no job of the schedule belongs to anyone else');
 
 # pg_cron writes its run record after the command's transaction
@@ -104,20 +78,19 @@ is(q1("SELECT count(*) FROM workflow.jobs WHERE workflow = 'cron_who' AND create
 			q{SELECT last_run_status = 'succeeded' FROM workflow.schedules WHERE name = 'every-minute'}),
 		'workflow.schedules shows the last run as succeeded');
 }
-is( as_dora(
+is( $node->q_as('dora',
 		q{SELECT last_run_status || ' ' || (last_run_finished >= last_run_started) FROM workflow.schedules WHERE name = 'every-minute'}
 	),
 	'succeeded true',
 	'dora sees the last run of her schedule');
-is(q1("SELECT count(*) FROM cron.job_run_details WHERE jobid = $cron_id AND status = 'failed'"),
+is($node->q("SELECT count(*) FROM cron.job_run_details WHERE jobid = $cron_id AND status = 'failed'"),
 	'0', 'pg_cron recorded no failed run');
 
-as_dora(q{SELECT workflow.unschedule('every-minute')});
-is(q1("SELECT count(*) FROM cron.job WHERE jobid = $cron_id"), '0', 'unschedule removes the pg_cron job');
-is(as_dora('SELECT count(*) FROM workflow.schedules'), '0', 'and workflow.schedules no longer shows it');
+$node->q_as('dora', q{SELECT workflow.unschedule('every-minute')});
+is($node->q("SELECT count(*) FROM cron.job WHERE jobid = $cron_id"), '0', 'unschedule removes the pg_cron job');
+is($node->q_as('dora', 'SELECT count(*) FROM workflow.schedules'), '0', 'and workflow.schedules no longer shows it');
 
-my $log = slurp_file($node->logfile);
-my @bad = grep { /\b(PANIC):|server process .* terminated|terminated by signal/ } split /\n/, $log;
+my @bad = $node->log_lines(qr/\b(PANIC):|server process .* terminated|terminated by signal/);
 is_deeply(\@bad, [], 'server log: no PANIC or crashed backend');
 
 $node->stop;

@@ -28,65 +28,25 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use WorkflowNode;
 
-my $node = PostgreSQL::Test::Cluster->new('retention');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', q{
-shared_preload_libraries = 'workflow'
-max_worker_processes = 16
-workflow.database = 'postgres'
-workflow.runners = 2
-workflow.run_interval = '50ms'
-workflow.activity_interval = '100ms'
-workflow.retention = '2s'
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION workflow');
+my $node = WorkflowNode->create('retention',
+	settings => { 'workflow.stale_after' => undef, 'workflow.retention' => '2s' });
 
-sub q1
-{
-	return $node->safe_psql('postgres', $_[0]);
-}
-
-sub create_workflow
-{
-	my ($def) = @_;
-	$def =~ s/\n\s*/ /g;
-	return q1("SELECT workflow.create_workflow(\$wf\$$def\$wf\$)");
-}
-
-# Wait until the sweeper completed $n more passes: its heartbeat row is
-# written in the same transaction as each pass.
-sub sweeper_passes
-{
-	my ($n) = @_;
-	for my $i (1 .. $n)
-	{
-		my $at = q1("SELECT active_at FROM workflow.runners WHERE id = 'sweeper'");
-		return 0 if $at eq '';
-		$node->poll_query_until('postgres',
-			"SELECT active_at > '$at' FROM workflow.runners WHERE id = 'sweeper'")
-		  or return 0;
-	}
-	return 1;
-}
-
-is(q1('SHOW workflow.retention'), '2s', 'workflow.retention is 2s');
+is($node->q('SHOW workflow.retention'), '2s', 'workflow.retention is 2s');
 ok( $node->poll_query_until('postgres', "SELECT count(*) = 1 FROM workflow.runners WHERE id = 'sweeper'"),
 	'the sweeper registered itself');
-ok(sweeper_passes(2), 'the sweeper heartbeats');
+ok($node->sweeper_passes(2), 'the sweeper heartbeats');
 
-create_workflow(q{{"name": "ret_one", "chain": [
+$node->create_workflow(q{{"name": "ret_one", "chain": [
   {"name": "t", "sql": "select workflow.add_info('{\"note\": \"ret\"}'::jsonb); select 1"}]}});
-create_workflow(q{{"name": "ret_fail", "chain": [{"name": "t", "sql": "select 1/0"}]}});
-create_workflow(q{{"name": "ret_wait", "chain": [{"name": "w", "wait": "signal"}]}});
+$node->create_workflow(q{{"name": "ret_fail", "chain": [{"name": "t", "sql": "select 1/0"}]}});
+$node->create_workflow(q{{"name": "ret_wait", "chain": [{"name": "w", "wait": "signal"}]}});
 
 # every DELETE on workflow.jobs, with what it deleted
-q1(q{
+$node->q(q{
 CREATE TABLE public.prune_log (logged_at timestamptz DEFAULT clock_timestamp(), n bigint,
                                min_age interval, all_finished boolean, backend_type text);
 CREATE FUNCTION public.log_prune() RETURNS trigger
@@ -109,36 +69,36 @@ CREATE TRIGGER log_prune AFTER DELETE ON workflow.jobs
 # (1) workflow.retention = 0 keeps everything
 ###############################################################################
 
-q1(q{ALTER SYSTEM SET workflow.retention = 0});
-q1('SELECT pg_reload_conf()');
+$node->q(q{ALTER SYSTEM SET workflow.retention = 0});
+$node->q('SELECT pg_reload_conf()');
 ok($node->poll_query_until('postgres', q{SELECT current_setting('workflow.retention') = '0'}),
 	'workflow.retention = 0 after a reload');
 # the sweeper reloads at the start of a pass: two passes make sure it did
-ok(sweeper_passes(2), 'the sweeper completed two passes since');
+ok($node->sweeper_passes(2), 'the sweeper completed two passes since');
 
-my $waiting = q1("SELECT workflow.create_job('ret_wait')");
-my $later = q1("SELECT workflow.create_job('ret_one', run_at => now() + interval '1 day')");
+my $waiting = $node->q("SELECT workflow.create_job('ret_wait')");
+my $later = $node->q("SELECT workflow.create_job('ret_one', run_at => now() + interval '1 day')");
 ok( $node->poll_query_until('postgres', "SELECT execution = 'waiting' FROM workflow.jobs WHERE id = $waiting"),
 	'a live job is waiting, another is queued for tomorrow');
 
-q1(q{
+$node->q(q{
 CREATE TABLE public.batch AS
 SELECT workflow.create_job('ret_one', jsonb_build_object('i', i)) AS id FROM generate_series(1, 1200) i;
 INSERT INTO public.batch SELECT workflow.create_job('ret_fail') FROM generate_series(1, 10);
 });
-my @cancel = split /\n/, q1(
+my @cancel = split /\n/, $node->q(
 	q{SELECT workflow.create_job('ret_one', run_at => now() + interval '1 hour') FROM generate_series(1, 5)});
-q1("INSERT INTO public.batch VALUES (" . join('), (', @cancel) . ")");
-is(q1('SELECT string_agg(DISTINCT c::text, \',\') FROM (SELECT workflow.cancel_job(id) AS c FROM unnest(ARRAY[' . join(',', @cancel) . ']) id) s'),
+$node->q("INSERT INTO public.batch VALUES (" . join('), (', @cancel) . ")");
+is($node->q('SELECT string_agg(DISTINCT c::text, \',\') FROM (SELECT workflow.cancel_job(id) AS c FROM unnest(ARRAY[' . join(',', @cancel) . ']) id) s'),
 	'true', 'five jobs canceled');
-is(q1('SELECT count(*) FROM public.batch'), '1215', '1215 jobs to finish');
+is($node->q('SELECT count(*) FROM public.batch'), '1215', '1215 jobs to finish');
 
 ok( $node->poll_query_until(
 		'postgres',
 		q{SELECT count(*) = 0 FROM workflow.jobs j JOIN public.batch b USING (id)
            WHERE j.execution NOT IN ('succeeded', 'failed', 'canceled')}),
 	'all 1215 jobs finished');
-is( q1(
+is( $node->q(
 		q{SELECT string_agg(execution || ' ' || n, ', ' ORDER BY execution::text) FROM
            (SELECT j.execution, count(*) n FROM workflow.jobs j JOIN public.batch b USING (id) GROUP BY 1) s}),
 	'canceled 5, failed 10, succeeded 1200',
@@ -147,14 +107,14 @@ ok( $node->poll_query_until(
 		'postgres',
 		q{SELECT max(j.finished_at) < now() - interval '3 s' FROM workflow.jobs j JOIN public.batch b USING (id)}),
 	'all of them finished more than 3 s ago');
-ok(sweeper_passes(5), 'the sweeper completed 5 more passes');
-is(q1('SELECT count(*) FROM workflow.jobs j JOIN public.batch b USING (id)'), '1215',
+ok($node->sweeper_passes(5), 'the sweeper completed 5 more passes');
+is($node->q('SELECT count(*) FROM workflow.jobs j JOIN public.batch b USING (id)'), '1215',
 	'retention 0: all 1215 jobs are kept');
-is(q1('SELECT count(*) FROM workflow.task_runs r JOIN public.batch b ON b.id = r.job_id'),
+is($node->q('SELECT count(*) FROM workflow.task_runs r JOIN public.batch b ON b.id = r.job_id'),
 	'1210', 'retention 0: with their task runs');
-is(q1('SELECT count(*) FROM workflow.job_info i JOIN public.batch b ON b.id = i.job_id'),
+is($node->q('SELECT count(*) FROM workflow.job_info i JOIN public.batch b ON b.id = i.job_id'),
 	'1200', 'retention 0: and their info');
-is(q1('SELECT count(*) FROM public.prune_log'), '0', 'retention 0: nothing was deleted at all');
+is($node->q('SELECT count(*) FROM public.prune_log'), '0', 'retention 0: nothing was deleted at all');
 
 ###############################################################################
 # (2) back to 2 s: everything old is pruned, in batches
@@ -162,22 +122,22 @@ is(q1('SELECT count(*) FROM public.prune_log'), '0', 'retention 0: nothing was d
 
 # another session holds a lock on one of them: pruning skips it, never
 # waits for it
-my $locked = q1('SELECT min(id) FROM public.batch');
+my $locked = $node->q('SELECT min(id) FROM public.batch');
 my $session = $node->background_psql('postgres');
 $session->query_safe("BEGIN; SELECT id FROM workflow.jobs WHERE id = $locked FOR UPDATE");
 
-my $deleted_before = q1(
+my $deleted_before = $node->q(
 	q{SELECT n_tup_del FROM pg_stat_user_tables WHERE relid = 'workflow.jobs'::regclass});
-q1(q{ALTER SYSTEM RESET workflow.retention});
-q1('SELECT pg_reload_conf()');
+$node->q(q{ALTER SYSTEM RESET workflow.retention});
+$node->q('SELECT pg_reload_conf()');
 ok( $node->poll_query_until(
 		'postgres',
 		q{SELECT count(*) = 1 FROM workflow.jobs j JOIN public.batch b USING (id)}),
 	'retention 2s: all but the locked job were pruned');
-is(q1("SELECT count(*) FROM workflow.jobs WHERE id = $locked"), '1', 'the locked job was skipped');
-is(q1("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'workflow sweeper' AND wait_event_type = 'Lock'"),
+is($node->q("SELECT count(*) FROM workflow.jobs WHERE id = $locked"), '1', 'the locked job was skipped');
+is($node->q("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'workflow sweeper' AND wait_event_type = 'Lock'"),
 	'0', 'the sweeper does not wait for the lock');
-is(q1("SELECT string_agg(n::text, ',' ORDER BY logged_at) FROM public.prune_log"),
+is($node->q("SELECT string_agg(n::text, ',' ORDER BY logged_at) FROM public.prune_log"),
 	'500,500,214', 'in batches of at most 500 (all were prunable at once)');
 $session->query_safe('COMMIT');
 $session->quit;
@@ -187,29 +147,29 @@ ok( $node->poll_query_until(
                + (SELECT count(*) FROM workflow.task_runs r JOIN public.batch b ON b.id = r.job_id)
                + (SELECT count(*) FROM workflow.job_info i JOIN public.batch b ON b.id = i.job_id) = 0}),
 	'once the lock is released, all 1215 are pruned from workflow.jobs, task_runs and job_info');
-is(q1('SELECT count(*) FROM workflow.task_runs WHERE job_id NOT IN (SELECT id FROM workflow.jobs)'),
+is($node->q('SELECT count(*) FROM workflow.task_runs WHERE job_id NOT IN (SELECT id FROM workflow.jobs)'),
 	'0', 'no task run is left without its job');
-is(q1('SELECT count(*) FROM workflow.job_info WHERE job_id NOT IN (SELECT id FROM workflow.jobs)'),
+is($node->q('SELECT count(*) FROM workflow.job_info WHERE job_id NOT IN (SELECT id FROM workflow.jobs)'),
 	'0', 'no info entry is left without its job');
 
-is(q1('SELECT sum(n) FROM public.prune_log'), '1215', 'the deletes removed exactly those 1215 jobs');
-is(q1("SELECT string_agg(DISTINCT backend_type, ',') FROM public.prune_log"),
+is($node->q('SELECT sum(n) FROM public.prune_log'), '1215', 'the deletes removed exactly those 1215 jobs');
+is($node->q("SELECT string_agg(DISTINCT backend_type, ',') FROM public.prune_log"),
 	'workflow sweeper', 'every delete was the sweeper\'s');
-is(q1("SELECT string_agg(n::text, ',' ORDER BY logged_at) FROM public.prune_log"),
+is($node->q("SELECT string_agg(n::text, ',' ORDER BY logged_at) FROM public.prune_log"),
 	'500,500,214,1', 'the locked job in a batch of its own');
-is(q1('SELECT bool_and(all_finished) FROM public.prune_log'), 't', 'only finished jobs were pruned');
-is(q1("SELECT bool_and(min_age > interval '2 s') FROM public.prune_log"),
+is($node->q('SELECT bool_and(all_finished) FROM public.prune_log'), 't', 'only finished jobs were pruned');
+is($node->q("SELECT bool_and(min_age > interval '2 s') FROM public.prune_log"),
 	't', 'only jobs finished more than workflow.retention ago were pruned');
 ok( $node->poll_query_until(
 		'postgres',
 		qq{SELECT n_tup_del - $deleted_before >= 1215 FROM pg_stat_user_tables WHERE relid = 'workflow.jobs'::regclass}),
 	'pg_stat_user_tables counts the deleted rows');
 
-is(q1("SELECT execution FROM workflow.jobs WHERE id = $waiting"), 'waiting', 'the waiting job was not pruned');
-is(q1("SELECT execution FROM workflow.jobs WHERE id = $later"), 'queued', 'the queued job was not pruned');
+is($node->q("SELECT execution FROM workflow.jobs WHERE id = $waiting"), 'waiting', 'the waiting job was not pruned');
+is($node->q("SELECT execution FROM workflow.jobs WHERE id = $later"), 'queued', 'the queued job was not pruned');
 
 # recent jobs: pruned only once they are old enough
-q1(q{
+$node->q(q{
 TRUNCATE public.prune_log;
 CREATE TABLE public.batch3 AS
 SELECT workflow.create_job('ret_one', jsonb_build_object('k', i)) AS id FROM generate_series(1, 50) i;
@@ -218,16 +178,15 @@ ok( $node->poll_query_until(
 		'postgres',
 		q{SELECT count(*) = 0 FROM workflow.jobs j JOIN public.batch3 b USING (id)}),
 	'50 new jobs ran and were pruned');
-is(q1('SELECT sum(n) FROM public.prune_log'), '50', 'by the sweeper');
-is(q1("SELECT bool_and(min_age > interval '2 s') FROM public.prune_log"),
+is($node->q('SELECT sum(n) FROM public.prune_log'), '50', 'by the sweeper');
+is($node->q("SELECT bool_and(min_age > interval '2 s') FROM public.prune_log"),
 	't', 'none of them before it was 2 s old');
 
 # the live jobs stay through more passes
-ok(sweeper_passes(3), 'three more sweeper passes');
-is(q1("SELECT count(*) FROM workflow.jobs WHERE id IN ($waiting, $later)"), '2', 'the live jobs are still there');
+ok($node->sweeper_passes(3), 'three more sweeper passes');
+is($node->q("SELECT count(*) FROM workflow.jobs WHERE id IN ($waiting, $later)"), '2', 'the live jobs are still there');
 
-my $log = slurp_file($node->logfile);
-my @bad = grep { /\b(PANIC):|server process .* terminated|terminated by signal|could not sweep/ } split /\n/, $log;
+my @bad = $node->log_lines(qr/\b(PANIC):|server process .* terminated|terminated by signal|could not sweep/);
 is_deeply(\@bad, [], 'server log: no PANIC, crash or failed sweep');
 
 $node->stop;

@@ -43,68 +43,29 @@ use strict;
 use warnings;
 
 use JSON::PP;
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use WorkflowNode;
 
-my $node = PostgreSQL::Test::Cluster->new('no_escalation');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', q{
-shared_preload_libraries = 'workflow'
-max_worker_processes = 16
-workflow.database = 'postgres'
-workflow.runners = 2
-workflow.run_interval = '50ms'
-workflow.activity_interval = '100ms'
-workflow.stale_after = '1s'
-workflow.retention = '8s'
-});
-$node->start;
+# The test's own queries ($node->q, $node->q_as) never look in public
+# (planted objects there would catch them, not the extension).  The
+# extension is created later, after the planting.
+my $node = WorkflowNode->create('no_escalation',
+	settings => { 'workflow.retention' => '8s' },
+	extension => 0,
+	search_path => 'pg_catalog, pg_temp');
 
 my $json = JSON::PP->new->canonical;
 
-# The test's own queries never look in public (planted objects there would
-# catch them, not the extension).
-sub q1
-{
-	return $node->safe_psql('postgres', "SET search_path = pg_catalog, pg_temp;\n" . $_[0]);
-}
-
-sub as_role
-{
-	my ($role, $sql) = @_;
-	return $node->safe_psql('postgres', "SET search_path = pg_catalog, pg_temp;\n" . $sql,
-		extra_params => [ '-U', $role ]);
-}
-
-my $super = q1('SELECT current_user');
-
-# Wait until the sweeper completed $n more passes (its heartbeat is written
-# in the transaction of each pass).
-sub sweeper_passes
-{
-	my ($n) = @_;
-	for my $k (1 .. $n)
-	{
-		my $at = q1("SELECT active_at FROM workflow.runners WHERE id = 'sweeper'");
-		return 0 if $at eq '';
-		$node->poll_query_until('postgres',
-			"SELECT active_at > '$at' FROM workflow.runners WHERE id = 'sweeper'")
-		  or return 0;
-	}
-	return 1;
-}
+my $super = $node->q('SELECT current_user');
 
 ###############################################################################
 # (1) planting, before CREATE EXTENSION
 ###############################################################################
 
-q1(qq{
-CREATE ROLE mallory LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB;
+$node->create_role($_) for qw(mallory alice wally);
+$node->q(qq{
 GRANT CREATE ON SCHEMA public TO mallory;
-CREATE ROLE alice LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB;
-CREATE ROLE wally LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB;
 CREATE SCHEMA alice AUTHORIZATION alice;
 CREATE TABLE alice.log (who text, what text);
 CREATE TABLE alice.t (x text);
@@ -259,27 +220,27 @@ CREATE VIEW public.$v AS SELECT public.planted_read('view public.$v') AS id;
 GRANT SELECT ON public.$v TO PUBLIC;
 };
 }
-as_role('mallory', $plant);
+$node->q_as('mallory', $plant);
 
-is( q1(q{SELECT count(*) FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND proowner = 'mallory'::regrole}),
+is( $node->q(q{SELECT count(*) FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND proowner = 'mallory'::regrole}),
 	scalar(@plant_functions) + scalar(@plant_operators) + 3,
 	'mallory planted her functions in public');
-is(q1(q{SELECT count(*) FROM pg_operator WHERE oprnamespace = 'public'::regnamespace}),
+is($node->q(q{SELECT count(*) FROM pg_operator WHERE oprnamespace = 'public'::regnamespace}),
 	scalar(@plant_operators), 'and her operators');
 
 # the plants work: a session that looks in public first calls them (and
 # since it is not a superuser's, mallory stays what she is)
-is( as_role(
+is( $node->q_as(
 		'mallory', q{SET search_path = public, pg_catalog;
 SELECT jsonb_build_object('a', 'b') = '{"a": "b"}'::jsonb;
 SET search_path = pg_catalog}),
 	't',
 	'harness: a planted function and operator do what the originals do');
-is( q1(q{SELECT string_agg(what, ', ' ORDER BY what) FROM public.planted_calls}),
+is( $node->q(q{SELECT string_agg(what, ', ' ORDER BY what) FROM public.planted_calls}),
 	'function jsonb_build_object(text, text), operator =(jsonb, jsonb)',
 	'harness: and log their calls');
-q1(q{DELETE FROM public.planted_calls});
-is(q1(q{SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'}), 'f', 'harness: mallory is no superuser');
+$node->q(q{DELETE FROM public.planted_calls});
+is($node->q(q{SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'}), 'f', 'harness: mallory is no superuser');
 
 # The superuser creates the extension in a session that looks in public
 # first and holds temporary tables named like the extension's, and uses the
@@ -299,12 +260,12 @@ SELECT count(*) FROM workflows;
 my ($v, $tw) = split /\n/, $setup;
 is($v, '1', 'the superuser created the extension and a workflow from that session');
 is($tw, '0', 'the temporary table workflows of that session is untouched');
-is( q1(q{SELECT count(*) FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+is( $node->q(q{SELECT count(*) FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
           WHERE e.extname = 'workflow' AND d.classid = 'pg_class'::regclass
             AND (SELECT relnamespace FROM pg_class WHERE oid = d.objid) <> 'workflow'::regnamespace}),
 	'0',
 	'every relation of the extension is in schema workflow');
-is(q1(q{SELECT coalesce(string_agg(what || ' by ' || by_user, '; ' ORDER BY at), '') FROM public.planted_calls}), '',
+is($node->q(q{SELECT coalesce(string_agg(what || ' by ' || by_user, '; ' ORDER BY at), '') FROM public.planted_calls}), '',
 	'CREATE EXTENSION and create_workflow called no planted object');
 
 my $super_out = $node->safe_psql(
@@ -319,10 +280,10 @@ like($j_super, qr/^\d+$/, 'the superuser created a job from a session that looks
 is($tj, '0', 'the temporary table jobs of that session is untouched');
 ok($node->poll_query_until('postgres', "SELECT execution = 'succeeded' FROM workflow.jobs WHERE id = $j_super"),
 	'the superuser\'s job ran');
-is(q1(q{SELECT coalesce(string_agg(DISTINCT what || ' by ' || by_user, '; '), '') FROM public.planted_calls}), '',
+is($node->q(q{SELECT coalesce(string_agg(DISTINCT what || ' by ' || by_user, '; '), '') FROM public.planted_calls}), '',
 	'running it called no planted object');
 
-q1(qq{
+$node->q(qq{
 GRANT workflow_user TO alice;
 GRANT workflow_worker TO wally;
 GRANT USAGE ON SCHEMA workflow TO mallory;
@@ -337,7 +298,7 @@ sub create_workflow_as
 	my ($role, $def) = @_;
 	my $text = $json->encode($def);
 	$text =~ s/'/''/g;
-	return as_role($role, "SELECT workflow.create_workflow('$text')");
+	return $node->q_as($role, "SELECT workflow.create_workflow('$text')");
 }
 
 create_workflow_as('alice',
@@ -368,7 +329,7 @@ create_workflow_as('alice',
 			{ name => 'r', sql => q{insert into alice.counter values (1); select workflow.requeue('10 ms') where (select count(*) from alice.counter) < 3; select 'requeued'} } ] });
 
 # alice's session: public first, temporary tables named like the extension's
-my $alice_out = as_role(
+my $alice_out = $node->q_as(
 	'alice', q{
 CREATE TEMP TABLE jobs (id bigint, workflow text, execution text, created_by text);
 CREATE TEMP TABLE job_info (job_id bigint, info jsonb);
@@ -416,7 +377,7 @@ SELECT workflow.next_jobs(0, 10);
 ok( $node->poll_query_until(
 		'postgres', "SELECT count(*) = 2 FROM workflow.jobs WHERE id IN ($j_sig1, $j_sig2) AND execution = 'waiting'"),
 	'the signal jobs wait');
-as_role(
+$node->q_as(
 	'alice', qq{
 SET search_path = public, pg_catalog;
 SELECT workflow.resume_job($j_sig1, '{"ok": true}');
@@ -437,13 +398,13 @@ sub finished
 		  . ") AND execution IN ('succeeded', 'failed', 'canceled')");
 }
 ok(finished(@aj), 'all of alice\'s jobs finished');
-is( q1( "SELECT string_agg(execution::text, ',' ORDER BY id) FROM workflow.jobs WHERE id IN ("
+is( $node->q( "SELECT string_agg(execution::text, ',' ORDER BY id) FROM workflow.jobs WHERE id IN ("
 		  . join(',', @aj) . ")"),
 	'succeeded,failed,succeeded,failed,failed,succeeded,canceled,succeeded,succeeded',
 	'each ended as expected (ok, fail, fallback, timeout, job timeout, resumed, canceled, requeued twice)');
 
 # retry, the views, more API from the same kind of session
-as_role(
+$node->q_as(
 	'alice', qq{
 SET search_path = public, pg_catalog;
 SELECT workflow.retry_job($j_fail);
@@ -473,10 +434,10 @@ SELECT * FROM workflow.runner_status;
 ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM workflow.jobs WHERE id = $j_ok"),
 	'the sweeper pruned the finished jobs');
 
-is(q1(q{SELECT coalesce(string_agg(DISTINCT what || ' by ' || by_user, '; '), '') FROM public.planted_calls}), '',
+is($node->q(q{SELECT coalesce(string_agg(DISTINCT what || ' by ' || by_user, '; '), '') FROM public.planted_calls}), '',
 	'no planted function or operator was ever called (by the API, the runners or the sweeper)');
-is(q1(q{SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'}), 'f', 'mallory is no superuser');
-is( q1(q{SELECT (SELECT count(*) FROM public.jobs) + (SELECT count(*) FROM public.workflows)
+is($node->q(q{SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'}), 'f', 'mallory is no superuser');
+is( $node->q(q{SELECT (SELECT count(*) FROM public.jobs) + (SELECT count(*) FROM public.workflows)
              + (SELECT count(*) FROM public.runners) + (SELECT count(*) FROM public.task_runs)}),
 	'0',
 	'the planted tables are empty');
@@ -486,22 +447,22 @@ is( q1(q{SELECT (SELECT count(*) FROM public.jobs) + (SELECT count(*) FROM publi
 ###############################################################################
 
 # keep the jobs from now on, to read how each ended
-q1('ALTER SYSTEM SET workflow.retention = 0');
-q1('SELECT pg_reload_conf()');
-ok(sweeper_passes(2), 'retention 0: the sweeper completed two passes since the reload');
+$node->q('ALTER SYSTEM SET workflow.retention = 0');
+$node->q('SELECT pg_reload_conf()');
+ok($node->sweeper_passes(2), 'retention 0: the sweeper completed two passes since the reload');
 
 # dblink in a schema of its own (its install script must not see mallory's
 # objects in public)
-q1(q{
+$node->q(q{
 CREATE SCHEMA dblink;
 CREATE EXTENSION dblink SCHEMA dblink;
 GRANT USAGE ON SCHEMA dblink TO alice;
 });
-my $superusers_before = q1(q{SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolsuper});
-my $alice_before = q1(
+my $superusers_before = $node->q(q{SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolsuper});
+my $alice_before = $node->q(
 	q{SELECT row(rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication, rolbypassrls)::text FROM pg_roles WHERE rolname = 'alice'}
 );
-my $alice_roles_before = q1(
+my $alice_roles_before = $node->q(
 	q{SELECT string_agg(b.rolname, ',' ORDER BY b.rolname) FROM pg_auth_members m JOIN pg_roles b ON b.oid = m.roleid WHERE m.member = 'alice'::regrole}
 );
 
@@ -559,12 +520,12 @@ my %escape = (
 	security_label => q{alter function workflow._get_job(bigint, oid) security invoker},);
 
 create_workflow_as('alice', { name => 'esc_probe', chain => [ { name => 'a', sql => 'select 1' } ] });
-my $pids = q1(
+my $pids = $node->q(
 	q{SELECT jsonb_build_object(
         'launcher', (SELECT pid FROM pg_stat_activity WHERE backend_type = 'workflow launcher'),
         'sweeper', (SELECT pid FROM pg_stat_activity WHERE backend_type = 'workflow sweeper'),
         'other_runner', (SELECT max(pid) FROM pg_stat_activity WHERE backend_type = 'workflow runner'))});
-my $workers_before = q1(
+my $workers_before = $node->q(
 	q{SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity WHERE backend_type IN ('workflow launcher', 'workflow sweeper', 'workflow runner')});
 note("pids given to the tasks: $pids");
 my %escape_job;
@@ -574,51 +535,51 @@ foreach my $name (sort keys %escape)
 		{ name => "escape_$name",
 		  chain => [ { name => 'try',
 				  sql => "$escape{$name}; insert into alice.log values (current_user, '$name'); select current_user::text" } ] });
-	$escape_job{$name} = as_role('alice', "SELECT workflow.create_job('escape_$name', '$pids')");
+	$escape_job{$name} = $node->q_as('alice', "SELECT workflow.create_job('escape_$name', '$pids')");
 }
 ok(finished(values %escape_job), 'all escape jobs finished');
 foreach my $name (sort keys %escape)
 {
 	my $id = $escape_job{$name};
-	my ($state, $err) = split /\|/, q1(
+	my ($state, $err) = split /\|/, $node->q(
 		"SELECT j.execution, (SELECT (r.error->>'sqlstate') || ': ' || (r.error->>'message') FROM workflow.task_runs r WHERE r.job_id = j.id ORDER BY r.id DESC LIMIT 1) FROM workflow.jobs j WHERE j.id = $id"
 	);
 	is($state, 'failed', "escape $name: the job failed" . (defined $err ? " ($err)" : ''));
 }
-is(q1('SELECT count(*) FROM alice.log'), '0', 'escapes: nothing got past an attempt');
-is(q1('SELECT count(*) FROM alice.t'), '0', 'escapes: nothing was copied in');
-is(q1(q{SELECT row(rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication, rolbypassrls)::text FROM pg_roles WHERE rolname = 'alice'}),
+is($node->q('SELECT count(*) FROM alice.log'), '0', 'escapes: nothing got past an attempt');
+is($node->q('SELECT count(*) FROM alice.t'), '0', 'escapes: nothing was copied in');
+is($node->q(q{SELECT row(rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication, rolbypassrls)::text FROM pg_roles WHERE rolname = 'alice'}),
 	$alice_before, 'escapes: alice\'s attributes are unchanged (no superuser, createrole, bypassrls)');
-is( q1(q{SELECT string_agg(b.rolname, ',' ORDER BY b.rolname) FROM pg_auth_members m JOIN pg_roles b ON b.oid = m.roleid WHERE m.member = 'alice'::regrole}),
+is( $node->q(q{SELECT string_agg(b.rolname, ',' ORDER BY b.rolname) FROM pg_auth_members m JOIN pg_roles b ON b.oid = m.roleid WHERE m.member = 'alice'::regrole}),
 	$alice_roles_before,
 	'escapes: alice is a member of no new role');
-is(q1(q{SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolsuper}),
+is($node->q(q{SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolsuper}),
 	$superusers_before, 'escapes: no new superuser');
-is(q1(q{SELECT count(*) FROM pg_roles WHERE rolname = 'evil'}), '0', 'escapes: no role was created');
-is( q1(q{SELECT count(*) FROM pg_extension WHERE extname IN ('file_fdw', 'pageinspect', 'adminpack')}),
+is($node->q(q{SELECT count(*) FROM pg_roles WHERE rolname = 'evil'}), '0', 'escapes: no role was created');
+is( $node->q(q{SELECT count(*) FROM pg_extension WHERE extname IN ('file_fdw', 'pageinspect', 'adminpack')}),
 	'0', 'escapes: no untrusted extension was created');
-is(q1(q{SELECT count(*) FROM pg_proc WHERE pronamespace = 'alice'::regnamespace AND proname IN ('f', 'g')}),
+is($node->q(q{SELECT count(*) FROM pg_proc WHERE pronamespace = 'alice'::regnamespace AND proname IN ('f', 'g')}),
 	'0', 'escapes: no C or internal function was created');
-is(q1(q{SELECT count(*) FROM pg_event_trigger}), '0', 'escapes: no event trigger');
-is(q1(q{SELECT count(*) FROM pg_file_settings WHERE name = 'work_mem'}), '0', 'escapes: postgresql.auto.conf unchanged');
-is( q1(q{SELECT pg_get_userbyid(proowner) || ' ' || prosecdef || ' ' || (SELECT lanname FROM pg_language l WHERE l.oid = prolang) FROM pg_proc WHERE oid = 'workflow.get_job(bigint)'::regprocedure}),
+is($node->q(q{SELECT count(*) FROM pg_event_trigger}), '0', 'escapes: no event trigger');
+is($node->q(q{SELECT count(*) FROM pg_file_settings WHERE name = 'work_mem'}), '0', 'escapes: postgresql.auto.conf unchanged');
+is( $node->q(q{SELECT pg_get_userbyid(proowner) || ' ' || prosecdef || ' ' || (SELECT lanname FROM pg_language l WHERE l.oid = prolang) FROM pg_proc WHERE oid = 'workflow.get_job(bigint)'::regprocedure}),
 	"$super false c", 'escapes: workflow.get_job is unchanged');
-is( q1(q{SELECT prosecdef FROM pg_proc WHERE oid = 'workflow._get_job(bigint, oid)'::regprocedure}),
+is( $node->q(q{SELECT prosecdef FROM pg_proc WHERE oid = 'workflow._get_job(bigint, oid)'::regprocedure}),
 	't', 'escapes: workflow._get_job is unchanged');
-is(q1(q{SELECT count(*) FROM workflow.jobs WHERE created_by = current_user::regrole AND workflow <> 'esc_super'}),
+is($node->q(q{SELECT count(*) FROM workflow.jobs WHERE created_by = current_user::regrole AND workflow <> 'esc_super'}),
 	'0', 'escapes: no job of the superuser was forged');
-is( q1(q{SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity WHERE backend_type IN ('workflow launcher', 'workflow sweeper', 'workflow runner')}),
+is( $node->q(q{SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity WHERE backend_type IN ('workflow launcher', 'workflow sweeper', 'workflow runner')}),
 	$workers_before,
 	'escapes: the launcher, the sweeper and the runners are the same processes (none was terminated)');
 ok(!-e '/tmp/wf_escape_copy' && !-e '/tmp/wf_escape_lo', 'escapes: no file was written');
-is(q1(q{SELECT coalesce(string_agg(DISTINCT what || ' by ' || by_user, '; '), '') FROM public.planted_calls}), '',
+is($node->q(q{SELECT coalesce(string_agg(DISTINCT what || ' by ' || by_user, '; '), '') FROM public.planted_calls}), '',
 	'still no planted object called');
 
 ###############################################################################
 # (3) a schema "workflow" planted before CREATE EXTENSION
 ###############################################################################
 
-q1(q{
+$node->q(q{
 CREATE DATABASE planted;
 GRANT CREATE ON DATABASE planted TO mallory;
 });
@@ -638,8 +599,7 @@ if ($rc == 0 && $owner eq 'mallory')
 	isnt($rc2, 0, 'mallory cannot rename the extension\'s schema away');
 }
 
-my $log = slurp_file($node->logfile);
-my @bad = grep { /\b(PANIC):|server process .* terminated|terminated by signal/ } split /\n/, $log;
+my @bad = $node->log_lines(qr/\b(PANIC):|server process .* terminated|terminated by signal/);
 is_deeply(\@bad, [], 'server log: no PANIC or crashed backend');
 
 $node->stop;

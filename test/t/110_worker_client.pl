@@ -24,25 +24,11 @@ use warnings;
 
 use IPC::Run;
 use Time::HiRes qw(usleep);
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use WorkflowNode;
 
-my $node = PostgreSQL::Test::Cluster->new('worker_client');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', q{
-shared_preload_libraries = 'workflow'
-max_worker_processes = 16
-max_connections = 40
-workflow.database = 'postgres'
-workflow.runners = 2
-workflow.run_interval = '50ms'
-workflow.activity_interval = '100ms'
-workflow.stale_after = '1s'
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION workflow');
+my $node = WorkflowNode->create('worker_client', settings => { max_connections => '40' });
 
 my $connstr = $node->connstr('postgres');
 my $tmp = PostgreSQL::Test::Utils::tempdir;
@@ -102,26 +88,6 @@ sub stop_client
 	return $h->result(0);
 }
 
-# Wait until no job of a workflow is left unfinished.
-sub wait_finished
-{
-	my ($workflow, $what) = @_;
-	ok( $node->poll_query_until(
-			'postgres', qq{
-SELECT count(*) = 0 FROM workflow.jobs
- WHERE workflow = '$workflow'
-   AND execution NOT IN ('succeeded', 'failed', 'canceled')}),
-		"$what: every job finished");
-}
-
-sub create_workflow
-{
-	my ($definition) = @_;
-	$definition =~ s/\n\s*/ /g;
-	$node->safe_psql('postgres',
-		"SELECT workflow.create_workflow(\$wf\$$definition\$wf\$)");
-}
-
 ###############################################################################
 # (1) usage and start-up errors
 ###############################################################################
@@ -157,7 +123,7 @@ command_checks_all(
 # (2) 200 jobs of SQL -> external -> SQL with 4 threads
 ###############################################################################
 
-create_workflow(q{{
+$node->create_workflow(q{{
   "name": "order",
   "chain": [
     {"name": "prepare",
@@ -192,7 +158,7 @@ SELECT count(*) = 1 FROM pg_stat_activity
 
 $node->safe_psql('postgres',
 	q{SELECT workflow.create_job('order', jsonb_build_object('n', i)) FROM generate_series(1, 200) i});
-wait_finished('order', 'mixed workflow');
+$node->wait_workflow_finished('order', 'mixed workflow');
 is( $node->safe_psql(
 		'postgres', q{
 SELECT count(*) FROM workflow.jobs
@@ -221,7 +187,7 @@ is($node->safe_psql('postgres',
 $node->restart;
 $node->safe_psql('postgres',
 	q{SELECT workflow.create_job('order', jsonb_build_object('n', i)) FROM generate_series(1001, 1020) i});
-wait_finished('order', 'after a restart');
+$node->wait_workflow_finished('order', 'after a restart');
 is( $node->safe_psql(
 		'postgres', q{
 SELECT count(*) FROM workflow.jobs
@@ -236,13 +202,13 @@ is(stop_client('pay', $pay, $pay_log), 0, 'payment client: exit 0 on SIGTERM');
 # (3) failing commands
 ###############################################################################
 
-create_workflow(q{{
+$node->create_workflow(q{{
   "name": "declined",
   "chain": [ {"name": "charge", "task_type": "card", "attempts": 2, "delay": "100 ms"} ]}});
 my ($card, $card_log) = start_client('card', '-t', 'card', '--',
 	'sh', '-c', 'cat >/dev/null; echo "card declined" >&2; exit 1');
 my $declined = $node->safe_psql('postgres', q{SELECT workflow.create_job('declined')});
-wait_finished('declined', 'failing command');
+$node->wait_workflow_finished('declined', 'failing command');
 is( $node->safe_psql(
 		'postgres', qq{
 SELECT string_agg(attempt || ':' || status || ':' || (error->>'message'), ',' ORDER BY attempt)
@@ -256,13 +222,13 @@ ok(wait_for_log($card_log,
 	'log line of the failed attempt');
 is(stop_client('card', $card, $card_log), 0, 'card client: exit 0 on SIGTERM');
 
-create_workflow(q{{
+$node->create_workflow(q{{
   "name": "garbled",
   "chain": [ {"name": "talk", "task_type": "garble"} ]}});
 my ($garble, $garble_log) = start_client('garble', '-t', 'garble', '--',
 	'sh', '-c', 'cat >/dev/null; echo "this is not json"; exit 0');
 my $garbled = $node->safe_psql('postgres', q{SELECT workflow.create_job('garbled')});
-wait_finished('garbled', 'invalid output');
+$node->wait_workflow_finished('garbled', 'invalid output');
 like( $node->safe_psql(
 		'postgres', qq{
 SELECT status || ':' || (error->>'message') FROM workflow.task_runs WHERE job_id = $garbled}),
@@ -278,13 +244,13 @@ $node->append_conf('postgresql.conf', "workflow.task_lease = '2s'");
 $node->reload;
 ok($node->poll_query_until('postgres', q{SELECT current_setting('workflow.task_lease') = '2s'}),
 	'workflow.task_lease is 2s');
-create_workflow(q{{
+$node->create_workflow(q{{
   "name": "slow",
   "chain": [ {"name": "crunch", "task_type": "slow"} ]}});
 my ($slow, $slow_log) = start_client('slow', '-t', 'slow', '--',
 	'sh', '-c', 'cat >/dev/null; sleep 3; echo "{\"slept\": 3}"');
 my $slow_job = $node->safe_psql('postgres', q{SELECT workflow.create_job('slow')});
-wait_finished('slow', 'long command');
+$node->wait_workflow_finished('slow', 'long command');
 is( $node->safe_psql(
 		'postgres', qq{
 SELECT string_agg(attempt || ':' || status || ':' || coalesce(output::text, error::text), ',')
@@ -301,7 +267,7 @@ is(stop_client('slow', $slow, $slow_log), 0, 'slow client: exit 0 on SIGTERM');
 # (6) SIGTERM drains
 ###############################################################################
 
-create_workflow(q{{
+$node->create_workflow(q{{
   "name": "drained",
   "chain": [ {"name": "work", "task_type": "drain"} ]}});
 my ($drain, $drain_log) = start_client('drain', '-t', 'drain', '-n', '4', '--',
@@ -337,16 +303,16 @@ like(slurp_file($drain_log), qr/SIGTERM: draining/, 'the drain was logged');
 my ($pausable, $pause_log) = start_client('pause', '-t', 'drain', '-n', '2', '--',
 	'sh', '-c', 'cat >/dev/null; echo "{\"done\": true}"');
 ok(wait_for_log($pause_log, qr/started:/), 'pausable client started');
-wait_finished('drained', 'the jobs left by the drain');
+$node->wait_workflow_finished('drained', 'the jobs left by the drain');
 $pausable->signal('USR1');
 ok(wait_for_log($pause_log, qr/polling paused$/m), 'SIGUSR1: the client paused polling');
 $node->safe_psql('postgres',
 	q{SELECT workflow.create_job('drained', jsonb_build_object('i', i)) FROM generate_series(7, 9) i});
 
 # time passes: an SQL job created afterwards is run by the in-server runners
-create_workflow(q{{"name": "tick", "chain": [ {"name": "t", "sql": "select 1"} ]}});
+$node->create_workflow(q{{"name": "tick", "chain": [ {"name": "t", "sql": "select 1"} ]}});
 $node->safe_psql('postgres', q{SELECT workflow.create_job('tick')});
-wait_finished('tick', 'an SQL job meanwhile');
+$node->wait_workflow_finished('tick', 'an SQL job meanwhile');
 is( $node->safe_psql(
 		'postgres', q{
 SELECT count(*) FROM workflow.jobs
@@ -356,7 +322,7 @@ is(count_log($pause_log, qr/outcome=/), 2, 'no task claimed while paused');
 
 $pausable->signal('USR2');
 ok(wait_for_log($pause_log, qr/polling resumed$/m), 'SIGUSR2: polling resumed');
-wait_finished('drained', 'after SIGUSR2');
+$node->wait_workflow_finished('drained', 'after SIGUSR2');
 is( $node->safe_psql(
 		'postgres', q{SELECT count(*) FROM workflow.jobs WHERE workflow = 'drained' AND execution = 'succeeded'}),
 	'9', 'after SIGUSR2 the queued jobs completed');

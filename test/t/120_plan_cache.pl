@@ -23,102 +23,71 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use WorkflowNode;
 
-my $node = PostgreSQL::Test::Cluster->new('plan_cache');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', q{
-shared_preload_libraries = 'workflow'
-max_worker_processes = 16
-workflow.database = 'postgres'
-workflow.runners = 1
-workflow.run_interval = '50ms'
-workflow.activity_interval = '100ms'
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION workflow');
-
-sub q1
-{
-	return $node->safe_psql('postgres', $_[0]);
-}
-
-sub as_role
-{
-	my ($role, $sql) = @_;
-	return $node->safe_psql('postgres', $sql, extra_params => [ '-U', $role ]);
-}
-
-sub create_workflow
-{
-	my ($def) = @_;
-	$def =~ s/\n\s*/ /g;
-	return q1("SELECT workflow.create_workflow(\$wf\$$def\$wf\$)");
-}
+my $node = WorkflowNode->create('plan_cache',
+	settings => { 'workflow.runners' => 1, 'workflow.stale_after' => undef });
 
 # wait for a job to end; returns "execution|result|sqlstate of the error"
 sub finish
 {
 	my ($id) = @_;
-	$node->poll_query_until('postgres',
-		"SELECT execution IN ('succeeded', 'failed', 'canceled') FROM workflow.jobs WHERE id = $id")
-	  or diag("job $id did not finish");
-	return q1("SELECT execution || '|' || coalesce(result::text, '') || '|' || "
+	$node->wait_state($id);
+	return $node->q("SELECT execution || '|' || coalesce(result::text, '') || '|' || "
 		  . "coalesce(error ->> 'sqlstate', '') FROM workflow.jobs WHERE id = $id");
 }
 
+# create a job of $workflow as $role and wait for it; returns what finish() does
 sub run_job
 {
 	my ($role, $workflow) = @_;
-	my $id = as_role($role, "SELECT workflow.create_job('$workflow')");
+	my $id = $node->q_as($role, "SELECT workflow.create_job('$workflow')");
 	return finish($id);
 }
 
 # (1) per-role plans and schema privileges
-q1(q{
-CREATE ROLE alice LOGIN IN ROLE workflow_user;
-CREATE ROLE bob LOGIN IN ROLE workflow_user;
+$node->create_role($_, 'workflow_user') for qw(alice bob);
+$node->q(q{
 CREATE SCHEMA private;
 CREATE TABLE private.data (n int);
 INSERT INTO private.data VALUES (1), (2), (3);
 GRANT USAGE ON SCHEMA private TO alice;
 GRANT SELECT ON private.data TO alice, bob;
 });
-as_role('alice', q{SELECT workflow.create_workflow('{"name": "count_private", "chain": [{"name": "a", "sql": "SELECT count(*) FROM private.data", "attempts": 1}]}')});
+$node->q_as('alice', q{SELECT workflow.create_workflow('{"name": "count_private", "chain": [{"name": "a", "sql": "SELECT count(*) FROM private.data", "attempts": 1}]}')});
 
 is(run_job('alice', 'count_private'), 'succeeded|3|', 'alice: the task reads her schema');
 is(run_job('alice', 'count_private'), 'succeeded|3|', 'alice: again, from the kept plan');
 is(run_job('bob', 'count_private'), 'failed||42501',
 	'bob: no USAGE on the schema, although a plan of this task exists');
 is(run_job('alice', 'count_private'), 'succeeded|3|', 'alice: still runs after bob failed');
-q1('GRANT USAGE ON SCHEMA private TO bob');
+$node->q('GRANT USAGE ON SCHEMA private TO bob');
 is(run_job('bob', 'count_private'), 'succeeded|3|', 'bob: runs once granted USAGE');
 
 # (2) a kept plan follows DDL
-create_workflow(q{{"name": "read_value", "chain": [{"name": "a", "sql": "SELECT v FROM public.pc_value"}]}});
-q1(q{CREATE TABLE public.pc_value (v int); INSERT INTO public.pc_value VALUES (41)});
+$node->create_workflow(q{{"name": "read_value", "chain": [{"name": "a", "sql": "SELECT v FROM public.pc_value"}]}});
+$node->q(q{CREATE TABLE public.pc_value (v int); INSERT INTO public.pc_value VALUES (41)});
 is(run_job('postgres', 'read_value'), 'succeeded|41|', 'first table: an integer');
 is(run_job('postgres', 'read_value'), 'succeeded|41|', 'first table again');
-q1(q{DROP TABLE public.pc_value; CREATE TABLE public.pc_value (v text); INSERT INTO public.pc_value VALUES ('forty-two')});
+$node->q(q{DROP TABLE public.pc_value; CREATE TABLE public.pc_value (v text); INSERT INTO public.pc_value VALUES ('forty-two')});
 is(run_job('postgres', 'read_value'), 'succeeded|"forty-two"|',
 	'the table created again with a text column: the task sees it');
-q1(q{ALTER TABLE public.pc_value RENAME COLUMN v TO w});
+$node->q(q{ALTER TABLE public.pc_value RENAME COLUMN v TO w});
 like(run_job('postgres', 'read_value'), qr/^failed\|\|42703$/,
 	'the column renamed: the task fails as the SQL would');
 
 # (3) several statements, the first creating what the next use
-create_workflow(q{{"name": "make_and_use", "chain": [{"name": "a",
+$node->create_workflow(q{{"name": "make_and_use", "chain": [{"name": "a",
 	"sql": "CREATE TABLE IF NOT EXISTS public.pc_made (x int); INSERT INTO public.pc_made VALUES (1); SELECT count(*) FROM public.pc_made"}]}});
 is(run_job('postgres', 'make_and_use'), 'succeeded|1|', 'several statements: the first run creates the table');
 is(run_job('postgres', 'make_and_use'), 'succeeded|2|', 'several statements: the second run uses it');
-q1('DROP TABLE public.pc_made');
+$node->q('DROP TABLE public.pc_made');
 is(run_job('postgres', 'make_and_use'), 'succeeded|1|', 'several statements: the table dropped meanwhile is made again');
 
 # (4) output conversions
-create_workflow(q{{"name": "outputs", "chain": [
+$node->create_workflow(q{{"name": "outputs", "chain": [
 	{"name": "i2", "sql": "SELECT 7::int2"},
 	{"name": "i8", "sql": "SELECT 9007199254740993::int8"},
 	{"name": "b", "sql": "SELECT true"},
@@ -131,9 +100,9 @@ create_workflow(q{{"name": "outputs", "chain": [
 	{"name": "void", "sql": "SELECT pg_sleep(0)"},
 	{"name": "rec", "sql": "SELECT row(1, 'x')"},
 	{"name": "j", "sql": "SELECT '{\"a\": [1, 2]}'::json"}]}});
-my $id = q1("SET TIME ZONE 'UTC'; SELECT workflow.create_job('outputs')");
+my $id = $node->q("SET TIME ZONE 'UTC'; SELECT workflow.create_job('outputs')");
 is(finish($id), 'succeeded|{"a": [1, 2]}|', 'outputs: the job succeeded');
-my %out = split /[|\n]/, q1("SELECT task, coalesce(output::text, 'NULL') FROM workflow.task_runs WHERE job_id = $id ORDER BY id");
+my %out = split /[|\n]/, $node->q("SELECT task, coalesce(output::text, 'NULL') FROM workflow.task_runs WHERE job_id = $id ORDER BY id");
 is($out{i2}, '7', 'int2 output');
 is($out{i8}, '9007199254740993', 'int8 output keeps every digit');
 is($out{b}, 'true', 'boolean output');
@@ -147,15 +116,15 @@ is($out{void}, 'NULL', 'a void output (SELECT pg_sleep(0)) is no output');
 is($out{rec}, '{"f1": 1, "f2": "x"}', 'an anonymous record output through to_jsonb');
 
 # (5) the cache starts again with the extension
-q1('DROP EXTENSION workflow CASCADE');
-q1('CREATE EXTENSION workflow');
-create_workflow(q{{"name": "first", "chain": [{"name": "a", "sql": "SELECT 'old'"}]}});
-my $wid = q1("SELECT id FROM workflow.workflows WHERE name = 'first'");
+$node->q('DROP EXTENSION workflow CASCADE');
+$node->q('CREATE EXTENSION workflow');
+$node->create_workflow(q{{"name": "first", "chain": [{"name": "a", "sql": "SELECT 'old'"}]}});
+my $wid = $node->q("SELECT id FROM workflow.workflows WHERE name = 'first'");
 is(run_job('postgres', 'first'), 'succeeded|"old"|', 'before: the first workflow runs');
-q1('DROP EXTENSION workflow CASCADE');
-q1('CREATE EXTENSION workflow');
-create_workflow(q{{"name": "second", "chain": [{"name": "a", "sql": "SELECT 'new'"}]}});
-my $wid2 = q1("SELECT id FROM workflow.workflows WHERE name = 'second'");
+$node->q('DROP EXTENSION workflow CASCADE');
+$node->q('CREATE EXTENSION workflow');
+$node->create_workflow(q{{"name": "second", "chain": [{"name": "a", "sql": "SELECT 'new'"}]}});
+my $wid2 = $node->q("SELECT id FROM workflow.workflows WHERE name = 'second'");
 is($wid2, $wid, 'the new extension gave the new workflow the same id');
 is(run_job('postgres', 'second'), 'succeeded|"new"|',
 	'after CREATE EXTENSION the runner runs the new SQL, not what it kept');

@@ -18,32 +18,16 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use WorkflowNode;
 
-my $node = PostgreSQL::Test::Cluster->new('takeover');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', q{
-shared_preload_libraries = 'workflow'
-max_worker_processes = 16
-workflow.database = 'postgres'
-workflow.runners = 2
-workflow.run_interval = '1s'
-workflow.activity_interval = '100ms'
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION workflow');
+my $node = WorkflowNode->create('takeover',
+	settings => { 'workflow.run_interval' => '1s', 'workflow.stale_after' => undef });
 $node->safe_psql('postgres', q{
 SELECT workflow.create_workflow('{"name": "slow", "chain": [{"name": "a", "sql": "select pg_sleep(8)"}]}');
 SELECT workflow.create_workflow('{"name": "quick", "chain": [{"name": "a", "sql": "select 1"}]}');
 });
-
-sub q1
-{
-	return $node->safe_psql('postgres', $_[0]);
-}
 
 ok( $node->poll_query_until(
 		'postgres',
@@ -55,7 +39,7 @@ ok( $node->poll_query_until(
 # (1), (2) a slow job and 5 quick ones in one commit
 ###############################################################################
 
-my $slow = q1(q{
+my $slow = $node->q(q{
 BEGIN;
 SELECT workflow.create_job('slow');
 SELECT workflow.create_job('quick', jsonb_build_object('i', i)) FROM generate_series(1, 5) i;
@@ -68,9 +52,9 @@ ok( $node->poll_query_until(
 		"SELECT count(*) FROM workflow.jobs WHERE workflow = 'quick' AND execution = 'succeeded'",
 		'5'),
 	'(1) the 5 quick jobs succeeded');
-is(q1("SELECT execution FROM workflow.jobs WHERE id = $slow"),
+is($node->q("SELECT execution FROM workflow.jobs WHERE id = $slow"),
 	'running', '(1) ... while the slow job still runs');
-is( q1(
+is( $node->q(
 		"SELECT count(*) FROM workflow.task_runs r
 		  WHERE r.job_id IN (SELECT id FROM workflow.jobs WHERE workflow = 'quick')
 		    AND r.runner_id IS DISTINCT FROM (SELECT runner_id FROM workflow.jobs WHERE id = $slow)"),
@@ -79,7 +63,7 @@ is( q1(
 # a takeover re-claims: the quick jobs were claimed again, at least 100 ms
 # after the batch (a runner that claimed them itself would have done so
 # with the slow one, within a millisecond)
-is( q1(
+is( $node->q(
 		"SELECT count(*) FROM workflow.jobs q, workflow.jobs s
 		  WHERE q.workflow = 'quick' AND s.id = $slow
 		    AND q.claimed_at >= s.claimed_at + interval '100 ms'"),
@@ -89,7 +73,7 @@ is( q1(
 ok( $node->poll_query_until(
 		'postgres', "SELECT execution FROM workflow.jobs WHERE id = $slow", 'succeeded'),
 	'(2) the slow job succeeded');
-is( q1(
+is( $node->q(
 		"SELECT count(*) || ' ' || bool_and(r.runner_id = j.runner_id)
 		   FROM workflow.task_runs r JOIN workflow.jobs j ON j.id = r.job_id WHERE j.id = $slow"),
 	'1 true',
@@ -99,19 +83,19 @@ is( q1(
 # (3) quick jobs only: no takeover
 ###############################################################################
 
-q1("DELETE FROM workflow.task_runs; DELETE FROM workflow.jobs;");
+$node->q("DELETE FROM workflow.task_runs; DELETE FROM workflow.jobs;");
 ok( $node->poll_query_until(
 		'postgres',
 		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'workflow runner' AND wait_event_type = 'Extension'",
 		'2'),
 	'(3) both runners asleep again');
-q1("SELECT count(workflow.create_job('quick')) FROM generate_series(1, 40)");
+$node->q("SELECT count(workflow.create_job('quick')) FROM generate_series(1, 40)");
 ok( $node->poll_query_until(
 		'postgres',
 		"SELECT count(*) FROM workflow.jobs WHERE workflow = 'quick' AND execution = 'succeeded'",
 		'40'),
 	'(3) the 40 quick jobs succeeded');
-is( q1(
+is( $node->q(
 		"SELECT count(DISTINCT r.lease) || ' ' || count(*)
 		   FROM workflow.task_runs r JOIN workflow.jobs j ON j.id = r.job_id
 		  WHERE j.workflow = 'quick' AND r.runner_id = j.runner_id"),

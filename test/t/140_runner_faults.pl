@@ -35,84 +35,54 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
+use WorkflowNode;
 
-my $node = PostgreSQL::Test::Cluster->new('faults');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', q{
-shared_preload_libraries = 'workflow'
-max_worker_processes = 16
-workflow.database = 'postgres'
-workflow.runners = 1
-workflow.run_interval = '50ms'
-workflow.activity_interval = '100ms'
-workflow.stale_after = '1s'
-workflow.cancel_grace_period = '1s'
-workflow.max_payload_size = '64kB'
-});
-$node->start;
+my $node = WorkflowNode->create('faults',
+	settings => {
+		'workflow.runners' => 1,
+		'workflow.cancel_grace_period' => '1s',
+		'workflow.max_payload_size' => '64kB',
+	});
 
-sub q1
-{
-	return $node->safe_psql('postgres', $_[0]);
-}
-
-# poll with a bound of $seconds instead of the (long) default
-sub poll_for
-{
-	my ($query, $seconds) = @_;
-	local $PostgreSQL::Test::Utils::timeout_default = $seconds;
-	return $node->poll_query_until('postgres', $query);
-}
-
-sub create_workflow
-{
-	my ($role, $def) = @_;
-	$def =~ s/\n\s*/ /g;
-	return q1("SET ROLE $role; SELECT workflow.create_workflow(\$wf\$$def\$wf\$)");
-}
-
+# the pid of the (one) runner
 sub runner_pid
 {
-	return q1("SELECT pid FROM pg_stat_activity WHERE backend_type = 'workflow runner'");
+	return $node->q("SELECT pid FROM pg_stat_activity WHERE backend_type = 'workflow runner'");
 }
 
 # the jobs of a workflow that are not (yet) succeeded, and runs that are not succeeded
 sub not_succeeded
 {
 	my ($workflow) = @_;
-	return q1(
+	return $node->q(
 		"SELECT count(*) FROM workflow.jobs WHERE workflow = '$workflow' AND execution <> 'succeeded'")
 	  . '/'
-	  . q1(
+	  . $node->q(
 		"SELECT count(*) FROM workflow.task_runs r JOIN workflow.jobs j ON j.id = r.job_id
 		  WHERE j.workflow = '$workflow' AND r.status <> 'succeeded'");
 }
 
-q1(q{
-CREATE EXTENSION workflow;
-CREATE ROLE alice LOGIN IN ROLE workflow_user;
-CREATE ROLE mallory LOGIN IN ROLE workflow_user;
+$node->create_role($_, 'workflow_user') for qw(alice mallory);
+$node->q(q{
 CREATE TABLE public.done (job bigint, task text, who text);
 GRANT INSERT, SELECT ON public.done TO alice, mallory;
 });
 
-create_workflow('alice', q{
+$node->create_workflow(q{
 {"name": "work", "chain": [
   {"name": "a", "sql": "insert into public.done values (($1->'job'->>'id')::bigint, 'a', 'alice') returning 1"},
   {"name": "b", "sql": "insert into public.done values (($1->'job'->>'id')::bigint, 'b', 'alice') returning 2"}]}
-});
+}, set_role => 'alice');
 
 # create $n jobs of alice's "work" around the SQL in $middle, in one transaction
 sub batch_around
 {
 	my ($n, $middle) = @_;
 	my $half = int($n / 2);
-	return q1(qq{
+	return $node->q(qq{
 BEGIN;
 SET LOCAL ROLE alice;
 SELECT count(workflow.create_job('work')) FROM generate_series(1, $half);
@@ -126,16 +96,16 @@ COMMIT;
 sub all_work_done
 {
 	my ($what, $seconds) = @_;
-	ok( poll_for(
-			q{SELECT count(*) = 0 FROM workflow.jobs WHERE workflow = 'work' AND execution <> 'succeeded'},
+	ok( $node->poll_for(
+			q{SELECT count(*) = 0 FROM workflow.jobs WHERE workflow = 'work' AND execution <> 'succeeded'}, undef,
 			$seconds // 60),
 		"$what: every job of alice's succeeded");
-	is( q1(
+	is( $node->q(
 			q{SELECT count(*) FROM (SELECT job, task FROM public.done WHERE who = 'alice'
                                       GROUP BY 1, 2 HAVING count(*) > 1) d}),
 		'0',
 		"$what: each of her tasks' effects is there once");
-	is( q1(
+	is( $node->q(
 			q{SELECT count(*) FROM workflow.task_runs r JOIN workflow.jobs j ON j.id = r.job_id
                WHERE j.workflow = 'work' AND r.status <> 'succeeded'}),
 		'0',
@@ -143,10 +113,10 @@ sub all_work_done
 }
 
 # ---------------------------------------------------------------- (1)
-create_workflow('mallory', q{
+$node->create_workflow(q{
 {"name": "poison", "chain": [{"name": "poison", "sql": "select workflow.requeue('1 s')"}]}
-});
-q1(q{
+}, set_role => 'mallory');
+$node->q(q{
 CREATE FUNCTION public.refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.task = 'poison' AND NEW.status = 'requeued' THEN
@@ -159,60 +129,60 @@ CREATE TRIGGER refuse_poison BEFORE INSERT ON workflow.task_runs
 });
 batch_around(20, q{SET LOCAL ROLE mallory; SELECT workflow.create_job('poison')});
 all_work_done('bookkeeping fault');
-ok( poll_for(q{SELECT execution = 'failed' FROM workflow.jobs WHERE workflow = 'poison'}, 30),
+ok( $node->poll_for(q{SELECT execution = 'failed' FROM workflow.jobs WHERE workflow = 'poison'}, undef, 30),
 	'bookkeeping fault: the job whose record failed is failed');
-is( q1(
+is( $node->q(
 		q{SELECT r.error->>'sqlstate' || ' ' || (r.error->>'runner') || ' ' || (r.error->>'message')
             FROM workflow.task_runs r JOIN workflow.jobs j ON j.id = r.job_id
            WHERE j.workflow = 'poison'}),
 	'23514 true refusing the record of a poison run',
 	'bookkeeping fault: with the runner\'s error, recorded for that job only');
-q1('DROP TRIGGER refuse_poison ON workflow.task_runs');
+$node->q('DROP TRIGGER refuse_poison ON workflow.task_runs');
 
 # ---------------------------------------------------------------- (2)
-create_workflow('mallory', q{
+$node->create_workflow(q{
 {"name": "far", "chain": [{"name": "a", "sql": "select workflow.requeue('296516 years 8 mons')"}]}
-});
-create_workflow('mallory', q{
+}, set_role => 'mallory');
+$node->create_workflow(q{
 {"name": "back", "chain": [{"name": "a", "sql": "select workflow.requeue('-1 s')"}]}
-});
-create_workflow('mallory', q{
+}, set_role => 'mallory');
+$node->create_workflow(q{
 {"name": "century", "chain": [{"name": "a", "sql": "select workflow.requeue('100 years')"}]}
-});
+}, set_role => 'mallory');
 batch_around(20,
 	q{SET LOCAL ROLE mallory; SELECT workflow.create_job('far'), workflow.create_job('back'), workflow.create_job('century')});
 all_work_done('requeue bounds');
-ok( poll_for(
-		q{SELECT count(*) = 2 FROM workflow.jobs WHERE workflow IN ('far', 'back') AND execution = 'failed'},
+ok( $node->poll_for(
+		q{SELECT count(*) = 2 FROM workflow.jobs WHERE workflow IN ('far', 'back') AND execution = 'failed'}, undef,
 		30),
 	'requeue bounds: both out-of-range requeues failed their job');
-is( q1(
+is( $node->q(
 		q{SELECT string_agg(DISTINCT (r.error->>'sqlstate') || ' ' || (r.error->>'message'), ',')
             FROM workflow.task_runs r JOIN workflow.jobs j ON j.id = r.job_id
            WHERE j.workflow IN ('far', 'back')}),
 	'22023 requeue delay must be between 0 and 100 years',
 	'requeue bounds: 22023, requeue delay must be between 0 and 100 years');
-ok( poll_for(
+ok( $node->poll_for(
 		q{SELECT execution = 'queued' AND run_at > now() + interval '98 years'
-            FROM workflow.jobs WHERE workflow = 'century'}, 30),
+            FROM workflow.jobs WHERE workflow = 'century'}, undef, 30),
 	'requeue bounds: requeue(\'100 years\') is accepted');
 
 # ---------------------------------------------------------------- (3)
-create_workflow('mallory', q{
+$node->create_workflow(q{
 {"name": "big_output", "chain": [{"name": "a", "sql": "select repeat('x', 100000)"}]}
-});
-create_workflow('mallory', q{
+}, set_role => 'mallory');
+$node->create_workflow(q{
 {"name": "big_info", "chain": [{"name": "a",
   "sql": "select count(workflow.add_info(jsonb_build_object('x', repeat('x', 30000)))) from generate_series(1, 3)"}]}
-});
+}, set_role => 'mallory');
 batch_around(20,
 	q{SET LOCAL ROLE mallory; SELECT workflow.create_job('big_output'), workflow.create_job('big_info')});
 all_work_done('payload bounds');
-ok( poll_for(
-		q{SELECT count(*) = 2 FROM workflow.jobs WHERE workflow IN ('big_output', 'big_info') AND execution = 'failed'},
+ok( $node->poll_for(
+		q{SELECT count(*) = 2 FROM workflow.jobs WHERE workflow IN ('big_output', 'big_info') AND execution = 'failed'}, undef,
 		30),
 	'payload bounds: the large output and the large info failed their job');
-is( q1(
+is( $node->q(
 		q{SELECT string_agg((r.error->>'sqlstate') || ' ' || (r.error->>'message'), ',' ORDER BY j.workflow)
             FROM workflow.task_runs r JOIN workflow.jobs j ON j.id = r.job_id
            WHERE j.workflow IN ('big_output', 'big_info')}),
@@ -220,41 +190,41 @@ is( q1(
 	'payload bounds: 54000, payload too large: info / output');
 
 # ---------------------------------------------------------------- (4)
-create_workflow('mallory', q{
+$node->create_workflow(q{
 {"name": "slow", "chain": [
   {"name": "a", "sql": "select pg_sleep(2); insert into public.done values (($1->'job'->>'id')::bigint, 'a', 'mallory')"},
   {"name": "b", "sql": "select 1"}]}
-});
-my $slow = q1(q{SET ROLE mallory; SELECT workflow.create_job('slow')});
-poll_for(
-	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'workflow runner' AND query LIKE 'workflow job $slow:%'",
+}, set_role => 'mallory');
+my $slow = $node->q(q{SET ROLE mallory; SELECT workflow.create_job('slow')});
+$node->poll_for(
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'workflow runner' AND query LIKE 'workflow job $slow:%'", undef,
 	30) or diag('the slow job did not start');
 my $locker = $node->background_psql('postgres');
 $locker->query_safe(
 	"BEGIN; SELECT 1 FROM workflow.jobs WHERE id = $slow FOR NO KEY UPDATE");
 batch_around(10, 'SELECT 1');
 all_work_done('locked row', 30);
-is(q1("SELECT execution FROM workflow.jobs WHERE id = $slow"),
+is($node->q("SELECT execution FROM workflow.jobs WHERE id = $slow"),
 	'running', 'locked row: the locked job is still claimed, not failed');
 $locker->query_safe('COMMIT');
 $locker->quit;
-ok( poll_for("SELECT execution = 'succeeded' FROM workflow.jobs WHERE id = $slow", 30),
+ok( $node->poll_for("SELECT execution = 'succeeded' FROM workflow.jobs WHERE id = $slow", undef, 30),
 	'locked row: the job succeeds once the lock is released');
-is(q1("SELECT count(*) FROM public.done WHERE job = $slow"),
+is($node->q("SELECT count(*) FROM public.done WHERE job = $slow"),
 	'1', 'locked row: its effect is there once');
-is( q1(
+is( $node->q(
 		"SELECT string_agg(task || ':' || status, ' ' ORDER BY id) FROM workflow.task_runs WHERE job_id = $slow"
 	),
 	'a:succeeded b:succeeded',
 	'locked row: no attempt was counted');
 
 # ---------------------------------------------------------------- (5)
-create_workflow('mallory', q{
+$node->create_workflow(q{
 {"name": "stubborn", "chain": [{"name": "a", "timeout": "300 ms",
   "sql": "do $d$ begin loop begin perform pg_sleep(0.05); exception when query_canceled then null; end; end loop; end $d$"}]}
-});
+}, set_role => 'mallory');
 my $pid = runner_pid();
-q1(q{
+$node->q(q{
 BEGIN;
 SET LOCAL ROLE alice;
 SELECT count(workflow.create_job('work')) FROM generate_series(1, 5);
@@ -265,40 +235,40 @@ SELECT count(workflow.create_job('work')) FROM generate_series(1, 5);
 COMMIT;
 });
 my $t0 = time;
-ok( poll_for(q{SELECT execution = 'failed' FROM workflow.jobs WHERE workflow = 'stubborn'}, 30),
+ok( $node->poll_for(q{SELECT execution = 'failed' FROM workflow.jobs WHERE workflow = 'stubborn'}, undef, 30),
 	'stubborn task: its job ends failed');
 cmp_ok(time - $t0, '<', 20, 'stubborn task: within seconds, not forever');
-is( q1(
+is( $node->q(
 		q{SELECT (r.error->>'sqlstate') || ' ' || (r.error->>'message')
             FROM workflow.task_runs r JOIN workflow.jobs j ON j.id = r.job_id
            WHERE j.workflow = 'stubborn'}),
 	'57014 task did not stop within workflow.cancel_grace_period after it was canceled',
 	'stubborn task: a failed attempt, 57014');
 all_work_done('stubborn task');
-ok(poll_for("SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'workflow runner' AND pid <> $pid", 30),
+ok($node->poll_for("SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'workflow runner' AND pid <> $pid", undef, 30),
 	'stubborn task: a new runner took over');
 
 # cancel_job of a stubborn task
-create_workflow('mallory', q{
+$node->create_workflow(q{
 {"name": "stubborn2", "chain": [{"name": "a",
   "sql": "do $d$ begin loop begin perform pg_sleep(0.05); exception when query_canceled then null; end; end loop; end $d$"}]}
-});
+}, set_role => 'mallory');
 $pid = runner_pid();
-my $stub = q1(q{SET ROLE mallory; SELECT workflow.create_job('stubborn2')});
-poll_for(
-	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'workflow runner' AND query LIKE 'workflow job $stub:%'",
+my $stub = $node->q(q{SET ROLE mallory; SELECT workflow.create_job('stubborn2')});
+$node->poll_for(
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'workflow runner' AND query LIKE 'workflow job $stub:%'", undef,
 	30) or diag('the stubborn job did not start');
-is(q1("SET ROLE mallory; SELECT workflow.cancel_job($stub)"), 't', 'cancel_job of a stubborn task');
-ok(poll_for("SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'workflow runner' AND pid <> $pid", 30),
+is($node->q("SET ROLE mallory; SELECT workflow.cancel_job($stub)"), 't', 'cancel_job of a stubborn task');
+ok($node->poll_for("SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'workflow runner' AND pid <> $pid", undef, 30),
 	'cancel_job of a stubborn task: the runner is replaced');
-is(q1("SELECT execution FROM workflow.jobs WHERE id = $stub"), 'canceled', '... and the job is canceled');
+is($node->q("SELECT execution FROM workflow.jobs WHERE id = $stub"), 'canceled', '... and the job is canceled');
 batch_around(4, 'SELECT 1');
 all_work_done('after a canceled stubborn task');
 
 # ---------------------------------------------------------------- (6)
-create_workflow('mallory', q{{"name": "seed", "chain": [{"name": "a", "sql": "select setseed(0.5)"}]}});
-create_workflow('alice', q{{"name": "dice", "chain": [{"name": "a", "sql": "select random()::text"}]}});
-q1(q{
+$node->create_workflow(q{{"name": "seed", "chain": [{"name": "a", "sql": "select setseed(0.5)"}]}}, set_role => 'mallory');
+$node->create_workflow(q{{"name": "dice", "chain": [{"name": "a", "sql": "select random()::text"}]}}, set_role => 'alice');
+$node->q(q{
 BEGIN;
 SET LOCAL ROLE mallory;
 SELECT workflow.create_job('seed');
@@ -306,18 +276,18 @@ SET LOCAL ROLE alice;
 SELECT workflow.create_job('dice');
 COMMIT;
 });
-ok(poll_for(q{SELECT execution = 'succeeded' FROM workflow.jobs WHERE workflow = 'dice'}, 30),
+ok($node->poll_for(q{SELECT execution = 'succeeded' FROM workflow.jobs WHERE workflow = 'dice'}, undef, 30),
 	'setseed: the dice job ran');
-my $predicted = q1(q{SELECT setseed(0.5); SELECT random()::text});
+my $predicted = $node->q(q{SELECT setseed(0.5); SELECT random()::text});
 $predicted =~ s/.*\n//s;
-isnt(q1(q{SELECT result #>> '{}' FROM workflow.jobs WHERE workflow = 'dice'}),
+isnt($node->q(q{SELECT result #>> '{}' FROM workflow.jobs WHERE workflow = 'dice'}),
 	$predicted, 'setseed: random() in the next role\'s task is not the seeded sequence');
 
 # ---------------------------------------------------------------- (7)
-create_workflow('alice', q{
+$node->create_workflow(q{
 {"name": "commitfail", "chain": [{"name": "a", "sql": "select nextval('public.commitfail_runs')"}]}
-});
-q1(q{
+}, set_role => 'alice');
+$node->q(q{
 CREATE SEQUENCE public.commitfail_runs;
 GRANT USAGE ON SEQUENCE public.commitfail_runs TO alice;
 CREATE FUNCTION public.fail_commit() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -333,31 +303,31 @@ CREATE CONSTRAINT TRIGGER fail_commit AFTER INSERT ON workflow.task_runs
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.fail_commit();
 });
 batch_around(10, q{SET LOCAL ROLE alice; SELECT workflow.create_job('commitfail')});
-ok(poll_for(q{SELECT last_value >= 3 FROM public.commitfail_runs}, 30),
+ok($node->poll_for(q{SELECT last_value >= 3 FROM public.commitfail_runs}, undef, 30),
 	'batch-wide fault: the batch was tried again');
-my $r0 = q1(q{SELECT last_value FROM public.commitfail_runs});
+my $r0 = $node->q(q{SELECT last_value FROM public.commitfail_runs});
 my $s0 = time;
-poll_for(qq{SELECT clock_timestamp() > to_timestamp($s0) + interval '3 s'}, 30);
-my $r1 = q1(q{SELECT last_value FROM public.commitfail_runs});
+$node->poll_for(qq{SELECT clock_timestamp() > to_timestamp($s0) + interval '3 s'}, undef, 30);
+my $r1 = $node->q(q{SELECT last_value FROM public.commitfail_runs});
 cmp_ok($r1 - $r0, '<=', 8, 'batch-wide fault: not retried in a hot loop');
-is( q1(
+is( $node->q(
 		q{SELECT count(*) FROM workflow.jobs
            WHERE workflow IN ('work', 'commitfail') AND execution IN ('failed', 'canceled')}),
 	'0',
 	'batch-wide fault: no job of the batch failed');
-q1('DROP TRIGGER fail_commit ON workflow.task_runs');
+$node->q('DROP TRIGGER fail_commit ON workflow.task_runs');
 all_work_done('batch-wide fault');
-ok(poll_for(q{SELECT execution = 'succeeded' FROM workflow.jobs WHERE workflow = 'commitfail'}, 30),
+ok($node->poll_for(q{SELECT execution = 'succeeded' FROM workflow.jobs WHERE workflow = 'commitfail'}, undef, 30),
 	'batch-wide fault: the job succeeds once the commit can');
 
 # ---------------------------------------------------------------- (8)
 $node->append_conf('postgresql.conf', "workflow.cancel_grace_period = '2s'");
 $node->reload;
-create_workflow('mallory', q{
+$node->create_workflow(q{
 {"name": "stubborn3", "chain": [{"name": "a",
   "sql": "do $d$ begin loop begin perform pg_sleep(0.05); exception when query_canceled then null; end; end loop; end $d$"}]}
-});
-q1(q{
+}, set_role => 'mallory');
+$node->q(q{
 BEGIN;
 SET LOCAL ROLE mallory;
 SELECT workflow.create_job('stubborn3');
@@ -365,18 +335,18 @@ SET LOCAL ROLE alice;
 SELECT workflow.create_job('work');
 COMMIT;
 });
-my $stub3 = q1(q{SELECT id FROM workflow.jobs WHERE workflow = 'stubborn3'});
-poll_for(
-	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'workflow runner' AND query LIKE 'workflow job $stub3:%'",
+my $stub3 = $node->q(q{SELECT id FROM workflow.jobs WHERE workflow = 'stubborn3'});
+$node->poll_for(
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'workflow runner' AND query LIKE 'workflow job $stub3:%'", undef,
 	30) or diag('the stubborn job did not start');
 $t0 = time;
 $node->stop('fast');
 cmp_ok(time - $t0, '<', 10, 'fast stop with a stubborn task finishes within the grace period and a little');
 $node->start;
-ok( poll_for(
-		"SELECT execution = 'failed' FROM workflow.jobs WHERE id = $stub3", 30),
+ok( $node->poll_for(
+		"SELECT execution = 'failed' FROM workflow.jobs WHERE id = $stub3", undef, 30),
 	'fast stop: the stubborn job has its failed attempt');
-is( q1(
+is( $node->q(
 		"SELECT r.error->>'message' FROM workflow.task_runs r WHERE r.job_id = $stub3"),
 	'task did not stop within workflow.cancel_grace_period after it was canceled',
 	'fast stop: recorded as a task that did not stop');

@@ -17,35 +17,16 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use WorkflowNode;
 
-my $node = PostgreSQL::Test::Cluster->new('poison');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', q{
-shared_preload_libraries = 'workflow'
-max_worker_processes = 16
-workflow.database = 'postgres'
-workflow.runners = 2
-workflow.run_interval = '50ms'
-workflow.activity_interval = '100ms'
-workflow.stale_after = '1s'
-workflow.cancel_grace_period = '1s'
-});
-$node->start;
+my $node = WorkflowNode->create('poison',
+	settings => { 'workflow.cancel_grace_period' => '1s' });
 
-sub q1
-{
-	return $node->safe_psql('postgres', $_[0]);
-}
-
-q1(q{
-CREATE EXTENSION workflow;
-CREATE ROLE alice LOGIN IN ROLE workflow_user;
-CREATE ROLE mallory LOGIN IN ROLE workflow_user;
-CREATE ROLE worker LOGIN IN ROLE workflow_worker;
+$node->create_role($_, 'workflow_user') for qw(alice mallory);
+$node->create_role('worker', 'workflow_worker');
+$node->q(q{
 CREATE TABLE public.done (job bigint PRIMARY KEY, who text NOT NULL);
 GRANT INSERT, SELECT ON public.done TO alice, mallory;
 });
@@ -58,7 +39,7 @@ SELECT workflow.create_workflow('{"name": "m_forever", "timeout": "1000000 years
 isnt($rc, 0, 'a timeout of a million years is refused');
 like($err, qr/out of range.*at most 100 years/, '... as out of range');
 
-q1(q{
+$node->q(q{
 SET ROLE alice;
 SELECT workflow.create_workflow($$
   {"name": "a_work", "chain": [{"name": "a", "sql": "insert into public.done values (($1->'job'->>'id')::bigint, 'alice') returning 1"},
@@ -79,7 +60,7 @@ SELECT workflow.create_workflow($$
 });
 
 # mallory's external tasks first, polled by a worker that never reports
-q1(q{
+$node->q(q{
 SET ROLE mallory;
 SELECT workflow.create_job('m_ext', jsonb_build_object('n', n)) FROM generate_series(1, 70) n;
 });
@@ -93,7 +74,7 @@ is( $node->safe_psql(
 # in a transaction she keeps open: a cancel_job she has not committed.  (If
 # the runner that holds it back exits meanwhile -- one of the stubborn
 # tasks above may make it -- the job is stale and on_stale decides: retry.)
-my $slow = q1(q{SET ROLE mallory; SELECT workflow.create_job('m_slow')});
+my $slow = $node->q(q{SET ROLE mallory; SELECT workflow.create_job('m_slow')});
 $node->poll_query_until('postgres',
 	"SELECT execution = 'running' FROM workflow.jobs WHERE id = $slow")
   or diag('the slow job did not start');
@@ -104,7 +85,7 @@ is($locker->query_safe("SELECT workflow.cancel_job($slow)"), 't',
 	'mallory keeps a transaction open that locked her running job');
 
 # the poisoned jobs, interleaved with alice's ordinary ones in one commit
-q1(q{
+$node->q(q{
 BEGIN;
 SET LOCAL ROLE mallory;
 SELECT workflow.create_job('m_requeue');
@@ -126,8 +107,8 @@ ok( $node->poll_query_until(
 		q{SELECT count(*) = 201 FROM workflow.jobs
            WHERE created_by = 'alice'::regrole AND execution = 'succeeded'}),
 	'every one of alice\'s 201 jobs succeeded');
-is(q1(q{SELECT count(*) FROM public.done WHERE who = 'alice'}), '200', 'each of her tasks\' effects is there once');
-is( q1(
+is($node->q(q{SELECT count(*) FROM public.done WHERE who = 'alice'}), '200', 'each of her tasks\' effects is there once');
+is( $node->q(
 		q{SELECT count(*) FROM workflow.task_runs r JOIN workflow.jobs j ON j.id = r.job_id
            WHERE j.created_by = 'alice'::regrole AND r.status <> 'succeeded'}),
 	'0',
@@ -144,7 +125,7 @@ ok( $node->poll_query_until(
            WHERE workflow IN ('m_requeue', 'm_info', 'm_stubborn')
              AND execution IN ('failed', 'canceled')}),
 	'mallory\'s poisoned jobs ended, each on its own');
-is( q1(
+is( $node->q(
 		q{SELECT string_agg(DISTINCT r.error->>'sqlstate', ',' ORDER BY r.error->>'sqlstate')
             FROM workflow.task_runs r JOIN workflow.jobs j ON j.id = r.job_id
            WHERE j.workflow IN ('m_requeue', 'm_info')}),
@@ -152,16 +133,16 @@ is( q1(
 	'the requeue overflow and the info flood failed their own task (22023, 54000)');
 
 # the job whose row mallory keeps locked is not lost: it finishes once she lets go
-is(q1("SELECT execution FROM workflow.jobs WHERE id = $slow"), 'running',
+is($node->q("SELECT execution FROM workflow.jobs WHERE id = $slow"), 'running',
 	'meanwhile the locked job is still running, not lost');
-is(q1("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'workflow runner' AND wait_event_type = 'Lock'"),
+is($node->q("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'workflow runner' AND wait_event_type = 'Lock'"),
 	'0', 'no runner waits for her lock');
 $locker->query_safe('ROLLBACK');
 $locker->quit;
 ok( $node->poll_query_until(
 		'postgres', "SELECT execution = 'succeeded' FROM workflow.jobs WHERE id = $slow"),
 	'the locked job finishes once the lock is released (her cancel was rolled back)');
-is(q1(q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'workflow runner'}),
+is($node->q(q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'workflow runner'}),
 	'2', 'both runners are there');
 
 $node->stop('fast');

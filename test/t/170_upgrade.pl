@@ -38,72 +38,41 @@ use strict;
 use warnings;
 
 use IPC::Run;
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use WorkflowNode;
 
-my $node = PostgreSQL::Test::Cluster->new('upgrade');
-$node->init;
-my $host = $node->host;
-my $sharedir = $node->config_data('--sharedir');
-my $have_cron = -f "$sharedir/extension/pg_cron.control";
-my $preload = $have_cron ? 'workflow,pg_cron' : 'workflow';
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = '$preload'
-max_worker_processes = 16
-workflow.database = 'postgres'
-workflow.runners = 2
-workflow.run_interval = '50ms'
-workflow.activity_interval = '100ms'
-# paused while the database is 1.0
-workflow.enabled = off
-# nothing of this test may go stale or expire on its own
-workflow.stale_after = '10min'
-workflow.task_lease = '10min'
-});
-$node->append_conf('postgresql.conf', qq{
-cron.database_name = 'postgres'
-cron.host = '$host'
-}) if $have_cron;
-$node->start;
-
-sub q1
-{
-	return $node->safe_psql('postgres', $_[0]);
-}
-
-sub as
-{
-	my ($role, $sql) = @_;
-	return $node->safe_psql('postgres', $sql, extra_params => [ '-U', $role ]);
-}
+# pg_cron too when it is installed; the extension is created below, as 1.0
+my $node = WorkflowNode->create('upgrade',
+	pg_cron => 'if_installed',
+	extension => 0,
+	settings => {
+		# paused while the database is 1.0
+		'workflow.enabled' => 'off',
+		# nothing of this test may go stale or expire on its own
+		'workflow.stale_after' => '10min',
+		'workflow.task_lease' => '10min',
+	});
+my $have_cron = $node->has_pg_cron;
 
 ###############################################################################
 # 1.0
 ###############################################################################
 
-q1('CREATE EXTENSION pg_cron') if $have_cron;
-q1(q{CREATE EXTENSION workflow VERSION '1.0'});
-is(q1(q{SELECT extversion FROM pg_extension WHERE extname = 'workflow'}), '1.0', 'installed as 1.0');
+$node->q(q{CREATE EXTENSION workflow VERSION '1.0'});
+is($node->q(q{SELECT extversion FROM pg_extension WHERE extname = 'workflow'}), '1.0', 'installed as 1.0');
 cmp_ok(
-	q1(q{SELECT count(*) FROM pg_proc WHERE pronamespace = 'workflow'::regnamespace
+	$node->q(q{SELECT count(*) FROM pg_proc WHERE pronamespace = 'workflow'::regnamespace
           AND prolang = (SELECT oid FROM pg_language WHERE lanname = 'c')}),
 	'>', 0,
 	'1.0 declares C functions, all found in the new library (CREATE FUNCTION checks the symbols)');
-is(q1(q{SELECT to_regclass('workflow.lease_seq') IS NOT NULL}), 't', '1.0 has workflow.lease_seq');
+is($node->q(q{SELECT to_regclass('workflow.lease_seq') IS NOT NULL}), 't', '1.0 has workflow.lease_seq');
 
-q1(q{
-CREATE ROLE alice LOGIN;
-GRANT workflow_user TO alice;
-CREATE ROLE wally LOGIN;
-GRANT workflow_worker TO wally;
-CREATE ROLE walt LOGIN;
-GRANT workflow_worker TO walt;
-});
-q1('GRANT USAGE ON SCHEMA cron TO alice') if $have_cron;
+$node->create_role('alice', 'workflow_user');
+$node->create_role($_, 'workflow_worker') for qw(wally walt);
+$node->q('GRANT USAGE ON SCHEMA cron TO alice') if $have_cron;
 
-as('alice', q{
+$node->q_as('alice', q{
 SELECT workflow.create_workflow('{"name": "quick", "chain": [{"name": "t", "sql": "select ($1->''job''->''params''->>''n'')::int * 2"}]}');
 SELECT workflow.create_workflow('{"name": "fails", "chain": [{"name": "boom", "sql": "select 1/0"}]}');
 SELECT workflow.create_workflow('{"name": "ext", "chain": [{"name": "pay", "task_type": "pay"}, {"name": "after", "sql": "select $1->''results''->''pay''"}]}');
@@ -113,15 +82,15 @@ SELECT workflow.create_workflow('{"name": "timer", "chain": [{"name": "w", "wait
 
 # the jobs a 1.0 runner handles, played through 1.0's own SQL (the
 # library's runners are paused)
-my $s1 = as('alice', q{SELECT workflow.create_job('quick', '{"n": 21}')});
-my $f1 = as('alice', q{SELECT workflow.create_job('fails')});
-my $w1 = as('alice', q{SELECT workflow.create_job('signal')});
-my $w2 = as('alice', q{SELECT workflow.create_job('timer')});
-q1(q{SELECT workflow.register_runner('runner-1', 'runner')});
-is( q1(q{SELECT string_agg(id::text, ',' ORDER BY id) FROM workflow._runner_claim('runner-1', 10)}),
+my $s1 = $node->q_as('alice', q{SELECT workflow.create_job('quick', '{"n": 21}')});
+my $f1 = $node->q_as('alice', q{SELECT workflow.create_job('fails')});
+my $w1 = $node->q_as('alice', q{SELECT workflow.create_job('signal')});
+my $w2 = $node->q_as('alice', q{SELECT workflow.create_job('timer')});
+$node->q(q{SELECT workflow.register_runner('runner-1', 'runner')});
+is( $node->q(q{SELECT string_agg(id::text, ',' ORDER BY id) FROM workflow._runner_claim('runner-1', 10)}),
 	"$s1,$f1,$w1,$w2",
 	'1.0: a runner claims the four jobs');
-q1(qq{
+$node->q(qq{
 SELECT workflow._runner_record($s1, lease, 'succeeded', '42', NULL, now(), NULL,
                                ARRAY['{"progress": "half"}'::jsonb]) FROM workflow.jobs WHERE id = $s1;
 SELECT workflow._runner_record($f1, lease, 'fatal', NULL, '{"message": "division by zero"}', now(), NULL, NULL)
@@ -129,24 +98,24 @@ SELECT workflow._runner_record($f1, lease, 'fatal', NULL, '{"message": "division
 SELECT workflow._runner_record(id, lease, 'wait_step', NULL, NULL, now(), NULL, NULL)
   FROM workflow.jobs WHERE id IN ($w1, $w2);
 });
-is( q1(qq{SELECT string_agg(execution::text, ',' ORDER BY id) FROM workflow.jobs WHERE id IN ($s1, $f1, $w1, $w2)}),
+is( $node->q(qq{SELECT string_agg(execution::text, ',' ORDER BY id) FROM workflow.jobs WHERE id IN ($s1, $f1, $w1, $w2)}),
 	'succeeded,failed,waiting,waiting',
 	'1.0: one job succeeded, one failed, two wait (a signal, a timer)');
 
 # queued work, and external tasks in progress
-my $q1 = as('alice', q{SELECT workflow.create_job('quick', '{"n": 1}', idempotency_key => 'order-1')});
-my $q2 = as('alice', q{SELECT workflow.create_job('quick', '{"n": 2}')});
-my $e1 = as('alice', q{SELECT workflow.create_job('ext', '{"amount": 10}', target => 'acct-1')});
-my $tq = as('alice', q{SELECT workflow.create_job('quick', '{"n": 3}', target => 'acct-1')});
-my $e2 = as('alice', q{SELECT workflow.create_job('ext', '{"amount": 20}')});
+my $q1 = $node->q_as('alice', q{SELECT workflow.create_job('quick', '{"n": 1}', idempotency_key => 'order-1')});
+my $q2 = $node->q_as('alice', q{SELECT workflow.create_job('quick', '{"n": 2}')});
+my $e1 = $node->q_as('alice', q{SELECT workflow.create_job('ext', '{"amount": 10}', target => 'acct-1')});
+my $tq = $node->q_as('alice', q{SELECT workflow.create_job('quick', '{"n": 3}', target => 'acct-1')});
+my $e2 = $node->q_as('alice', q{SELECT workflow.create_job('ext', '{"amount": 20}')});
 
 # wally's worker keeps its session across the update
 my $wally = $node->background_psql('postgres', extra_params => [ '-U', 'wally' ]);
 my $lease1 = $wally->query_safe(qq{SELECT lease FROM workflow.run_job($e1, 'wally-1')});
 like($lease1, qr/^\d+$/, "1.0: wally claims the external task of job $e1 (lease $lease1)");
-my $lease2 = as('walt', qq{SELECT lease FROM workflow.run_job($e2, 'walt-1')});
+my $lease2 = $node->q_as('walt', qq{SELECT lease FROM workflow.run_job($e2, 'walt-1')});
 like($lease2, qr/^\d+$/, "1.0: walt claims the external task of job $e2 (lease $lease2), then disconnects");
-is(q1(q{SELECT string_agg(target || ':' || job_id, ',') FROM workflow.target_locks}),
+is($node->q(q{SELECT string_agg(target || ':' || job_id, ',') FROM workflow.target_locks}),
 	"acct-1:$e1", '1.0: job e1 holds target acct-1');
 
 my ($rc, $out, $err) = $node->psql('postgres', q{SELECT * FROM workflow.poll_tasks('pay', 'wally-2')},
@@ -157,7 +126,7 @@ note("poll_tasks before the update: $err");
 my $cron_id;
 if ($have_cron)
 {
-	$cron_id = as('alice', q{SELECT workflow.schedule('nightly', '0 3 * * *', 'quick', '{"n": 7}')});
+	$cron_id = $node->q_as('alice', q{SELECT workflow.schedule('nightly', '0 3 * * *', 'quick', '{"n": 7}')});
 	like($cron_id, qr/^\d+$/, "1.0: alice schedules a workflow (pg_cron job $cron_id)");
 }
 
@@ -165,18 +134,18 @@ if ($have_cron)
 # the update
 ###############################################################################
 
-q1('ALTER EXTENSION workflow UPDATE');
-is(q1(q{SELECT extversion FROM pg_extension WHERE extname = 'workflow'}), '1.1', 'updated to 1.1');
-is(q1(q{SELECT to_regclass('workflow.lease_seq') IS NULL AND to_regprocedure('workflow._new_lease()') IS NOT NULL}),
+$node->q('ALTER EXTENSION workflow UPDATE');
+is($node->q(q{SELECT extversion FROM pg_extension WHERE extname = 'workflow'}), '1.1', 'updated to 1.1');
+is($node->q(q{SELECT to_regclass('workflow.lease_seq') IS NULL AND to_regprocedure('workflow._new_lease()') IS NOT NULL}),
 	't', 'lease_seq is gone, leases come from _new_lease()');
-is( q1(q{SELECT string_agg(id || ':' || kind || ':' || owner::text, ',' ORDER BY id) FROM workflow.runners
+is( $node->q(q{SELECT string_agg(id || ':' || kind || ':' || owner::text, ',' ORDER BY id) FROM workflow.runners
           WHERE id IN ('runner-1', 'wally-1', 'walt-1')}),
-	'runner-1:runner:' . q1('SELECT current_user') . ',wally-1:external:wally,walt-1:external:'
-	  . q1('SELECT current_user'),
+	'runner-1:runner:' . $node->q('SELECT current_user') . ',wally-1:external:wally,walt-1:external:'
+	  . $node->q('SELECT current_user'),
 	'runner ids: wally-1 is wally\'s (his session is still connected), runner-1 and walt-1 the extension owner\'s');
-is(q1(q{SELECT string_agg(owner::text || ':' || target || ':' || job_id, ',') FROM workflow.target_locks}),
+is($node->q(q{SELECT string_agg(owner::text || ':' || target || ':' || job_id, ',') FROM workflow.target_locks}),
 	"alice:acct-1:$e1", 'the target lock is its job\'s creator\'s');
-is(as('alice', q{SELECT workflow.create_job('quick', '{"n": 1}', idempotency_key => 'order-1')}),
+is($node->q_as('alice', q{SELECT workflow.create_job('quick', '{"n": 1}', idempotency_key => 'order-1')}),
 	$q1, 'the idempotency key still finds its queued job');
 
 # the external tasks claimed under 1.0
@@ -189,9 +158,9 @@ like($err, qr/permission denied for runner "walt-1"/,
 ($rc, $out, $err) = $node->psql('postgres', q{SELECT workflow.register_runner('walt-1')},
 	extra_params => [ '-U', 'walt' ]);
 like($err, qr/permission denied for runner "walt-1"/, 'nor register walt-1 again');
-as('walt', q{SELECT workflow.register_runner('walt-2')});
-is(q1(q{SELECT owner::text FROM workflow.runners WHERE id = 'walt-2'}), 'walt', 'walt registers a new id, his');
-is(q1(qq{SELECT workflow.complete_task($e2, $lease2, '{"paid": 20}')}),
+$node->q_as('walt', q{SELECT workflow.register_runner('walt-2')});
+is($node->q(q{SELECT owner::text FROM workflow.runners WHERE id = 'walt-2'}), 'walt', 'walt registers a new id, his');
+is($node->q(qq{SELECT workflow.complete_task($e2, $lease2, '{"paid": 20}')}),
 	't', 'an administrator completes the task walt-1 held');
 $wally->quit;
 
@@ -199,8 +168,8 @@ $wally->quit;
 # the runners go on
 ###############################################################################
 
-q1('ALTER SYSTEM SET workflow.enabled = on');
-q1('SELECT pg_reload_conf()');
+$node->q('ALTER SYSTEM SET workflow.enabled = on');
+$node->q('SELECT pg_reload_conf()');
 
 sub wait_state
 {
@@ -214,44 +183,44 @@ wait_state($q2, 'succeeded', "queued job $q2");
 wait_state($e1, 'succeeded', "external job $e1 (its SQL task after wally's)");
 wait_state($e2, 'succeeded', "external job $e2 (its SQL task after the administrator's report)");
 wait_state($tq, 'succeeded', "job $tq of target acct-1");
-is(q1(qq{SELECT result FROM workflow.jobs WHERE id = $e1}), '{"paid": 10}', 'e1 passed wally\'s output on');
-is(q1(qq{SELECT result FROM workflow.jobs WHERE id = $q2}), '4', 'q2 computed its result');
-is( q1(qq{SELECT (SELECT min(started_at) FROM workflow.task_runs WHERE job_id = $tq)
+is($node->q(qq{SELECT result FROM workflow.jobs WHERE id = $e1}), '{"paid": 10}', 'e1 passed wally\'s output on');
+is($node->q(qq{SELECT result FROM workflow.jobs WHERE id = $q2}), '4', 'q2 computed its result');
+is( $node->q(qq{SELECT (SELECT min(started_at) FROM workflow.task_runs WHERE job_id = $tq)
                >= (SELECT finished_at FROM workflow.jobs WHERE id = $e1)}),
 	't', 'the job of acct-1 ran only after e1 released the target');
 
-as('alice', qq{SELECT workflow.resume_job($w1, '{"signal": "go"}')});
+$node->q_as('alice', qq{SELECT workflow.resume_job($w1, '{"signal": "go"}')});
 wait_state($w1, 'succeeded', "signal-waiting job $w1 after resume_job");
-is(q1(qq{SELECT result FROM workflow.jobs WHERE id = $w1}), '{"signal": "go"}', 'it carried the signal\'s result on');
+is($node->q(qq{SELECT result FROM workflow.jobs WHERE id = $w1}), '{"signal": "go"}', 'it carried the signal\'s result on');
 wait_state($w2, 'succeeded', "timer-waiting job $w2");
-is(q1(qq{SELECT result FROM workflow.jobs WHERE id = $w2}), '"timer done"', 'its timer ended and the next task ran');
+is($node->q(qq{SELECT result FROM workflow.jobs WHERE id = $w2}), '"timer done"', 'its timer ended and the next task ran');
 
-is( as('alice', qq{SELECT format('%s|%s|%s', execution, result, (SELECT count(*) FROM workflow.task_runs WHERE job_id = $s1))
+is( $node->q_as('alice', qq{SELECT format('%s|%s|%s', execution, result, (SELECT count(*) FROM workflow.task_runs WHERE job_id = $s1))
                   || '|' || (SELECT string_agg(info::text, ',') FROM workflow.job_info WHERE job_id = $s1)
                   FROM workflow.jobs WHERE id = $s1}),
 	'succeeded|42|1|{"progress": "half"}',
 	'the 1.0 job that succeeded is there for alice, with its task run and info');
-is( as('alice', qq{SELECT format('%s|%s|%s', execution, error->>'message', (SELECT count(*) FROM workflow.task_runs WHERE job_id = $f1))
+is( $node->q_as('alice', qq{SELECT format('%s|%s|%s', execution, error->>'message', (SELECT count(*) FROM workflow.task_runs WHERE job_id = $f1))
                   FROM workflow.jobs WHERE id = $f1}),
 	'failed|division by zero|1',
 	'the 1.0 job that failed is there, with its error and task run');
-is(q1('SELECT count(*) FROM workflow.target_locks'), '0', 'no target is held at the end');
-is(q1(q{SELECT count(*) FROM workflow.jobs WHERE execution NOT IN ('succeeded', 'failed')}),
+is($node->q('SELECT count(*) FROM workflow.target_locks'), '0', 'no target is held at the end');
+is($node->q(q{SELECT count(*) FROM workflow.jobs WHERE execution NOT IN ('succeeded', 'failed')}),
 	'0', 'every job is finished');
 
 if ($have_cron)
 {
-	is(as('alice', q{SELECT format('%s|%s|%s|%s', name, cron, workflow, params) FROM workflow.schedules}),
+	is($node->q_as('alice', q{SELECT format('%s|%s|%s|%s', name, cron, workflow, params) FROM workflow.schedules}),
 		'nightly|0 3 * * *|quick|{"n": 7}', 'the schedule is still listed');
-	as('alice', q{SELECT workflow.unschedule('nightly')});
-	is(as('alice', q{SELECT count(*) FROM workflow.schedules}), '0', 'and can be removed');
+	$node->q_as('alice', q{SELECT workflow.unschedule('nightly')});
+	is($node->q_as('alice', q{SELECT count(*) FROM workflow.schedules}), '0', 'and can be removed');
 }
 
 ###############################################################################
 # a fresh install is 1.1, with the same objects as the updated database
 ###############################################################################
 
-q1('CREATE DATABASE fresh');
+$node->q('CREATE DATABASE fresh');
 $node->safe_psql('fresh', 'CREATE EXTENSION workflow');
 is($node->safe_psql('fresh', q{SELECT extversion FROM pg_extension WHERE extname = 'workflow'}),
 	'1.1', 'CREATE EXTENSION workflow installs 1.1');
@@ -265,8 +234,8 @@ my $config = q{
 SELECT string_agg(c::regclass::text || ' ' || coalesce(w, 'NULL'), E'\n' ORDER BY c::regclass::text)
   FROM pg_extension e, unnest(e.extconfig, e.extcondition) AS x(c, w)
  WHERE e.extname = 'workflow'};
-is(q1($members), $node->safe_psql('fresh', $members), 'the same extension members');
-is(q1($config), $node->safe_psql('fresh', $config), 'the same configuration tables (pg_dump keeps their rows)');
+is($node->q($members), $node->safe_psql('fresh', $members), 'the same extension members');
+is($node->q($config), $node->safe_psql('fresh', $config), 'the same configuration tables (pg_dump keeps their rows)');
 
 # pg_dump leaves extension members out: detach them, then dump the schema
 my $detach = q{
@@ -274,18 +243,27 @@ DO $$
 DECLARE
     o record;
 BEGIN
+    -- (from PostgreSQL 17 on, the array type of a member type, the
+    -- multirange of a member range and the row type of a member table are
+    -- members too, and leave along with it: not detached on their own)
     FOR o IN SELECT x.type, x.identity
                FROM pg_depend d, pg_identify_object(d.classid, d.objid, 0) x
               WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
                 AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'workflow')
+                AND NOT EXISTS (SELECT FROM pg_type t
+                                 WHERE d.classid = 'pg_type'::regclass AND t.oid = d.objid
+                                   AND (t.typtype = 'm'
+                                        OR EXISTS (SELECT FROM pg_type e WHERE e.typarray = t.oid)
+                                        OR EXISTS (SELECT FROM pg_class c
+                                                    WHERE c.oid = t.typrelid AND c.relkind <> 'c')))
     LOOP
         EXECUTE format('ALTER EXTENSION workflow DROP %s %s', o.type, o.identity);
     END LOOP;
 END
 $$};
-q1('ALTER SYSTEM SET workflow.enabled = off');
-q1('SELECT pg_reload_conf()');
-q1($detach);
+$node->q('ALTER SYSTEM SET workflow.enabled = off');
+$node->q('SELECT pg_reload_conf()');
+$node->q($detach);
 $node->safe_psql('fresh', $detach);
 
 sub dump_schema
