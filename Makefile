@@ -7,7 +7,8 @@ EXTENSION    = workflow
 EXTVERSION   = 1.1
 MODULE_big   = workflow
 OBJS         = src/workflow.o src/definitions.o src/steps.o src/wakeup.o src/worker.o \
-               src/launcher.o src/runner.o src/sweeper.o src/task.o src/poll.o src/report.o src/api.o src/lease.o src/plans.o
+               src/launcher.o src/runner.o src/sweeper.o src/task.o src/poll.o src/report.o src/api.o src/lease.o src/plans.o \
+               src/names.o
 # workflow--1.0.sql is the released 1.0, frozen; the scripts of 1.1 are
 # built from src/sql/ (see the rules below and src/sql/README.md)
 PREV_VERSION = 1.0
@@ -34,6 +35,9 @@ ISOLATION_OPTS = --inputdir=test --temp-instance=tmp_isolation \
 # TAP tests (PostgreSQL::Test::Cluster); each file starts its own cluster.
 TAP_TESTS    = 1
 PROVE_TESTS  = test/t/*.pl
+# their shared module test/perl/WorkflowNode.pm (prove runs in the tree root);
+# override: also when PROVE_FLAGS is given on the command line (test/run does)
+override PROVE_FLAGS += -I ./test/perl
 
 # pgxs.mk reads EXTRA_CLEAN when it is included
 EXTRA_CLEAN  = tmp_regress tmp_isolation output_iso results regression.diffs regression.out \

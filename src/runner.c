@@ -66,6 +66,7 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
@@ -129,7 +130,7 @@ typedef struct ClaimedJob
 	int64		id;
 	int64		lease;
 	int64		workflow_id;
-	int			phase;			/* WF_PHASE_* */
+	WorkflowPhase phase;
 	int			step;
 	bool		in_fallback;
 	bool		has_target;
@@ -214,11 +215,12 @@ static int	run_batch(ClaimedJob *jobs, int n, ClaimedJob *next);
 static void release_jobs(ClaimedJob *jobs, int n);
 static StepNext run_step(ClaimedJob *job);
 static StepNext run_step_guarded(ClaimedJob *job);
-static StepNext record_here(ClaimedJob *job, const char *outcome, Datum error,
+static StepNext record_here(ClaimedJob *job, WorkflowOutcome outcome, Datum error,
 							TimestampTz started);
-static bool record_outcome(ClaimedJob *job, const char *outcome, Datum output, Datum error,
+static bool outcome_type_exists(void);
+static bool record_outcome(ClaimedJob *job, WorkflowOutcome outcome, Datum output, Datum error,
 						   TimestampTz started, int64 delay_ms, Datum info, bool *still_running);
-static bool record_isolated(ClaimedJob *job, const char *outcome, Datum error,
+static bool record_isolated(ClaimedJob *job, WorkflowOutcome outcome, Datum error,
 							bool *still_running);
 static StepNext job_fault(ClaimedJob *job, ErrorData *edata);
 static Datum runner_error(int sqlerrcode, const char *message, const char *detail);
@@ -614,7 +616,7 @@ run_batch(ClaimedJob *jobs, int n, ClaimedJob *next)
 				/* not started: hand it back */
 				bool		still_running;
 
-				(void) record_isolated(&jobs[i], "release", 0, &still_running);
+				(void) record_isolated(&jobs[i], WF_OUTCOME_RELEASE, 0, &still_running);
 				continue;
 			}
 			if (run_step(&jobs[i]) == STEP_CONTINUE)
@@ -656,7 +658,7 @@ run_batch(ClaimedJob *jobs, int n, ClaimedJob *next)
 		{
 			bool		still_running;
 
-			(void) record_isolated(&jobs[i], "return", 0, &still_running);
+			(void) record_isolated(&jobs[i], WF_OUTCOME_RETURN, 0, &still_running);
 		}
 		workflow_end_spi(true);
 
@@ -704,35 +706,56 @@ release_jobs(ClaimedJob *jobs, int n)
 
 	workflow_begin_spi();
 	for (i = 0; i < n; i++)
-		(void) record_isolated(&jobs[i], "release", 0, &still_running);
+		(void) record_isolated(&jobs[i], WF_OUTCOME_RELEASE, 0, &still_running);
 	workflow_end_spi(true);
 }
 
 /*
- * Record an outcome through workflow._runner_record().  Returns true when
- * the guard held (the job was still ours), and sets *still_running when
- * the job stays claimed by us at its next SQL task.  The job's row is
- * locked NOWAIT: a row another transaction holds raises
- * lock_not_available, which the caller turns into a hand-back.
+ * Whether the database has the type workflow.outcome.  Until ALTER
+ * EXTENSION workflow UPDATE, a database of version 1.0 has
+ * _runner_record(..., p_outcome text, ...) instead, which takes the same
+ * labels (README, "Upgrading": the runners go on with 1.0's functions).
  */
 static bool
-record_outcome(ClaimedJob *job, const char *outcome, Datum output, Datum error,
+outcome_type_exists(void)
+{
+	Oid			nsp = get_namespace_oid("workflow", true);
+
+	return OidIsValid(nsp) &&
+		OidIsValid(GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+								   CStringGetDatum("outcome"), ObjectIdGetDatum(nsp)));
+}
+
+/*
+ * Record an outcome through workflow._runner_record(), which is passed the
+ * label of workflow.outcome that names it.  Returns true when the guard
+ * held (the job was still ours), and sets *still_running when the job
+ * stays claimed by us at its next SQL task.  The job's row is locked
+ * NOWAIT: a row another transaction holds raises lock_not_available, which
+ * the caller turns into a hand-back.
+ */
+static bool
+record_outcome(ClaimedJob *job, WorkflowOutcome outcome, Datum output, Datum error,
 			   TimestampTz started, int64 delay_ms, Datum info, bool *still_running)
 {
-	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr typed_plan = NULL;
+	static SPIPlanPtr text_plan = NULL;	/* the objects of 1.0 */
+	Oid			argtypes[8] = {INT8OID, INT8OID, TEXTOID, JSONBOID, JSONBOID,
+	TIMESTAMPTZOID, INTERVALOID, JSONBARRAYOID};
+	SPIPlanPtr	plan;
 	Datum		values[8];
 	char		nulls[8];
 	Interval   *delay;
 
-	if (plan == NULL)
-	{
-		Oid			argtypes[8] = {INT8OID, INT8OID, TEXTOID, JSONBOID, JSONBOID,
-		TIMESTAMPTZOID, INTERVALOID, JSONBARRAYOID};
-
-		workflow_keep_plan(&plan, "SELECT execution::text, runner_id, " JOB_COLUMNS " FROM "
-						   "workflow._runner_record($1, $2, $3, $4, $5, $6, $7, $8) "
-						   "WHERE id IS NOT NULL", 8, argtypes);
-	}
+	Assert((int) outcome < WF_NUM_OUTCOMES);
+	if (outcome_type_exists())
+		plan = workflow_keep_plan(&typed_plan, "SELECT execution::text, runner_id, " JOB_COLUMNS " FROM "
+								  "workflow._runner_record($1, $2, $3::workflow.outcome, $4, $5, $6, $7, $8) "
+								  "WHERE id IS NOT NULL", 8, argtypes);
+	else
+		plan = workflow_keep_plan(&text_plan, "SELECT execution::text, runner_id, " JOB_COLUMNS " FROM "
+								  "workflow._runner_record($1, $2, $3, $4, $5, $6, $7, $8) "
+								  "WHERE id IS NOT NULL", 8, argtypes);
 
 	/* requeue() bounds the delay; saturate anyway, never overflow */
 	delay = palloc0(sizeof(Interval));
@@ -741,7 +764,7 @@ record_outcome(ClaimedJob *job, const char *outcome, Datum output, Datum error,
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = Int64GetDatum(job->id);
 	values[1] = Int64GetDatum(job->lease);
-	values[2] = CStringGetTextDatum(outcome);
+	values[2] = CStringGetTextDatum(WorkflowOutcomeNames[outcome]);
 	values[3] = output;
 	nulls[3] = output == (Datum) 0 ? 'n' : ' ';
 	values[4] = error;
@@ -927,9 +950,9 @@ hold_success(ClaimedJob *job, WorkflowStep *step, Datum output,
 		pending_bytes += VARSIZE_ANY(DatumGetPointer(output));
 	p->started = started;
 	p->finished = GetCurrentTimestamp();
-	p->finish = step->next_kind == NULL;
+	p->finish = step->next_kind == WF_KIND_NONE;
 
-	if (!p->finish && strcmp(step->next_kind, "sql") == 0)
+	if (step->next_kind == WF_KIND_SQL)
 	{
 		job->step++;
 		job->task_attempt = 1;
@@ -1099,7 +1122,7 @@ run_step_guarded(ClaimedJob *job)
 	int64		timeout_ms;
 	TimestampTz started;
 	WorkflowTaskResult res;
-	const char *outcome;
+	WorkflowOutcome outcome;
 	bool		still_running = false;
 	uint64		interrupted;
 	char		activity[256];
@@ -1110,7 +1133,7 @@ run_step_guarded(ClaimedJob *job)
 								job->in_fallback, job->owner);
 
 	/* make sure the job is still ours: the context query tells that too */
-	if (step != NULL && step->uses_context && strcmp(step->kind, "sql") == 0)
+	if (step != NULL && step->uses_context && step->kind == WF_KIND_SQL)
 	{
 		bool		holds;
 
@@ -1129,18 +1152,18 @@ run_step_guarded(ClaimedJob *job)
 	}
 
 	if (job->deadline <= GetCurrentTransactionStartTimestamp())
-		return record_here(job, "timeout", 0, started);
+		return record_here(job, WF_OUTCOME_TIMEOUT, 0, started);
 	if (step == NULL)
 	{
 		workflow_task_finish(false);
 		return STEP_DONE;		/* its workflow was dropped meanwhile */
 	}
-	if (strcmp(step->kind, "wait") == 0 && step->body == NULL)
-		return record_here(job, "wait_step", 0, started);
+	if (step->kind == WF_KIND_WAIT && step->body == NULL)
+		return record_here(job, WF_OUTCOME_WAIT_STEP, 0, started);
 	if (step->body == NULL)
 	{
 		/* an external task reached through a stale path: hand it back */
-		return record_here(job, "release", 0, started);
+		return record_here(job, WF_OUTCOME_RELEASE, 0, started);
 	}
 
 	/* the creator must still exist and be able to log in */
@@ -1148,7 +1171,7 @@ run_step_guarded(ClaimedJob *job)
 		Datum		error = creator_problem(job->owner);
 
 		if (error != (Datum) 0)
-			return record_here(job, "fatal", error, started);
+			return record_here(job, WF_OUTCOME_FATAL, error, started);
 	}
 
 	/* the smaller of the task's timeout and what is left of the job's */
@@ -1199,11 +1222,11 @@ run_step_guarded(ClaimedJob *job)
 		/* record inside the task's subtransaction, then keep or undo it */
 		bool		kept;
 
-		outcome = res.request == WF_TASK_REQUEUE ? "requeue" :
-			res.request == WF_TASK_WAIT ? "wait" : "succeeded";
+		outcome = res.request == WF_TASK_REQUEUE ? WF_OUTCOME_REQUEUE :
+			res.request == WF_TASK_WAIT ? WF_OUTCOME_WAIT : WF_OUTCOME_SUCCEEDED;
 		if (res.request == WF_TASK_DONE && res.info == (Datum) 0 &&
 			job->phase == WF_PHASE_CHAIN && !job->in_fallback && !job->has_target &&
-			(step->next_kind == NULL || strcmp(step->next_kind, "sql") == 0))
+			(step->next_kind == WF_KIND_NONE || step->next_kind == WF_KIND_SQL))
 			kept = hold_success(job, step, res.output, started, &still_running);
 		else
 			kept = record_outcome(job, outcome, res.output, res.error, started,
@@ -1221,7 +1244,7 @@ run_step_guarded(ClaimedJob *job)
 		GetCurrentTimestamp() >= job->deadline)
 	{
 		/* the statement timeout armed for what was left of the job's time */
-		outcome = "timeout";
+		outcome = WF_OUTCOME_TIMEOUT;
 	}
 	else if (res.sqlerrcode == ERRCODE_QUERY_CANCELED &&
 			 (shutdown_requested || interrupted != 0))
@@ -1230,10 +1253,10 @@ run_step_guarded(ClaimedJob *job)
 		 * Shutdown, or an interrupt meant for another job of this batch
 		 * that arrived late: not this task's failure, hand it back.
 		 */
-		outcome = "release";
+		outcome = WF_OUTCOME_RELEASE;
 	}
 	else
-		outcome = "failed";
+		outcome = WF_OUTCOME_FAILED;
 
 	/* the record of a failure: a subtransaction of its own */
 	workflow_task_begin();
@@ -1248,7 +1271,7 @@ run_step_guarded(ClaimedJob *job)
  * subtransaction, and keep it.
  */
 static StepNext
-record_here(ClaimedJob *job, const char *outcome, Datum error, TimestampTz started)
+record_here(ClaimedJob *job, WorkflowOutcome outcome, Datum error, TimestampTz started)
 {
 	bool		still_running;
 
@@ -1290,7 +1313,7 @@ job_fault(ClaimedJob *job, ErrorData *edata)
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
 			pg_atomic_read_u64(&my_slot->interrupt_job) == (uint64) job->id)
 			return STEP_DONE;	/* canceled or timed out by a committed transaction */
-		(void) record_isolated(job, "return", 0, &still_running);
+		(void) record_isolated(job, WF_OUTCOME_RETURN, 0, &still_running);
 		return STEP_DONE;
 	}
 
@@ -1298,7 +1321,7 @@ job_fault(ClaimedJob *job, ErrorData *edata)
 			(errcode(edata->sqlerrcode),
 			 errmsg("workflow runner failed the task of job %lld: %s",
 					(long long) job->id, edata->message ? edata->message : "unknown error")));
-	(void) record_isolated(job, "failed",
+	(void) record_isolated(job, WF_OUTCOME_FAILED,
 						   runner_error(edata->sqlerrcode, edata->message, edata->detail),
 						   &still_running);
 	return STEP_DONE;
@@ -1330,13 +1353,13 @@ runner_error(int sqlerrcode, const char *message, const char *detail)
 /*
  * Record an outcome for a job in a subtransaction of its own, never
  * raising an error: if the record fails, the job is handed back instead
- * ("return": the queue at the same task, no run recorded, no attempt
+ * (WF_OUTCOME_RETURN: the queue at the same task, no run recorded, no attempt
  * counted); if even that fails, or the row is locked by another
  * transaction, the job goes to the deferred list.  Needs an open
  * transaction and SPI.
  */
 static bool
-record_isolated(ClaimedJob *job, const char *outcome, Datum error, bool *still_running)
+record_isolated(ClaimedJob *job, WorkflowOutcome outcome, Datum error, bool *still_running)
 {
 	MemoryContext context = CurrentMemoryContext;
 	volatile bool kept = false;
@@ -1365,10 +1388,10 @@ record_isolated(ClaimedJob *job, const char *outcome, Datum error, bool *still_r
 			ereport(LOG,
 					(errcode(edata->sqlerrcode),
 					 errmsg("workflow runner could not record outcome \"%s\" of job %lld: %s",
-							outcome, (long long) job->id,
+							WorkflowOutcomeNames[outcome], (long long) job->id,
 							edata->message ? edata->message : "unknown error")));
-			if (strcmp(outcome, "return") != 0)
-				(void) record_isolated(job, "return", 0, still_running);
+			if (outcome != WF_OUTCOME_RETURN)
+				(void) record_isolated(job, WF_OUTCOME_RETURN, 0, still_running);
 			else
 				defer_job(job);
 		}
@@ -1430,7 +1453,7 @@ retry_deferred(void)
 		bool		still_running;
 
 		/* still locked: deferred again */
-		(void) record_isolated(&jobs[i], "return", 0, &still_running);
+		(void) record_isolated(&jobs[i], WF_OUTCOME_RETURN, 0, &still_running);
 	}
 	workflow_end_spi(true);
 }
@@ -1509,7 +1532,7 @@ runner_exit_handback(int code, Datum arg)
 				bool		timed_out = !TIMESTAMP_NOT_FINITE(jobs[i].deadline) &&
 					GetCurrentTimestamp() >= jobs[i].deadline;
 
-				(void) record_outcome(&jobs[i], timed_out ? "timeout" : "failed", 0,
+				(void) record_outcome(&jobs[i], timed_out ? WF_OUTCOME_TIMEOUT : WF_OUTCOME_FAILED, 0,
 									  runner_error(ERRCODE_QUERY_CANCELED,
 												   "task did not stop within workflow.cancel_grace_period after it was canceled",
 												   psprintf("The runner was terminated after %d ms.",
@@ -1517,7 +1540,7 @@ runner_exit_handback(int code, Datum arg)
 									  GetCurrentTimestamp(), 0, 0, &still_running);
 			}
 			else
-				(void) record_outcome(&jobs[i], "return", 0, 0, GetCurrentTimestamp(),
+				(void) record_outcome(&jobs[i], WF_OUTCOME_RETURN, 0, 0, GetCurrentTimestamp(),
 									  0, 0, &still_running);
 		}
 	}

@@ -9,7 +9,9 @@
  * drop_workflow(), whose ids are never reused), so a runner may keep what
  * it read of a task for as long as the extension it read it from exists.
  * The cache is emptied when the extension's OID changes (DROP and CREATE
- * EXTENSION start the ids again).
+ * EXTENSION start the ids again).  A task's kind, and that of the task
+ * after it, are read once, here, into WorkflowTaskKind (src/names.c): the
+ * runner compares enums, never the kind's text.
  *
  * An entry is per task, per code (the task's SQL or its fallback) and per
  * role that created the job: the plan of a task's SQL is prepared while
@@ -36,26 +38,6 @@
 
 static HTAB *step_cache = NULL;
 static MemoryContext step_cache_context = NULL;
-
-/*
- * The index of a phase name (workflow.phase) in WorkflowPhaseNames.
- */
-const char *const WorkflowPhaseNames[] = {"chain", "onerror", "oncancel"};
-
-/*
- * The WF_PHASE_* of a phase name; raises an error for an unknown one.
- */
-int
-workflow_phase_from_name(const char *name)
-{
-	int			i;
-
-	for (i = 0; i < (int) lengthof(WorkflowPhaseNames); i++)
-		if (strcmp(name, WorkflowPhaseNames[i]) == 0)
-			return i;
-	elog(ERROR, "unknown workflow phase \"%s\"", name);
-	return 0;					/* keep the compiler quiet */
-}
 
 /*
  * Forget every cached task and free the plans.
@@ -165,7 +147,8 @@ workflow_step_lookup(int64 workflow_id, int phase, int position, bool fallback, 
 	Assert(!found);
 	memset(((char *) entry) + sizeof(WorkflowStepKey), 0,
 		   sizeof(WorkflowStep) - sizeof(WorkflowStepKey));
-	entry->kind = cache_string(row, desc, 1);
+	/* the kinds are compared as enums from here on (names.c) */
+	entry->kind = workflow_task_kind_from_name(SPI_getvalue(row, desc, 1));
 	entry->body = cache_string(row, desc, fallback ? 3 : 2);
 	entry->name = cache_string(row, desc, 4);
 	entry->workflow = cache_string(row, desc, 5);
@@ -173,7 +156,7 @@ workflow_step_lookup(int64 workflow_id, int phase, int position, bool fallback, 
 	/* at most 100 years, as every interval of a definition */
 	timeout = SPI_getbinval(row, desc, 7, &isnull);
 	entry->timeout_us = isnull ? -1 : Min(DatumGetInt64(timeout), WF_MAX_INTERVAL_USECS);
-	entry->next_kind = cache_string(row, desc, 8);
+	entry->next_kind = workflow_task_kind_from_name(SPI_getvalue(row, desc, 8));
 	/* the context is only built for code that can read it */
 	entry->uses_context = entry->body != NULL && strstr(entry->body, "$1") != NULL;
 	entry->plan_mode = WF_PLAN_UNKNOWN;

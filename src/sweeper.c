@@ -11,10 +11,14 @@
  * With workflow.enabled = off it only writes heartbeats: a paused system
  * neither runs nor cancels anything.
  *
- * The work itself is SQL (workflow._sweep) in small batches with SKIP
- * LOCKED, so the sweeper never blocks the queue nor waits for a session
- * that holds a job; when a batch was full it goes on at once instead of
- * waiting for the next period.
+ * The work itself is SQL (workflow._sweep, which calls _sweep_timers,
+ * _sweep_timeouts, _sweep_stale and _sweep_retention) in small batches
+ * with SKIP LOCKED, so the sweeper never blocks the queue nor waits for a
+ * session that holds a job; when a batch was full it goes on at once
+ * instead of waiting for the next period.  _sweep returns a jsonb object:
+ * how many items each section took on ("timers", "timeouts", "stale",
+ * "pruned") and the ids of the jobs that failed ("failed", absent when
+ * none); sweep_once() reads these keys by name.
  *
  * Faults.  _sweep handles every item (a timer, a timeout, a stale job, a
  * job to prune) in a subtransaction of its own: an item that fails is
@@ -164,30 +168,32 @@ sweep_once(void)
 	values[1] = IntervalPGetDatum(retention);
 	values[2] = Int32GetDatum(SWEEP_BATCH);
 	values[3] = skip_list();
-	if (SPI_execute_with_args("SELECT (s->>'timers')::int, (s->>'timeouts')::int, "
-							  "(s->>'stale')::int, (s->>'pruned')::int, "
-							  "ARRAY(SELECT jsonb_array_elements_text(s->'failed')::bigint) "
-							  "FROM workflow._sweep($1, $2, $3, $4) s",
+	/* the keys of _sweep's result, read by name */
+	if (SPI_execute_with_args("SELECT s.* FROM pg_catalog.jsonb_to_record(workflow._sweep($1, $2, $3, $4)) "
+							  "AS s(timers integer, timeouts integer, stale integer, "
+							  "pruned integer, failed bigint[])",
 							  4, argtypes, values, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "workflow sweeper could not sweep");
 	else
 	{
-		int			i;
+		static const char *const sections[] = {"timers", "timeouts", "stale", "pruned"};
+		HeapTuple	row = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
-		Datum		failed;
+		Datum		value;
+		int			i;
 
-		for (i = 1; i <= 4; i++)
+		/* a section that took on a whole batch has more to do */
+		for (i = 0; i < (int) lengthof(sections); i++)
 		{
-			int32		n = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-														SPI_tuptable->tupdesc, i, &isnull));
-
-			if (!isnull && n >= SWEEP_BATCH)
+			value = SPI_getbinval(row, desc, SPI_fnumber(desc, sections[i]), &isnull);
+			if (!isnull && DatumGetInt32(value) >= SWEEP_BATCH)
 				more = true;
 		}
-		failed = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull);
+		value = SPI_getbinval(row, desc, SPI_fnumber(desc, "failed"), &isnull);
 		if (!isnull)
-			remember_failures(failed);
+			remember_failures(value);
 	}
 
 	workflow_end_spi(true);

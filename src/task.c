@@ -49,7 +49,6 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
-#include "common/int.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -552,24 +551,6 @@ require_task(const char *function)
 }
 
 /*
- * An interval in microseconds, months counted as 30 days and days as 24
- * hours (as interval comparison does); false when that overflows.
- */
-static bool
-interval_usecs(const Interval *iv, int64 *usecs)
-{
-	int64		days;
-	int64		us;
-
-	days = (int64) iv->month * DAYS_PER_MONTH + iv->day;
-	if (pg_mul_s64_overflow(days, USECS_PER_DAY, &us) ||
-		pg_add_s64_overflow(us, iv->time, &us))
-		return false;
-	*usecs = us;
-	return true;
-}
-
-/*
  * workflow.requeue(after interval): when the task ends, queue the job
  * again at the same task, after the delay (the task is run again then).
  * The delay must be between 0 and 100 years, like every interval a user
@@ -578,18 +559,18 @@ interval_usecs(const Interval *iv, int64 *usecs)
 Datum
 workflow_task_requeue(PG_FUNCTION_ARGS)
 {
-	int64		us = 0;
+	int64		ms = 0;
 
 	require_task("workflow.requeue()");
-	if (!PG_ARGISNULL(0) &&
-		(!interval_usecs(PG_GETARG_INTERVAL_P(0), &us) ||
-		 us < 0 || us > WF_MAX_INTERVAL_USECS))
+	/* rounded up: a delay of 1 us still waits */
+	if (!PG_ARGISNULL(0))
+		ms = workflow_interval_ms(PG_GETARG_INTERVAL_P(0));
+	if (ms < 0 || ms > WF_MAX_INTERVAL_USECS / 1000)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("requeue delay must be between 0 and 100 years")));
 	current_request = WF_TASK_REQUEUE;
-	/* rounded up: a delay of 1 us still waits */
-	current_requeue_ms = (us + 999) / 1000;
+	current_requeue_ms = ms;
 	PG_RETURN_VOID();
 }
 

@@ -146,11 +146,57 @@ typedef struct WorkflowTaskResult
 	Datum		info;			/* jsonb[] added by workflow.add_info(), or 0 */
 } WorkflowTaskResult;
 
-/* src/steps.c */
-#define WF_PHASE_CHAIN		0
-#define WF_PHASE_ONERROR	1
-#define WF_PHASE_ONCANCEL	2
+/*
+ * src/names.c: the words C and SQL exchange, each a C enum in the order of
+ * the SQL enum's labels and one name table (WorkflowOutcomeNames[outcome] is
+ * the label of workflow.outcome that the runner passes to
+ * workflow._runner_record).  C compares these enums; it never compares or
+ * spells their names anywhere else.
+ */
+
+/* the outcome of a task a runner ran: workflow.outcome (src/README.md) */
+typedef enum WorkflowOutcome
+{
+	WF_OUTCOME_SUCCEEDED,		/* the body succeeded: next task, or the end */
+	WF_OUTCOME_FAILED,			/* the body failed: retry, fallback, onerror... */
+	WF_OUTCOME_FATAL,			/* failed, no retry (the creator cannot log in) */
+	WF_OUTCOME_REQUEUE,			/* workflow.requeue(): same task after a delay */
+	WF_OUTCOME_WAIT,			/* workflow.wait(): waiting until resume_job */
+	WF_OUTCOME_WAIT_STEP,		/* a wait task reached: waiting (signal, timer) */
+	WF_OUTCOME_TIMEOUT,			/* the whole job's timeout passed */
+	WF_OUTCOME_RELEASE,			/* handed back, a 'requeued' run recorded */
+	WF_OUTCOME_RETURN			/* handed back untouched, no run recorded */
+} WorkflowOutcome;
+
+#define WF_NUM_OUTCOMES (WF_OUTCOME_RETURN + 1)
+extern const char *const WorkflowOutcomeNames[];
+
+/* which chain of its workflow a job is in: workflow.phase */
+typedef enum WorkflowPhase
+{
+	WF_PHASE_CHAIN,
+	WF_PHASE_ONERROR,
+	WF_PHASE_ONCANCEL
+} WorkflowPhase;
+
+#define WF_NUM_PHASES (WF_PHASE_ONCANCEL + 1)
 extern const char *const WorkflowPhaseNames[];
+extern WorkflowPhase workflow_phase_from_name(const char *name);
+
+/* what executes a task: workflow.steps.kind (NONE: no such task) */
+typedef enum WorkflowTaskKind
+{
+	WF_KIND_NONE,
+	WF_KIND_SQL,
+	WF_KIND_EXTERNAL,
+	WF_KIND_WAIT
+} WorkflowTaskKind;
+
+#define WF_NUM_TASK_KINDS (WF_KIND_WAIT + 1)
+extern const char *const WorkflowTaskKindNames[];
+extern WorkflowTaskKind workflow_task_kind_from_name(const char *name);
+
+/* src/steps.c */
 
 /* how the SQL of a task is executed */
 typedef enum WorkflowPlanMode
@@ -172,19 +218,18 @@ typedef struct WorkflowStepKey
 typedef struct WorkflowStep
 {
 	WorkflowStepKey key;		/* hash key: must be first */
-	char	   *kind;			/* sql | external | wait */
+	WorkflowTaskKind kind;		/* sql, external or wait */
 	char	   *body;			/* the code to run, or NULL */
 	char	   *name;			/* task name */
 	char	   *workflow;		/* workflow name */
 	char	   *search_path;	/* the workflow's */
 	int64		timeout_us;		/* task timeout, -1 = none */
-	char	   *next_kind;		/* kind of the next task in the phase, or NULL */
+	WorkflowTaskKind next_kind; /* of the next task in the phase, or NONE */
 	bool		uses_context;	/* the code mentions $1 */
 	WorkflowPlanMode plan_mode;
 	SPIPlanPtr	plan;			/* with WF_PLAN_CACHED, once prepared */
 } WorkflowStep;
 
-extern int	workflow_phase_from_name(const char *name);
 extern WorkflowStep *workflow_step_lookup(int64 workflow_id, int phase, int position,
 										  bool fallback, Oid owner);
 extern void workflow_step_cache_reset(void);
@@ -215,5 +260,12 @@ extern volatile sig_atomic_t workflow_task_running;
 extern void workflow_task_begin(void);
 
 #define WF_MAX_INTERVAL_USECS	(INT64CONST(1200) * 30 * USECS_PER_DAY)
+
+/*
+ * src/poll.c: an interval a user gives, in milliseconds (months of 30
+ * days, fractions rounded away from zero, never overflowing); the caller
+ * checks its bounds.
+ */
+extern int64 workflow_interval_ms(const Interval *iv);
 
 #endif							/* WORKFLOW_H */

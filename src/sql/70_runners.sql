@@ -158,11 +158,21 @@ COMMENT ON FUNCTION workflow._job_timed_out(workflow.jobs, timestamptz) IS
 -- row is locked NOWAIT: the runner never waits for a transaction that
 -- holds it (lock_not_available), it hands the job back later instead.
 --
--- outcome: succeeded | failed | fatal (no retry) | requeue | wait | wait_step |
--- timeout | release (handed back, a 'requeued' run) | return (handed back
--- untouched, no run recorded: the task did not run, or its effects were
--- rolled back by something else than its own code)
-CREATE OR REPLACE FUNCTION workflow._runner_record(p_job bigint, p_lease bigint, p_outcome text,
+-- p_outcome (workflow.outcome; WorkflowOutcome in src/workflow.h), and the
+-- edge of the state machine it takes (src/README.md):
+--   succeeded  _step_succeeded, keeping a next SQL task claimed
+--   failed     _step_failed: retry, fallback, onerror, whole-job retry, failed
+--   fatal      _step_failed without retries (the creator cannot log in)
+--   requeue    workflow.requeue(): a 'requeued' run, queued at the same task
+--   wait       workflow.wait(): a 'waiting' run, waiting until resume_job
+--   wait_step  a wait task reached: waiting for a signal or its timer
+--   timeout    _job_timed_out: the whole job's time is up
+--   release    handed back (shutdown, cancel of another job): a 'requeued'
+--              run, queued at the same task
+--   return     handed back untouched, no run recorded: the task did not
+--              run, or its effects were rolled back by something else than
+--              its own code
+CREATE OR REPLACE FUNCTION workflow._runner_record(p_job bigint, p_lease bigint, p_outcome workflow.outcome,
                                                    p_output jsonb, p_error jsonb, p_started timestamptz,
                                                    p_delay interval, p_info jsonb[])
 RETURNS workflow.jobs
@@ -227,5 +237,5 @@ BEGIN
     END CASE;
 END
 $$;
-COMMENT ON FUNCTION workflow._runner_record(bigint, bigint, text, jsonb, jsonb, timestamptz, interval, jsonb[]) IS
+COMMENT ON FUNCTION workflow._runner_record(bigint, bigint, workflow.outcome, jsonb, jsonb, timestamptz, interval, jsonb[]) IS
     'internal: record the outcome of a task executed by a runner, guarded by its lease';

@@ -23,18 +23,19 @@ COMMENT ON FUNCTION workflow._heartbeat(text[], integer[], boolean[]) IS
     'internal: heartbeat of the in-server workers, from shared memory';
 
 -- One pass of the sweeper; returns what it did: how many timers, timeouts,
--- stale jobs and jobs to prune it took on, and in "failed" the ids of the
--- jobs it could not handle.
+-- stale jobs and jobs to prune it took on ("timers", "timeouts", "stale",
+-- "pruned", read by src/sweeper.c), and in "failed" (only when there are
+-- any) the ids of the jobs it could not handle.
 --
--- Faults stay with their item: every item (a timer, a timeout, a stale
--- job) is handled in a subtransaction of its own (an exception block), so
--- an item that fails is rolled back alone, logged with its job id, and the
--- pass goes on; each section is another such block, so not even an error
--- of its query stops the other sections.  Pruning is one set-based
--- statement per batch, and one job at a time only when that fails.  Jobs
--- that failed at an earlier pass come back in p_skip: src/sweeper.c leaves
--- them alone for a while, so that they are neither retried at every pass
--- nor keep the jobs behind them in the batch's order from being handled.
+-- Faults stay with their item: each of the four sections below handles
+-- every item (a timer, a timeout, a stale job) in a subtransaction of its
+-- own (an exception block), so an item that fails is rolled back alone,
+-- logged with its job id, and the pass goes on; each section is another
+-- such block, so not even an error of its query stops the other sections.
+-- Jobs that failed at an earlier pass come back in p_skip: src/sweeper.c
+-- leaves them alone for a while, so that they are neither retried at every
+-- pass nor keep the jobs behind them in the batch's order from being
+-- handled.
 --
 -- No session can stall a pass: every row lock on jobs is SKIP LOCKED (a
 -- job a session holds, e.g. in an open transaction, is handled at a later
@@ -46,30 +47,48 @@ LANGUAGE plpgsql
 SET lock_timeout = '1s'
 AS $$
 DECLARE
-    j           workflow.jobs;
-    stale       workflow.jobs;
-    action      text;
-    err         jsonb;
-    n_timers    integer := 0;
-    n_timeouts  integer := 0;
-    n_stale     integer := 0;
-    n_pruned    integer := 0;
-    failed      bigint[] := '{}';
-    ids         bigint[];
-    one         bigint;
-    pass        integer;
-    cur         refcursor;
+    skip        bigint[] := coalesce(p_skip, '{}');
+    timers      record;
+    timeouts    record;
+    stale       record;
+    pruned      record;
+    failed      bigint[];
 BEGIN
-    p_skip := coalesce(p_skip, '{}');
+    SELECT * INTO timers FROM workflow._sweep_timers(p_batch, skip);
+    SELECT * INTO timeouts FROM workflow._sweep_timeouts(p_batch, skip);
+    SELECT * INTO stale FROM workflow._sweep_stale(p_stale_action, p_batch, skip);
+    SELECT * INTO pruned FROM workflow._sweep_retention(p_retention, p_batch, skip);
 
-    -- timers of wait tasks that have elapsed
+    failed := timers.failed || timeouts.failed || stale.failed || pruned.failed;
+    RETURN jsonb_build_object('timers', timers.handled, 'timeouts', timeouts.handled,
+                              'stale', stale.handled, 'pruned', pruned.handled)
+           || CASE WHEN cardinality(failed) > 0
+                   THEN jsonb_build_object('failed', failed) ELSE '{}' END;
+END
+$$;
+COMMENT ON FUNCTION workflow._sweep(text, interval, integer, bigint[]) IS
+    'internal: one pass of the sweeper: elapsed timers, job timeouts, stale jobs, retention, each item in a subtransaction of its own';
+
+-- The sweeper's timers: wait tasks whose timer has elapsed succeed, with
+-- their timer's end as their start.  Returns how many it took on, and the
+-- ids of the jobs it could not handle.
+CREATE OR REPLACE FUNCTION workflow._sweep_timers(p_batch integer, p_skip bigint[],
+                                                  OUT handled integer, OUT failed bigint[])
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j           workflow.jobs;
+BEGIN
+    handled := 0;
+    failed := '{}';
     BEGIN
         FOR j IN SELECT * FROM workflow.jobs
                   WHERE execution = 'waiting' AND run_at <= now() AND id <> ALL (p_skip)
                   ORDER BY run_at LIMIT p_batch
                     FOR NO KEY UPDATE SKIP LOCKED
         LOOP
-            n_timers := n_timers + 1;
+            handled := handled + 1;
             BEGIN
                 PERFORM workflow._step_succeeded(j, NULL, j.run_at);
             EXCEPTION WHEN OTHERS THEN
@@ -80,15 +99,32 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         PERFORM workflow._sweep_failed('end timers', NULL, SQLSTATE, SQLERRM);
     END;
+END
+$$;
+COMMENT ON FUNCTION workflow._sweep_timers(integer, bigint[]) IS
+    'internal: the sweeper''s elapsed wait timers, each job in a subtransaction of its own';
 
-    -- whole-job timeouts of running and waiting jobs (queued ones are
-    -- handled by the runner that claims them): one scan of the partial
-    -- index of each state (with "execution IN (...)" the plan was a scan
-    -- of the whole table, history included, at every pass)
-    FOR pass IN 1..2 LOOP
+-- The sweeper's job timeouts: running and waiting jobs past their deadline
+-- time out (queued ones are handled by the runner that claims them).  One
+-- query per state, each in a section of its own, so that each uses its
+-- state's partial index.  Returns how many it took on, and the ids of the
+-- jobs it could not handle.
+CREATE OR REPLACE FUNCTION workflow._sweep_timeouts(p_batch integer, p_skip bigint[],
+                                                    OUT handled integer, OUT failed bigint[])
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j           workflow.jobs;
+    state       workflow.execution;
+    cur         refcursor;
+BEGIN
+    handled := 0;
+    failed := '{}';
+    FOREACH state IN ARRAY ARRAY['running', 'waiting']::workflow.execution[] LOOP
         BEGIN
             cur := NULL;
-            IF pass = 1 THEN
+            IF state = 'running' THEN
                 OPEN cur FOR SELECT * FROM workflow.jobs
                               WHERE execution = 'running' AND deadline < now()
                                 AND id <> ALL (p_skip)
@@ -104,7 +140,7 @@ BEGIN
             LOOP
                 FETCH cur INTO j;
                 EXIT WHEN NOT FOUND;
-                n_timeouts := n_timeouts + 1;
+                handled := handled + 1;
                 BEGIN
                     -- stop the SQL an in-server runner executes for it at
                     -- commit; an external task needs no signal (the lease
@@ -123,23 +159,46 @@ BEGIN
             PERFORM workflow._sweep_failed('enforce job timeouts', NULL, SQLSTATE, SQLERRM);
         END;
     END LOOP;
+END
+$$;
+COMMENT ON FUNCTION workflow._sweep_timeouts(integer, bigint[]) IS
+    'internal: the sweeper''s job timeouts of running and waiting jobs, each job in a subtransaction of its own';
 
-    -- stale jobs: expired leases of external tasks, and the jobs of
-    -- runners that stopped reporting
+-- The sweeper's stale jobs: a task whose lease expired (its worker died or
+-- hung) is a failed attempt; the job of a runner that stopped reporting
+-- follows its workflow's on_stale policy, or p_stale_action
+-- (workflow.stale_job_action): "retry" runs the task again, anything else
+-- cancels the job (its oncancel chain, if any).  Returns how many it took
+-- on, and the ids of the jobs it could not handle.
+CREATE OR REPLACE FUNCTION workflow._sweep_stale(p_stale_action text, p_batch integer, p_skip bigint[],
+                                                 OUT handled integer, OUT failed bigint[])
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j           workflow.jobs;
+    stale       workflow.jobs;
+    action      text;
+    err         jsonb;
+BEGIN
+    handled := 0;
+    failed := '{}';
     BEGIN
         FOR stale IN SELECT s.* FROM workflow.stale_jobs() s
                       WHERE s.id <> ALL (p_skip) LIMIT p_batch
         LOOP
             BEGIN
+                -- IS TRUE: the lookup by id and lease stays on the primary
+                -- key (src/README.md, "Claim path")
                 SELECT * INTO j FROM workflow.jobs
                  WHERE id = stale.id AND lease = stale.lease
-                   AND (execution = 'running') IS TRUE  -- see _runner_record
+                   AND (execution = 'running') IS TRUE
                    FOR NO KEY UPDATE SKIP LOCKED;
                 CONTINUE WHEN NOT FOUND;
-                n_stale := n_stale + 1;
+                handled := handled + 1;
                 IF j.lease_expires_at < now() THEN
-                    -- the worker died or hung: a failed attempt, handed out
-                    -- again per the task's attempts and backoff
+                    -- a failed attempt, handed out again per the task's
+                    -- attempts and backoff
                     PERFORM workflow._step_failed(j,
                         jsonb_build_object('sqlstate', '57014',
                                            'message', format('lease of worker "%s" expired', j.runner_id),
@@ -173,43 +232,56 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         PERFORM workflow._sweep_failed('handle stale jobs', NULL, SQLSTATE, SQLERRM);
     END;
-
-    -- retention: finished jobs older than the retention, a batch at a time,
-    -- in one statement per table; one job at a time only if that fails
-    IF p_retention > interval '0' THEN
-        BEGIN
-            ids := ARRAY(SELECT id FROM workflow.jobs
-                          WHERE finished_at < now() - p_retention AND id <> ALL (p_skip)
-                          ORDER BY finished_at LIMIT p_batch
-                            FOR UPDATE SKIP LOCKED);
-            n_pruned := cardinality(ids);
-            IF n_pruned > 0 THEN
-                BEGIN
-                    PERFORM workflow._sweep_prune(ids);
-                EXCEPTION WHEN OTHERS THEN
-                    FOREACH one IN ARRAY ids LOOP
-                        BEGIN
-                            PERFORM workflow._sweep_prune(ARRAY[one]);
-                        EXCEPTION WHEN OTHERS THEN
-                            failed := failed || one;
-                            PERFORM workflow._sweep_failed('prune', one, SQLSTATE, SQLERRM);
-                        END;
-                    END LOOP;
-                END;
-            END IF;
-        EXCEPTION WHEN OTHERS THEN
-            PERFORM workflow._sweep_failed('prune finished jobs', NULL, SQLSTATE, SQLERRM);
-        END;
-    END IF;
-
-    RETURN jsonb_build_object('timers', n_timers, 'timeouts', n_timeouts,
-                              'stale', n_stale, 'pruned', n_pruned)
-           || CASE WHEN cardinality(failed) > 0
-                   THEN jsonb_build_object('failed', failed) ELSE '{}' END;
 END
 $$;
-COMMENT ON FUNCTION workflow._sweep(text, interval, integer, bigint[]) IS
-    'internal: one pass of the sweeper: elapsed timers, job timeouts, stale jobs, retention, each item in a subtransaction of its own';
+COMMENT ON FUNCTION workflow._sweep_stale(text, integer, bigint[]) IS
+    'internal: the sweeper''s stale jobs (expired leases, runners that stopped reporting), each job in a subtransaction of its own';
+
+-- The sweeper's retention: finished jobs older than p_retention (none when
+-- it is not positive) are deleted, a batch at a time, in one statement per
+-- table; one job at a time only when that fails.  Returns how many it took
+-- on, and the ids of the jobs it could not delete.
+CREATE OR REPLACE FUNCTION workflow._sweep_retention(p_retention interval, p_batch integer, p_skip bigint[],
+                                                     OUT handled integer, OUT failed bigint[])
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ids         bigint[];
+    one         bigint;
+BEGIN
+    handled := 0;
+    failed := '{}';
+    IF p_retention IS NULL OR p_retention <= interval '0' THEN
+        RETURN;
+    END IF;
+    BEGIN
+        ids := ARRAY(SELECT id FROM workflow.jobs
+                      WHERE finished_at < now() - p_retention AND id <> ALL (p_skip)
+                      ORDER BY finished_at LIMIT p_batch
+                        FOR UPDATE SKIP LOCKED);
+        handled := cardinality(ids);
+        IF handled > 0 THEN
+            BEGIN
+                PERFORM workflow._sweep_prune(ids);
+            EXCEPTION WHEN OTHERS THEN
+                FOREACH one IN ARRAY ids LOOP
+                    BEGIN
+                        PERFORM workflow._sweep_prune(ARRAY[one]);
+                    EXCEPTION WHEN OTHERS THEN
+                        failed := failed || one;
+                        PERFORM workflow._sweep_failed('prune', one, SQLSTATE, SQLERRM);
+                    END;
+                END LOOP;
+            END;
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM workflow._sweep_failed('prune finished jobs', NULL, SQLSTATE, SQLERRM);
+    END;
+END
+$$;
+COMMENT ON FUNCTION workflow._sweep_retention(interval, integer, bigint[]) IS
+    'internal: the sweeper''s retention: delete finished jobs older than the retention, a batch at a time';
 
 -- Delete finished jobs with their task runs and info (the sweeper's
 -- retention; the caller holds their row locks).
