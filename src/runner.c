@@ -40,9 +40,10 @@
  * back that job's work only and is recorded for that job only
  * (job_fault()), in a subtransaction of its own: the failure paths may pay
  * for one, the success path still has one subtransaction per job.  A row
- * of a job that another transaction holds locked is never waited for
- * (NOWAIT): the job's work is rolled back and the job is handed back to
- * the queue, untouched, once the row is free (the deferred list).  Only an
+ * of a job that another transaction holds locked is waited for at most
+ * GUARD_LOCK_TIMEOUT (bound_lock_waits): then the job's work is rolled
+ * back and the job is handed back to the queue, untouched, once the row is
+ * free (the deferred list).  Only an
  * error of the batch as a whole (its commit) undoes the batch; its jobs
  * are then handed back, not failed.
  *
@@ -123,6 +124,11 @@ static Oid	registered_extension = InvalidOid;
  * never started twice.
  */
 #define TRUST_CLAIM_MS 50
+
+/* how long the runner's bookkeeping waits for a row lock (bound_lock_waits) */
+#define GUARD_LOCK_TIMEOUT "200ms"
+/* ... and for a row it found locked already (retry_deferred) */
+#define DEFERRED_LOCK_TIMEOUT "10ms"
 
 /* the job in hand, as claimed */
 typedef struct ClaimedJob
@@ -228,6 +234,7 @@ static void defer_job(ClaimedJob *job);
 static void retry_deferred(void);
 static Datum creator_problem(Oid owner);
 static int64 saturating_add(int64 a, int64 b);
+static void bound_lock_waits(const char *timeout);
 static int64 saturating_mul(int64 a, int64 b);
 
 /*
@@ -263,9 +270,10 @@ runner_sigterm(SIGNAL_ARGS)
 /*
  * SIGINT (a task's statement timeout, cancel_job, pg_cancel_backend):
  * cancel the body of the task being run, as StatementCancelHandler does,
- * and note when for the watchdog.  At any other time there is nothing to
- * cancel: a late cancel must not fail the runner's bookkeeping of a task
- * that is over, or of another job.
+ * and note when for the watchdog.  Outside a body only the runner's own
+ * lock timeout (which PostgreSQL delivers as SIGINT too) cancels anything:
+ * a late cancel must not fail the runner's bookkeeping of a task that is
+ * over, or of another job.
  */
 static void
 runner_sigint(SIGNAL_ARGS)
@@ -276,6 +284,11 @@ runner_sigint(SIGNAL_ARGS)
 	{
 		if (cancel_noted_at == 0)
 			cancel_noted_at = GetCurrentTimestamp();
+		StatementCancelHandler(postgres_signal_arg);
+	}
+	else if (get_timeout_indicator(LOCK_TIMEOUT, false) && !proc_exit_inprogress)
+	{
+		/* the runner's own bound on a lock wait (bound_lock_waits) */
 		StatementCancelHandler(postgres_signal_arg);
 	}
 	else
@@ -605,6 +618,7 @@ run_batch(ClaimedJob *jobs, int n, ClaimedJob *next)
 		int			i;
 
 		workflow_begin_spi();
+		bound_lock_waits(GUARD_LOCK_TIMEOUT);
 		publish_batch(jobs, n);
 		for (i = 0; i < n; i++)
 		{
@@ -730,9 +744,9 @@ outcome_type_exists(void)
  * Record an outcome through workflow._runner_record(), which is passed the
  * label of workflow.outcome that names it.  Returns true when the guard
  * held (the job was still ours), and sets *still_running when the job
- * stays claimed by us at its next SQL task.  The job's row is locked
- * NOWAIT: a row another transaction holds raises lock_not_available, which
- * the caller turns into a hand-back.
+ * stays claimed by us at its next SQL task.  A row another transaction
+ * holds for longer than GUARD_LOCK_TIMEOUT raises lock_not_available,
+ * which the caller turns into a hand-back.
  */
 static bool
 record_outcome(ClaimedJob *job, WorkflowOutcome outcome, Datum output, Datum error,
@@ -909,9 +923,10 @@ job_context(ClaimedJob *job, WorkflowStep *step, bool *holds)
  * job's update and its task_runs row) is written for the whole batch in
  * one statement just before the commit (flush_successes), which matches
  * the 'succeeded' branch of _runner_record.  The caller checked that the
- * case is this simple one (main chain, no fallback, no target).  The lock
- * is NOWAIT: a row another transaction holds (a role's open transaction)
- * raises lock_not_available, and the job is handed back (job_fault).
+ * case is this simple one (main chain, no fallback, no target).  A row
+ * another transaction holds for longer than GUARD_LOCK_TIMEOUT (a role's
+ * open transaction) raises lock_not_available, and the job is handed back
+ * (job_fault).
  */
 static bool
 hold_success(ClaimedJob *job, WorkflowStep *step, Datum output,
@@ -927,7 +942,7 @@ hold_success(ClaimedJob *job, WorkflowStep *step, Datum output,
 
 		workflow_keep_plan(&plan, "SELECT 1 FROM workflow.jobs "
 						   " WHERE id = $1 AND lease = $2 AND (execution = 'running') IS TRUE "
-						   "   FOR NO KEY UPDATE NOWAIT", 2, argtypes);
+						   "   FOR NO KEY UPDATE", 2, argtypes);
 	}
 	values[0] = Int64GetDatum(job->id);
 	values[1] = Int64GetDatum(job->lease);
@@ -1285,7 +1300,7 @@ record_here(ClaimedJob *job, WorkflowOutcome outcome, Datum error, TimestampTz s
  * body, whose errors are the task's), after that job's subtransaction was
  * rolled back.  It is that job's alone:
  *
- *	- its row is locked by another transaction (NOWAIT): hand the job back
+ *	- its row is locked by another transaction (GUARD_LOCK_TIMEOUT): hand the job back
  *	  once the row is free, no attempt counted;
  *	- a cancel (a shutdown, or one that reached the bookkeeping anyway):
  *	  hand the job back, no attempt counted -- unless a committed
@@ -1402,6 +1417,25 @@ record_isolated(ClaimedJob *job, WorkflowOutcome outcome, Datum error, bool *sti
 }
 
 /*
+ * Bound, for the rest of this transaction, how long the runner's own
+ * statements wait for a row lock (GUARD_LOCK_TIMEOUT, or
+ * DEFERRED_LOCK_TIMEOUT for the jobs deferred already); the task bodies
+ * run with the configured lock_timeout again (src/task.c).  The rows the
+ * runner locks are its jobs': another runner holds one only for the few
+ * milliseconds of a claim or takeover, which is worth waiting for (the
+ * guard then sees the new lease and drops the job), while a role's open
+ * transaction may hold one for ever: after the timeout that job alone is
+ * handed back later (lock_not_available, see job_fault()).
+ */
+static void
+bound_lock_waits(const char *timeout)
+{
+	(void) set_config_option("lock_timeout", timeout,
+							 PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+}
+
+/*
  * Remember to hand a job back later: its row is locked by another
  * transaction.  Meanwhile it stays claimed by this runner (a lease is
  * never lost), out of its batches.
@@ -1448,6 +1482,8 @@ retry_deferred(void)
 	memcpy(jobs, deferred, sizeof(ClaimedJob) * n);
 	ndeferred = 0;
 	workflow_begin_spi();
+	/* the rows were locked a moment ago: do not wait long for them again */
+	bound_lock_waits(DEFERRED_LOCK_TIMEOUT);
 	for (i = 0; i < n; i++)
 	{
 		bool		still_running;

@@ -180,6 +180,11 @@ workflow_execute_task(int64 job_id, WorkflowStep *step, Datum context,
 		(void) set_config_option("search_path", step->search_path,
 								 PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
+		/* the runner bounds its own lock waits, not the task's */
+		(void) set_config_option("lock_timeout",
+								 GetConfigOptionResetString("lock_timeout"),
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 
 		if (timeout_ms > 0)
 			enable_timeout_after(STATEMENT_TIMEOUT, timeout_ms);

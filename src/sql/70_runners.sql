@@ -155,8 +155,10 @@ COMMENT ON FUNCTION workflow._job_timed_out(workflow.jobs, timestamptz) IS
 -- the task itself, guarded by the lease: when the job was canceled, timed
 -- out or handed to another runner meanwhile, nothing is recorded and NULL
 -- is returned, and the runner rolls the task's effects back.  The job's
--- row is locked NOWAIT: the runner never waits for a transaction that
--- holds it (lock_not_available), it hands the job back later instead.
+-- row lock is waited for at most the runner's lock_timeout (a claim or
+-- takeover by another runner takes milliseconds; a role's open transaction
+-- may take for ever): then lock_not_available, and the runner hands the
+-- job back later instead.
 --
 -- p_outcome (workflow.outcome; WorkflowOutcome in src/workflow.h), and the
 -- edge of the state machine it takes (src/README.md):
@@ -188,7 +190,7 @@ BEGIN
     -- by id never scans every running job of that index instead
     SELECT * INTO j FROM workflow.jobs
      WHERE id = p_job AND lease = p_lease AND (execution = 'running') IS TRUE
-       FOR NO KEY UPDATE NOWAIT;
+       FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
