@@ -192,7 +192,17 @@ COMMENT ON COLUMN workflow.runners.owner IS
 COMMENT ON COLUMN workflow.runners.idle IS
     'in-server runners: no batch in progress at their last heartbeat; not kept for external workers (workflow.runner_status shows whether a runner holds jobs now)';
 
--- pg_dump keeps definitions and jobs; runners are transient.
+-- pg_dump keeps every table that holds users' data, with the sequences of
+-- their ids (a restored database goes on numbering after the last id):
+-- definitions, jobs with their task runs and info, the targets held, the
+-- paused task types, and the ids external workers registered -- a runner
+-- id belongs to its role, and the tasks a worker holds name it, so the
+-- worker may report them with their leases after a restore and no other
+-- role may take its id.  The rows of the in-server runners and the
+-- sweeper (kinds runner and sweeper) are left out: they hold the pids and
+-- heartbeats of processes of the dumped server, and the workers of the
+-- restored server write their own when they start (a job such a runner
+-- held when the dump was taken is then stale, as after a crash).
 SELECT pg_catalog.pg_extension_config_dump('workflow.workflows', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.steps', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.jobs', '');
@@ -203,6 +213,7 @@ SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('wo
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workflow.jobs', 'id'), '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workflow.task_runs', 'id'), '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workflow.job_info', 'id'), '');
+SELECT pg_catalog.pg_extension_config_dump('workflow.runners', 'WHERE kind = ''external''');
 
 -------------------------------------------------------------------------------
 -- External task types

@@ -17,7 +17,17 @@ REVOKE ALL ON ALL TABLES IN SCHEMA workflow FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA workflow FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA workflow FROM PUBLIC;
 REVOKE ALL ON TYPE workflow.execution, workflow.phase, workflow.task FROM PUBLIC;
--- the row types of tables and views are types too
+-- The row types of tables and views are types too, and USAGE on one would
+-- let a role create objects that depend on it (a column or a function of
+-- type workflow.jobs), which block changes of the table and DROP
+-- EXTENSION.  They keep no privilege at all (not even their owner's, a
+-- superuser who needs none) and leave no entry in pg_init_privs: pg_dump
+-- never dumps the privileges of a row type, and warns "unsupported
+-- pg_init_privs entry" at every dump for each such entry.  PostgreSQL 18
+-- records no empty privilege list there; where one is recorded (15), the
+-- type is no member of the extension (only its table is), and adding it
+-- to the extension and dropping it again removes the entry.  Repeatable:
+-- every update runs it again.
 DO $$
 DECLARE
     t regtype;
@@ -25,7 +35,19 @@ BEGIN
     FOR t IN SELECT c.reltype::regtype FROM pg_catalog.pg_class c
               WHERE c.relnamespace = 'workflow'::regnamespace AND c.relkind IN ('r', 'v')
     LOOP
-        EXECUTE pg_catalog.format('REVOKE ALL ON TYPE %s FROM PUBLIC', t);
+        EXECUTE pg_catalog.format('REVOKE ALL ON TYPE %s FROM PUBLIC, %s', t,
+                                  (SELECT y.typowner::regrole FROM pg_catalog.pg_type y
+                                    WHERE y.oid = t));
+        IF EXISTS (SELECT FROM pg_catalog.pg_init_privs p
+                    WHERE p.classoid = 'pg_catalog.pg_type'::pg_catalog.regclass
+                      AND p.objoid = t)
+           AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
+                            WHERE d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass
+                              AND d.objid = t
+                              AND d.deptype = 'e') THEN
+            EXECUTE pg_catalog.format('ALTER EXTENSION workflow ADD TYPE %s', t);
+            EXECUTE pg_catalog.format('ALTER EXTENSION workflow DROP TYPE %s', t);
+        END IF;
     END LOOP;
 END
 $$;

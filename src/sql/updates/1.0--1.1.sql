@@ -154,3 +154,7 @@ UPDATE workflow.runners r
 ALTER TABLE workflow.runners ALTER COLUMN owner SET NOT NULL;
 COMMENT ON COLUMN workflow.runners.owner IS
     'the role that registered the runner id (the extension owner for the in-server workers): only it, or a member of workflow_admin, may use the id';
+
+-- pg_dump keeps the ids external workers registered, with their owners (as
+-- in 02_tables.sql)
+SELECT pg_catalog.pg_extension_config_dump('workflow.runners', 'WHERE kind = ''external''');
