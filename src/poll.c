@@ -342,7 +342,7 @@ touch_worker(const PollRequest *req)
 
 	values[0] = PointerGetDatum(req->worker_id);
 	values[1] = ObjectIdGetDatum(req->caller);
-	if (SPI_execute_with_args("SELECT workflow._touch_worker($1, $2)",
+	if (SPI_execute_with_args("SELECT workflow._external_heartbeat($1, $2)",
 							  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not register the worker");
 }

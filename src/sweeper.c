@@ -295,22 +295,19 @@ heartbeat(void)
 {
 	Datum		ids[WF_NUM_SLOTS];
 	Datum		pids[WF_NUM_SLOTS];
-	Datum		idle[WF_NUM_SLOTS];
 	int			n = 0;
 	int			i;
-	Oid			argtypes[3] = {TEXTARRAYOID, INT4ARRAYOID, BOOLARRAYOID};
-	Datum		values[3];
+	Oid			argtypes[2] = {TEXTARRAYOID, INT4ARRAYOID};
+	Datum		values[2];
 
 	for (i = 0; i < WF_NUM_SLOTS; i++)
 	{
 		WorkflowWorkerSlot *s = &WorkflowShmem->slots[i];
 		pid_t		pid;
-		bool		is_idle;
 		char		id[NAMEDATALEN];
 
 		SpinLockAcquire(&WorkflowShmem->mutex);
 		pid = s->pid;
-		is_idle = s->idle;
 		SpinLockRelease(&WorkflowShmem->mutex);
 		if (pid == 0)
 			continue;
@@ -320,14 +317,12 @@ heartbeat(void)
 			workflow_runner_id(i, id, sizeof(id));
 		ids[n] = CStringGetTextDatum(id);
 		pids[n] = Int32GetDatum((int32) pid);
-		idle[n] = BoolGetDatum(is_idle);
 		n++;
 	}
 
 	values[0] = PointerGetDatum(construct_array(ids, n, TEXTOID, -1, false, TYPALIGN_INT));
 	values[1] = PointerGetDatum(construct_array(pids, n, INT4OID, 4, true, TYPALIGN_INT));
-	values[2] = PointerGetDatum(construct_array(idle, n, BOOLOID, 1, true, TYPALIGN_CHAR));
-	if (SPI_execute_with_args("SELECT workflow._heartbeat($1, $2, $3)",
-							  3, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_with_args("SELECT workflow._in_server_heartbeat($1, $2)",
+							  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "workflow sweeper could not write heartbeats");
 }

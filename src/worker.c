@@ -52,7 +52,6 @@ workflow_worker_attach(int slot)
 	SpinLockAcquire(&WorkflowShmem->mutex);
 	s->pid = MyProcPid;
 	s->started_at = GetCurrentTimestamp();
-	s->idle = true;
 	SpinLockRelease(&WorkflowShmem->mutex);
 	pg_atomic_write_u64(&s->job_id, 0);
 	pg_atomic_write_u64(&s->interrupt_job, 0);

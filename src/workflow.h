@@ -63,10 +63,8 @@ typedef struct WorkflowWaiter
 #define WF_NUM_SLOTS (WF_MAX_RUNNERS + 1)
 
 /*
- * One slot per in-server worker.  pid, started_at and idle are written by
- * the worker under `mutex' when it starts, and pid cleared when it exits
- * (idle is then written without the lock by the worker alone, and read
- * under it by the sweeper; a torn read of a bool cannot happen); job_id is
+ * One slot per in-server worker.  pid and started_at are written by the
+ * worker under `mutex' when it starts, and pid cleared when it exits; job_id is
  * the job whose task the worker executes right now (0 = none), readable
  * without a lock; interrupt_job is set by a committing cancel_job() (or the
  * sweeper) before it signals the worker, so the worker can tell a cancel
@@ -76,7 +74,6 @@ typedef struct WorkflowWorkerSlot
 {
 	pid_t		pid;			/* 0 when free */
 	TimestampTz started_at;
-	bool		idle;
 	pg_atomic_uint64 job_id;
 	pg_atomic_uint64 interrupt_job;
 	pg_atomic_uint64 batch_claimed_at;	/* a runner's batch in progress: when
@@ -126,6 +123,19 @@ extern void workflow_worker_reload_if_needed(void);
 /* src/plans.c */
 extern SPIPlanPtr workflow_keep_plan(SPIPlanPtr *slot, const char *sql, int nargs,
 									 Oid *argtypes);
+
+/* a kept plan of a SQL function's body, and the pg_proc state it is of */
+typedef struct WorkflowFunctionPlan
+{
+	SPIPlanPtr	plan;
+	uint64		generation;
+} WorkflowFunctionPlan;
+
+extern SPIPlanPtr workflow_keep_function_plan(WorkflowFunctionPlan *slot, const char *signature);
+
+/* the one author of "a task succeeded" (src/sql/30_state_machine.sql) */
+#define WF_TASKS_SUCCEEDED \
+	"workflow._tasks_succeeded(bigint[], bigint[], jsonb[], timestamptz[], timestamptz[], boolean)"
 
 /* src/task.c */
 typedef enum WorkflowTaskRequest
@@ -183,7 +193,7 @@ typedef enum WorkflowPhase
 extern const char *const WorkflowPhaseNames[];
 extern WorkflowPhase workflow_phase_from_name(const char *name);
 
-/* what executes a task: workflow.steps.kind (NONE: no such task) */
+/* what executes a task: workflow.tasks.kind (NONE: no such task) */
 typedef enum WorkflowTaskKind
 {
 	WF_KIND_NONE,
@@ -196,7 +206,7 @@ typedef enum WorkflowTaskKind
 extern const char *const WorkflowTaskKindNames[];
 extern WorkflowTaskKind workflow_task_kind_from_name(const char *name);
 
-/* src/steps.c */
+/* src/task_cache.c */
 
 /* how the SQL of a task is executed */
 typedef enum WorkflowPlanMode
@@ -206,18 +216,18 @@ typedef enum WorkflowPlanMode
 	WF_PLAN_ONESHOT				/* several statements, or utility ones */
 } WorkflowPlanMode;
 
-typedef struct WorkflowStepKey
+typedef struct WorkflowTaskKey
 {
 	int64		workflow_id;
 	int32		phase;			/* WF_PHASE_* */
 	int32		position;
 	Oid			owner;			/* the role that created the jobs */
 	bool		fallback;		/* the fallback's code rather than the task's */
-} WorkflowStepKey;
+} WorkflowTaskKey;
 
-typedef struct WorkflowStep
+typedef struct WorkflowTaskDef
 {
-	WorkflowStepKey key;		/* hash key: must be first */
+	WorkflowTaskKey key;		/* hash key: must be first */
 	WorkflowTaskKind kind;		/* sql, external or wait */
 	char	   *body;			/* the code to run, or NULL */
 	char	   *name;			/* task name */
@@ -228,13 +238,13 @@ typedef struct WorkflowStep
 	bool		uses_context;	/* the code mentions $1 */
 	WorkflowPlanMode plan_mode;
 	SPIPlanPtr	plan;			/* with WF_PLAN_CACHED, once prepared */
-} WorkflowStep;
+} WorkflowTaskDef;
 
-extern WorkflowStep *workflow_step_lookup(int64 workflow_id, int phase, int position,
+extern WorkflowTaskDef *workflow_task_lookup(int64 workflow_id, int phase, int position,
 										  bool fallback, Oid owner);
-extern void workflow_step_cache_reset(void);
+extern void workflow_task_cache_reset(void);
 
-extern void workflow_execute_task(int64 job_id, WorkflowStep *step, Datum context,
+extern void workflow_execute_task(int64 job_id, WorkflowTaskDef *step, Datum context,
 								  Oid owner, int timeout_ms,
 								  WorkflowTaskResult *result);
 extern void workflow_task_finish(bool commit);

@@ -336,7 +336,7 @@ BEGIN
             v_search_path)
     RETURNING w.id INTO new_id;
 
-    INSERT INTO workflow.steps
+    INSERT INTO workflow.tasks
         (workflow_id, phase, position, name, kind, sql, task_type, wait_for,
          attempts, backoff, delay, max_delay, timeout, fallback)
     SELECT new_id, (s ->> 'phase')::workflow.phase, (s ->> 'position')::integer, s ->> 'name',
@@ -393,7 +393,7 @@ BEGIN
     DELETE FROM workflow.job_info i
      USING workflow.jobs j WHERE i.job_id = j.id AND j.workflow_id = ANY (ids);
     DELETE FROM workflow.jobs j WHERE j.workflow_id = ANY (ids);
-    DELETE FROM workflow.steps s WHERE s.workflow_id = ANY (ids);
+    DELETE FROM workflow.tasks s WHERE s.workflow_id = ANY (ids);
     DELETE FROM workflow.workflows w WHERE w.id = ANY (ids);
 END
 $$;

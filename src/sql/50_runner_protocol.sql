@@ -29,7 +29,7 @@ COMMENT ON FUNCTION workflow._check_runner_id(text) IS
 -- is decided from the row read for the heartbeat anyway, so a heartbeat
 -- costs no extra lookup.  (Whether a runner is idle is not stored:
 -- workflow.runner_status derives it from the jobs it holds.)
-CREATE OR REPLACE FUNCTION workflow._runner_seen(p_id text, p_caller oid)
+CREATE OR REPLACE FUNCTION workflow._external_heartbeat(p_id text, p_caller oid)
 RETURNS void
 LANGUAGE plpgsql
 AS $$
@@ -64,7 +64,7 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION workflow._runner_seen(text, oid) IS
+COMMENT ON FUNCTION workflow._external_heartbeat(text, oid) IS
     'internal: register (as the caller''s) or heartbeat an external worker''s runner id without waiting for a concurrent heartbeat';
 
 -- Can a queued job run now as far as its target is concerned?  It can when
@@ -93,6 +93,29 @@ END
 $$;
 COMMENT ON FUNCTION workflow._target_free(bigint, regrole, text, integer, timestamptz, timestamptz) IS
     'internal: lock-by-target rule for a queued job';
+
+-- Take the target of a job being claimed, or tell that it is taken: the
+-- one acquisition of a target, shared by the three claims.  Atomic: a
+-- concurrent claim of the same target waits on the row, then sees it
+-- taken; a job that holds its target already (between two of its tasks)
+-- keeps it.
+CREATE OR REPLACE FUNCTION workflow._take_target(p_id bigint, p_owner regrole, p_target text)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    got     bigint;
+BEGIN
+    INSERT INTO workflow.target_locks AS l (owner, target, job_id)
+    VALUES (p_owner, p_target, p_id)
+        ON CONFLICT (owner, target) DO UPDATE SET locked_at = l.locked_at
+        WHERE l.job_id = EXCLUDED.job_id
+    RETURNING l.job_id INTO got;
+    RETURN got IS NOT NULL;
+END
+$$;
+COMMENT ON FUNCTION workflow._take_target(bigint, regrole, text) IS
+    'internal: lock by target: take a job''s target at its claim, or false when another job holds it';
 
 CREATE OR REPLACE FUNCTION workflow.next_jobs(start integer, stop integer, queue text DEFAULT NULL)
 RETURNS SETOF bigint
@@ -146,7 +169,6 @@ AS $$
 #variable_conflict use_column
 DECLARE
     j       workflow.jobs;
-    got     bigint;
 BEGIN
     IF _run_job.id IS NULL THEN
         RAISE EXCEPTION 'job id must not be null'
@@ -170,19 +192,12 @@ BEGIN
         IF NOT workflow._target_free(j.id, j.created_by, j.target, j.priority, j.run_at, now()) THEN
             RETURN NULL;
         END IF;
-        -- atomic: a concurrent claim of the same target waits here, then
-        -- sees the lock taken
-        INSERT INTO workflow.target_locks AS l (owner, target, job_id)
-        VALUES (j.created_by, j.target, j.id)
-            ON CONFLICT (owner, target) DO UPDATE SET locked_at = l.locked_at
-            WHERE l.job_id = EXCLUDED.job_id
-        RETURNING l.job_id INTO got;
-        IF got IS NULL THEN
+        IF NOT workflow._take_target(j.id, j.created_by, j.target) THEN
             RETURN NULL;
         END IF;
     END IF;
 
-    PERFORM workflow._runner_seen(_run_job.runner_id, p_caller);
+    PERFORM workflow._external_heartbeat(_run_job.runner_id, p_caller);
 
     UPDATE workflow.jobs jj
        SET execution = 'running', runner_id = _run_job.runner_id,
@@ -254,7 +269,7 @@ BEGIN
                                               jsonb_build_object('message', 'finished by runner as ' || _finish_job.execution))
                                  END);
     END IF;
-    PERFORM workflow._runner_seen(_finish_job.runner_id, p_caller);
+    PERFORM workflow._external_heartbeat(_finish_job.runner_id, p_caller);
     RETURN j;
 END
 $$;
@@ -297,12 +312,12 @@ BEGIN
                             me, _register_runner.runner_id, _register_runner.kind
                 USING ERRCODE = 'insufficient_privilege';
         END IF;
-        INSERT INTO workflow.runners AS r (id, kind, pid, started_at, active_at, idle, owner)
-        VALUES (_register_runner.runner_id, _register_runner.kind, pg_backend_pid(), now(), now(), true,
+        INSERT INTO workflow.runners AS r (id, kind, pid, started_at, active_at, owner)
+        VALUES (_register_runner.runner_id, _register_runner.kind, pg_backend_pid(), now(), now(),
                 (SELECT e.extowner FROM pg_extension e WHERE e.extname = 'workflow')::regrole)
         ON CONFLICT (id) DO UPDATE
            SET kind = EXCLUDED.kind, pid = EXCLUDED.pid, started_at = EXCLUDED.started_at,
-               active_at = EXCLUDED.active_at, idle = true, owner = EXCLUDED.owner;
+               active_at = EXCLUDED.active_at, owner = EXCLUDED.owner;
         RETURN;
     END IF;
     IF _register_runner.kind <> 'external' THEN
@@ -311,12 +326,12 @@ BEGIN
                   HINT = 'An external worker registers with kind external, the default.';
     END IF;
     PERFORM workflow._check_external_worker(_register_runner.runner_id, p_caller);
-    INSERT INTO workflow.runners AS r (id, kind, pid, started_at, active_at, idle, owner)
-    VALUES (_register_runner.runner_id, 'external', pg_backend_pid(), now(), now(), true,
+    INSERT INTO workflow.runners AS r (id, kind, pid, started_at, active_at, owner)
+    VALUES (_register_runner.runner_id, 'external', pg_backend_pid(), now(), now(),
             p_caller::regrole)
     ON CONFLICT (id) DO UPDATE
        SET pid = EXCLUDED.pid, started_at = EXCLUDED.started_at,
-           active_at = EXCLUDED.active_at, idle = true
+           active_at = EXCLUDED.active_at
      WHERE r.kind = 'external'
        AND (r.owner = EXCLUDED.owner OR pg_has_role(p_caller, 'workflow_admin', 'MEMBER'))
     RETURNING true INTO done;
@@ -347,7 +362,7 @@ BEGIN
             USING ERRCODE = 'undefined_object',
                   HINT = 'Call workflow.register_runner() first.';
     END IF;
-    PERFORM workflow._runner_seen(_runner_active.runner_id, p_caller);
+    PERFORM workflow._external_heartbeat(_runner_active.runner_id, p_caller);
 END
 $$;
 COMMENT ON FUNCTION workflow._runner_active(text, oid) IS

@@ -4,7 +4,7 @@
 
 -- Heartbeats of the in-server workers, written by the sweeper from shared
 -- memory (a runner inside a long task cannot write its own).
-CREATE OR REPLACE FUNCTION workflow._heartbeat(p_ids text[], p_pids integer[], p_idle boolean[])
+CREATE OR REPLACE FUNCTION workflow._in_server_heartbeat(p_ids text[], p_pids integer[])
 RETURNS void
 LANGUAGE plpgsql
 AS $$
@@ -14,12 +14,12 @@ BEGIN
     WITH k AS (SELECT l.id FROM workflow.runners l WHERE l.id = ANY (p_ids)
                   FOR NO KEY UPDATE SKIP LOCKED)
     UPDATE workflow.runners r
-       SET active_at = now(), idle = v.idle, pid = v.pid
-      FROM k, unnest(p_ids, p_pids, p_idle) AS v(id, pid, idle)
+       SET active_at = now(), pid = v.pid
+      FROM k, unnest(p_ids, p_pids) AS v(id, pid)
      WHERE r.id = k.id AND v.id = k.id;
 END
 $$;
-COMMENT ON FUNCTION workflow._heartbeat(text[], integer[], boolean[]) IS
+COMMENT ON FUNCTION workflow._in_server_heartbeat(text[], integer[]) IS
     'internal: heartbeat of the in-server workers, from shared memory';
 
 -- One pass of the sweeper; returns what it did: how many timers, timeouts,
@@ -90,7 +90,7 @@ BEGIN
         LOOP
             handled := handled + 1;
             BEGIN
-                PERFORM workflow._step_succeeded(j, NULL, j.run_at);
+                PERFORM workflow._task_succeeded(j, NULL, j.run_at);
             EXCEPTION WHEN OTHERS THEN
                 failed := failed || j.id;
                 PERFORM workflow._sweep_failed('end the timer of', j.id, SQLSTATE, SQLERRM);
@@ -199,7 +199,7 @@ BEGIN
                 IF j.lease_expires_at < now() THEN
                     -- a failed attempt, handed out again per the task's
                     -- attempts and backoff
-                    PERFORM workflow._step_failed(j,
+                    PERFORM workflow._task_failed(j,
                         jsonb_build_object('sqlstate', '57014',
                                            'message', format('lease of worker "%s" expired', j.runner_id),
                                            'lease_expired', true),
@@ -211,18 +211,12 @@ BEGIN
                 err := jsonb_build_object('message', format('runner "%s" stopped reporting', j.runner_id),
                                           'stale', true);
                 IF action = 'retry' THEN
-                    PERFORM workflow._record_run(j, (workflow._step(j)).name, 'failed', now(), NULL, err);
-                    PERFORM workflow._enqueue_step(j, j.phase, j.step, j.task_attempt + 1, now(), j.in_fallback);
+                    PERFORM workflow._record_run(j, (workflow._task_of(j)).name, 'failed', now(), NULL, err);
+                    PERFORM workflow._enqueue_task(j, j.phase, j.step, j.task_attempt + 1, now(), j.in_fallback);
                 ELSIF j.phase = 'oncancel' THEN
                     PERFORM workflow._terminate(j, 'canceled', NULL, err);
                 ELSE
-                    UPDATE workflow.jobs SET error = err WHERE id = j.id RETURNING * INTO j;
-                    IF EXISTS (SELECT 1 FROM workflow.steps s
-                                WHERE s.workflow_id = j.workflow_id AND s.phase = 'oncancel') THEN
-                        PERFORM workflow._enqueue_step(j, 'oncancel', 0, 1, now());
-                    ELSE
-                        PERFORM workflow._terminate(j, 'canceled', NULL, err);
-                    END IF;
+                    PERFORM workflow._cancel(j, err);
                 END IF;
             EXCEPTION WHEN OTHERS THEN
                 failed := failed || stale.id;

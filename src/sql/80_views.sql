@@ -29,8 +29,7 @@ SELECT r.id,
        r.pid,
        r.started_at,
        r.active_at AS last_heartbeat,
-       -- idle: holds no job now (runners.idle is only what an in-server
-       -- runner reported at its last heartbeat)
+       -- idle: holds no job now
        h.running_jobs = 0 AS idle,
        (r.active_at >= now() - current_setting('workflow.stale_after')::interval
         AND (r.kind = 'external'
@@ -72,7 +71,7 @@ SELECT j.id,
        j.finished_at,
        coalesce(j.finished_at, now()) - j.started_at AS duration,
        j.runner_id,
-       (SELECT s.name FROM workflow.steps s
+       (SELECT s.name FROM workflow.tasks s
          WHERE s.workflow_id = j.workflow_id AND s.phase = j.phase AND s.position = j.step) AS task
   FROM workflow.jobs j
  WHERE j.started_at IS NOT NULL

@@ -121,7 +121,7 @@ GRANT EXECUTE ON FUNCTION
     workflow.job_context(workflow.jobs)
     TO workflow_admin;
 
-GRANT SELECT ON workflow.workflows, workflow.steps, workflow.jobs, workflow.task_runs,
+GRANT SELECT ON workflow.workflows, workflow.tasks, workflow.jobs, workflow.task_runs,
                 workflow.job_info, workflow.runners, workflow.task_types,
                 workflow.job_summary, workflow.runner_status, workflow.failed_jobs,
                 workflow.slow_jobs, workflow.schedules

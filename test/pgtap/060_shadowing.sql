@@ -731,7 +731,7 @@ BEGIN
         (38, 'mallory', 'the slow_jobs view',
             $q$SELECT count(*) >= 0 FROM workflow.slow_jobs$q$, '^ok: true$'),
         (39, 'mallory', 'the tables',
-            $q$SELECT (SELECT count(*) FROM workflow.workflows) + (SELECT count(*) FROM workflow.steps)
+            $q$SELECT (SELECT count(*) FROM workflow.workflows) + (SELECT count(*) FROM workflow.tasks)
                     + (SELECT count(*) FROM workflow.jobs) + (SELECT count(*) FROM workflow.task_runs)
                     + (SELECT count(*) FROM workflow.job_info) + (SELECT count(*) FROM workflow.runners)
                     + (SELECT count(*) FROM workflow.task_types) > 0$q$, '^ok: true$'),
