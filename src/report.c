@@ -159,8 +159,8 @@ complete_running(int n, Datum *ids, Datum *leases, Datum *outputs, bool *outputs
 				 const int *positions, bool *done, Oid caller)
 {
 	static WorkflowFunctionPlan plan;
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', 'n', 'n', ' '};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', 'n', 'n', ' ', ' '};
 	int			dims[1] = {n};
 	int			lbs[1] = {1};
 	SPITupleTable *tuptable;
@@ -172,6 +172,8 @@ complete_running(int n, Datum *ids, Datum *leases, Datum *outputs, bool *outputs
 												   JSONBOID, -1, false, TYPALIGN_INT));
 	values[3] = values[4] = (Datum) 0;
 	values[5] = BoolGetDatum(false);
+	/* a report of an external worker: only a job at an external task */
+	values[6] = BoolGetDatum(true);
 	if (SPI_execute_plan(workflow_keep_function_plan(&plan, WF_TASKS_SUCCEEDED),
 						 values, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not record the success of %d tasks", n);

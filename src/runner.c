@@ -108,6 +108,7 @@ static volatile int64 escalated_job = 0;
 static TimeoutId watchdog_timeout;
 
 static WorkflowWorkerSlot *my_slot = NULL;
+static int	my_slot_number = -1;
 static char my_runner_id[NAMEDATALEN];
 static Oid	registered_extension = InvalidOid;
 
@@ -360,6 +361,7 @@ workflow_runner_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	my_slot = workflow_worker_attach(slot);
+	my_slot_number = slot;
 	workflow_worker_connect(dboid);
 	watchdog_timeout = RegisterTimeout(USER_TIMEOUT, cancel_watchdog);
 	/* after the connection: runs before its transaction is cleaned up */
@@ -688,6 +690,7 @@ run_batch(ClaimedJob *jobs, int n, ClaimedJob *next)
 		}
 		flush_successes();
 		workflow_end_spi(true);
+		workflow_crash_record_note(my_slot_number, 0, 0);
 	}
 	PG_CATCH();
 	{
@@ -722,6 +725,7 @@ run_batch(ClaimedJob *jobs, int n, ClaimedJob *next)
 			(void) record_isolated(&jobs[i], WF_OUTCOME_RETURN, 0, &still_running);
 		}
 		workflow_end_spi(true);
+		workflow_crash_record_note(my_slot_number, 0, 0);
 
 		/*
 		 * Never loop hot on a persistent error: a second before the next
@@ -1031,7 +1035,7 @@ flush_successes(void)
 	static WorkflowFunctionPlan plan;
 	Datum	   *ids, *leases, *outputs, *starts, *ends;
 	bool	   *output_nulls;
-	Datum		values[6];
+	Datum		values[7];
 	int			i;
 	int			dims[1];
 	int			lbs[1] = {1};
@@ -1066,6 +1070,7 @@ flush_successes(void)
 	values[4] = PointerGetDatum(construct_array(ends, npending, TIMESTAMPTZOID, 8, true,
 												TYPALIGN_DOUBLE));
 	values[5] = BoolGetDatum(true);
+	values[6] = BoolGetDatum(false);
 
 	if (SPI_execute_plan(workflow_keep_function_plan(&plan, WF_TASKS_SUCCEEDED),
 						 values, NULL, false, 0) != SPI_OK_SELECT ||
@@ -1240,6 +1245,8 @@ run_body(ClaimedJob *job, WorkflowTaskDef *step, Datum context, int timeout_ms,
 		InterruptPending = true;
 		QueryCancelPending = true;
 	}
+	/* what a crash would interrupt (src/crashrecord.c) */
+	workflow_crash_record_note(my_slot_number, job->id, job->lease);
 	workflow_execute_task(job->id, step, context, job->owner, timeout_ms, res);
 	/* workflow_execute_task() ended the body and dropped late cancels */
 	workflow_task_running = false;

@@ -142,6 +142,7 @@ workflow_wakeup_shmem_init(WorkflowShared *shared)
 		pg_atomic_init_u64(&slot->interrupt_job, 0);
 		pg_atomic_init_u64(&slot->batch_claimed_at, 0);
 	}
+	workflow_crash_records_load(shared->interrupted);
 	shared->nwaiters = MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
 	for (i = 0; i < shared->nwaiters; i++)
 	{

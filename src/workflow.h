@@ -82,6 +82,18 @@ typedef struct WorkflowWorkerSlot
 										 * take over */
 } WorkflowWorkerSlot;
 
+/*
+ * What a runner executes, as noted in the crash record file
+ * (src/crashrecord.c); all zero when nothing.
+ */
+typedef struct WorkflowCrashRecord
+{
+	int64		job_id;
+	int64		lease;
+	Oid			dboid;
+	uint32		padding;		/* zero: a fixed layout on disk */
+} WorkflowCrashRecord;
+
 /* the shared-memory area of the extension */
 typedef struct WorkflowShared
 {
@@ -89,6 +101,8 @@ typedef struct WorkflowShared
 								 * launcher */
 	PGPROC	   *launcher;		/* to poke the launcher, or NULL */
 	WorkflowWorkerSlot slots[WF_NUM_SLOTS];
+	/* what each slot's runner executed when the server last crashed */
+	WorkflowCrashRecord interrupted[WF_NUM_SLOTS];
 	int			nwaiters;		/* entries in waiters[] */
 	WorkflowWaiter waiters[FLEXIBLE_ARRAY_MEMBER];
 } WorkflowShared;
@@ -97,6 +111,10 @@ extern WorkflowShared *WorkflowShmem;
 
 /* src/workflow.c */
 extern void workflow_require_shmem(void);
+
+/* src/crashrecord.c */
+extern void workflow_crash_records_load(WorkflowCrashRecord *records);
+extern void workflow_crash_record_note(int slot, int64 job_id, int64 lease);
 
 /* src/definitions.c */
 extern void workflow_check_payload_size(Datum value, const char *what);
@@ -135,7 +153,7 @@ extern SPIPlanPtr workflow_keep_function_plan(WorkflowFunctionPlan *slot, const 
 
 /* the one author of "a task succeeded" (src/sql/30_state_machine.sql) */
 #define WF_TASKS_SUCCEEDED \
-	"workflow._tasks_succeeded(bigint[], bigint[], jsonb[], timestamptz[], timestamptz[], boolean)"
+	"workflow._tasks_succeeded(bigint[], bigint[], jsonb[], timestamptz[], timestamptz[], boolean, boolean)"
 
 /* src/task.c */
 typedef enum WorkflowTaskRequest

@@ -30,6 +30,13 @@ AS 'MODULE_PATHNAME', 'workflow_wake_at_commit';
 COMMENT ON FUNCTION workflow._wake_at_commit(text, integer) IS
     'internal: wake count idle runners (queue NULL) or long-polling workers of a task type when this transaction commits; returns count';
 
+CREATE OR REPLACE FUNCTION workflow._interrupted_by_crash(job_id bigint, lease bigint)
+RETURNS boolean
+LANGUAGE c STRICT STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'workflow_interrupted_by_crash';
+COMMENT ON FUNCTION workflow._interrupted_by_crash(bigint, bigint) IS
+    'internal: whether a runner was executing the task of this job under this lease when the server last crashed (src/crashrecord.c)';
+
 CREATE OR REPLACE FUNCTION workflow._new_lease()
 RETURNS bigint
 LANGUAGE c VOLATILE PARALLEL UNSAFE

@@ -278,9 +278,10 @@ COMMENT ON FUNCTION workflow._job_failed(workflow.jobs, jsonb) IS
 -- The arguments, by position (C executes this body as a statement of its
 -- own, src/plans.c): $1 job ids, $2 leases, $3 outputs (NULL: none), $4
 -- start of each task (NULL: when claimed), $5 end of each task (NULL:
--- now), $6 keep_sql.
+-- now), $6 keep_sql, $7 external_only (only jobs at an external task: the
+-- reports of external workers).
 CREATE OR REPLACE FUNCTION workflow._tasks_succeeded(bigint[], bigint[], jsonb[], timestamptz[],
-                                                     timestamptz[], boolean)
+                                                     timestamptz[], boolean, boolean)
 RETURNS TABLE (n bigint, job_id bigint, runner_id text, execution workflow.execution, woken integer)
 LANGUAGE sql
 AS $$
@@ -293,6 +294,7 @@ o AS (
     SELECT j AS job, v.output, v.started, v.finished, v.n
       FROM v JOIN workflow.jobs j ON j.id = v.id
      WHERE j.lease IS NOT DISTINCT FROM v.lease AND j.execution IN ('running', 'waiting')
+       AND (NOT $7 OR j.task_type IS NOT NULL)
      ORDER BY v.n
        FOR NO KEY UPDATE OF j),
 c AS (
@@ -353,7 +355,7 @@ SELECT c.n, c.id, (c.job).runner_id,
   FROM c
  ORDER BY c.n
 $$;
-COMMENT ON FUNCTION workflow._tasks_succeeded(bigint[], bigint[], jsonb[], timestamptz[], timestamptz[], boolean) IS
+COMMENT ON FUNCTION workflow._tasks_succeeded(bigint[], bigint[], jsonb[], timestamptz[], timestamptz[], boolean, boolean) IS
     'internal: the current tasks of a set of locked jobs succeeded: record them and move each job on';
 
 -- The current task of a locked job succeeded with an output: the edge of
@@ -366,7 +368,7 @@ AS $$
 BEGIN
     PERFORM workflow._current_task(j);
     PERFORM workflow._tasks_succeeded(ARRAY[j.id], ARRAY[j.lease], ARRAY[output], ARRAY[started],
-                                      NULL, keep_running);
+                                      NULL, keep_running, false);
     IF NOT FOUND THEN
         RAISE EXCEPTION 'job % moved under the lock of its success', j.id
             USING ERRCODE = 'internal_error';

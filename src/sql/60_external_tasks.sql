@@ -217,6 +217,13 @@ BEGIN
     j := workflow._lock_job(p_job);
     IF j.execution = 'running' AND j.lease = p_lease THEN
         PERFORM workflow._check_external_worker(j.runner_id, p_caller);
+        IF j.task_type IS NULL THEN
+            -- an SQL or wait task (or a fallback), claimed with run_job
+            RAISE EXCEPTION 'job % is not at an external task', p_job
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = 'Its current task runs inside the database.',
+                      HINT = 'A job claimed with run_job is ended with finish_job.';
+        END IF;
         RETURN j;
     END IF;
     IF p_status IS NOT NULL THEN

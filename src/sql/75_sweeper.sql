@@ -165,11 +165,17 @@ COMMENT ON FUNCTION workflow._sweep_timeouts(integer, bigint[]) IS
     'internal: the sweeper''s job timeouts of running and waiting jobs, each job in a subtransaction of its own';
 
 -- The sweeper's stale jobs: a task whose lease expired (its worker died or
--- hung) is a failed attempt; the job of a runner that stopped reporting
--- follows its workflow's on_stale policy, or p_stale_action
--- (workflow.stale_job_action): "retry" runs the task again, anything else
--- cancels the job (its oncancel chain, if any).  Returns how many it took
--- on, and the ids of the jobs it could not handle.
+-- hung) is a failed attempt.  A job an in-server runner claimed and had not
+-- started when it stopped (the server crashed in the middle of its batch:
+-- src/crashrecord.c) is handed back, no attempt counted: nothing of it
+-- ran, or what ran was rolled back with the batch.  Any other job of a
+-- runner that stopped reporting -- the one whose task an in-server runner
+-- was executing at a crash, or one an external worker claimed with
+-- run_job -- gets a failed run and follows its workflow's on_stale
+-- policy, or p_stale_action (workflow.stale_job_action): "retry" runs the
+-- task again, anything else cancels the job (its oncancel chain, if any).
+-- Returns how many it took on, and the ids of the jobs it could not
+-- handle.
 CREATE OR REPLACE FUNCTION workflow._sweep_stale(p_stale_action text, p_batch integer, p_skip bigint[],
                                                  OUT handled integer, OUT failed bigint[])
 LANGUAGE plpgsql
@@ -180,6 +186,7 @@ DECLARE
     stale       workflow.jobs;
     action      text;
     err         jsonb;
+    in_server   boolean;
 BEGIN
     handled := 0;
     failed := '{}';
@@ -206,12 +213,26 @@ BEGIN
                         j.claimed_at, true);
                     CONTINUE;
                 END IF;
+                in_server := EXISTS (SELECT 1 FROM workflow.runners r
+                                      WHERE r.id = j.runner_id AND r.kind = 'runner');
+                IF in_server AND NOT workflow._interrupted_by_crash(j.id, j.lease) THEN
+                    -- claimed, never started: the hand-back of a runner
+                    PERFORM workflow._runner_record(j.id, j.lease, 'release', NULL,
+                        jsonb_build_object('message', format('runner "%s" stopped before the task started', j.runner_id),
+                                           'stale', true),
+                        j.claimed_at, NULL, NULL);
+                    CONTINUE;
+                END IF;
                 action := coalesce((SELECT w.on_stale FROM workflow.workflows w WHERE w.id = j.workflow_id),
                                    p_stale_action);
-                err := jsonb_build_object('message', format('runner "%s" stopped reporting', j.runner_id),
+                err := jsonb_build_object('message',
+                                          CASE WHEN in_server
+                                               THEN format('the server crashed while runner "%s" ran the task', j.runner_id)
+                                               ELSE format('runner "%s" stopped reporting', j.runner_id) END,
                                           'stale', true);
+                -- the attempt that was interrupted
+                PERFORM workflow._record_run(j, (workflow._task_of(j)).name, 'failed', j.claimed_at, NULL, err);
                 IF action = 'retry' THEN
-                    PERFORM workflow._record_run(j, (workflow._task_of(j)).name, 'failed', now(), NULL, err);
                     PERFORM workflow._enqueue_task(j, j.phase, j.step, j.task_attempt + 1, now(), j.in_fallback);
                 ELSIF j.phase = 'oncancel' THEN
                     PERFORM workflow._terminate(j, 'canceled', NULL, err);

@@ -567,7 +567,6 @@ SELECT is(pg_temp.refused(:x, format('SELECT workflow._runner_record(%s, %s, %L,
 -- complete_task of a job at its SQL task
 SELECT is(pg_temp.refused(:q, format('SELECT workflow.complete_task(%s, %s, %L)', :q, :rlease, '"x"')), '55000, job unchanged',
           'queued (SQL task) --complete_task--> refused');
-SELECT todo('complete_task does not check that the current task is external: a job claimed with run_job at its SQL task is completed (src/README.md, "The job state machine")', 1);
 SELECT is(pg_temp.refused(:r, format('SELECT workflow.complete_task(%s, %s, %L)', :r, :rlease, '"x"')), '55000, job unchanged',
           'running (SQL task, run_job) --complete_task--> refused');
 
