@@ -21,7 +21,7 @@
 #     leave none);
 #   - the roles (pg_dumpall --roles-only) and the dump restored with
 #     pg_restore --single-transaction into a fresh cluster (paused) give
-#     exactly the rows of the source: workflows, steps, jobs, task runs,
+#     exactly the rows of the source: workflows, tasks, jobs, task runs,
 #     job info, target locks, paused task types, the ids external workers
 #     registered (kind external only: the in-server workers register
 #     again), the positions of the id sequences, alice's schedule and
@@ -152,7 +152,7 @@ is($src->q(q{SELECT string_agg(owner::text || ':' || target || ':' || job_id, ',
 # the tables compared: name, key order, which rows
 my @tables = (
 	[ workflows => 'x.id' ],
-	[ steps => 'x.workflow_id, x.phase, x.position' ],
+	[ tasks => 'x.workflow_id, x.phase, x.position' ],
 	[ jobs => 'x.id' ],
 	[ task_runs => 'x.job_id, x.id' ],
 	[ job_info => 'x.job_id, x.id' ],
