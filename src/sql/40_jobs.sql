@@ -198,6 +198,9 @@ BEGIN
     IF j.execution = 'running' THEN
         -- stop the SQL the runner executes for it, once this cancel commits
         PERFORM workflow._interrupt_at_commit(j.id);
+        -- the attempt in progress ends here (its executor's report, under
+        -- a lease that is no longer current, is refused)
+        PERFORM workflow._record_run(j, (workflow._task_of(j)).name, 'canceled', j.claimed_at, NULL, err);
     END IF;
     PERFORM workflow._cancel(j, err);
     RETURN true;

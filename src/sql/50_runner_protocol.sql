@@ -199,10 +199,15 @@ BEGIN
 
     PERFORM workflow._external_heartbeat(_run_job.runner_id, p_caller);
 
+    -- the job's time runs from its first claim, as for the other claims;
+    -- the claim lasts while the runner heartbeats (runner_active), until
+    -- the job's deadline (the sweeper then times the job out)
     UPDATE workflow.jobs jj
        SET execution = 'running', runner_id = _run_job.runner_id,
            lease = workflow._new_lease(), claimed_at = now(),
-           started_at = coalesce(jj.started_at, now())
+           started_at = coalesce(jj.started_at, now()),
+           deadline = coalesce(jj.deadline, now() + (SELECT w.timeout FROM workflow.workflows w
+                                                      WHERE w.id = jj.workflow_id))
      WHERE jj.id = j.id
     RETURNING * INTO j;
     RETURN j;
@@ -275,6 +280,36 @@ END
 $$;
 COMMENT ON FUNCTION workflow._finish_job(bigint, text, workflow.execution, jsonb, oid) IS
     'internal: implementation of workflow.finish_job, with the calling role (src/api.c)';
+
+-- Implementation of workflow.pause_job, with the calling role (src/api.c):
+-- the runner that claimed a job parks it as waiting (node-workflow's
+-- pauseJob), a 'waiting' run recorded, until resume_job (or a cancel).
+CREATE OR REPLACE FUNCTION workflow._pause_job(id bigint, runner_id text, p_caller oid)
+RETURNS workflow.jobs
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    j   workflow.jobs;
+BEGIN
+    PERFORM workflow._check_runner_id(_pause_job.runner_id);
+    PERFORM workflow._check_external_worker(_pause_job.runner_id, p_caller);
+    j := workflow._lock_job(_pause_job.id);
+    IF j.execution <> 'running' OR j.runner_id IS DISTINCT FROM _pause_job.runner_id THEN
+        RAISE EXCEPTION 'cannot pause job % because it is not running for runner "%"',
+                        j.id, _pause_job.runner_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('The job is %s.', j.execution);
+    END IF;
+    j := workflow._runner_record(j.id, j.lease, 'wait', NULL, NULL, j.claimed_at, NULL, NULL);
+    PERFORM workflow._external_heartbeat(_pause_job.runner_id, p_caller);
+    RETURN j;
+END
+$$;
+COMMENT ON FUNCTION workflow._pause_job(bigint, text, oid) IS
+    'internal: implementation of workflow.pause_job, with the calling role (src/api.c)';
 
 -- Implementation of workflow.register_runner, with the calling role
 -- (src/api.c).  An SQL caller registers an external worker under an id
@@ -435,6 +470,13 @@ LANGUAGE c
 AS 'MODULE_PATHNAME', 'workflow_api_call';
 COMMENT ON FUNCTION workflow.finish_job(bigint, text, workflow.execution, jsonb) IS
     'guarded terminal transition of a running job by the runner that claims it; a repeated identical call returns the job unchanged';
+
+CREATE OR REPLACE FUNCTION workflow.pause_job(id bigint, runner_id text)
+RETURNS workflow.jobs
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'workflow_api_call';
+COMMENT ON FUNCTION workflow.pause_job(bigint, text) IS
+    'park a job the runner claimed as waiting (a waiting run), until resume_job';
 
 CREATE OR REPLACE FUNCTION workflow.register_runner(runner_id text, kind text DEFAULT 'external')
 RETURNS void

@@ -229,7 +229,16 @@ BEGIN
                                           CASE WHEN in_server
                                                THEN format('the server crashed while runner "%s" ran the task', j.runner_id)
                                                ELSE format('runner "%s" stopped reporting', j.runner_id) END,
-                                          'stale', true);
+                                          'stale', true)
+                       || CASE WHEN in_server THEN '{"crashed": true}'::jsonb ELSE '{}'::jsonb END;
+                IF in_server AND action = 'retry' THEN
+                    -- a task that was executing when the server crashed:
+                    -- a failed attempt like any other, so that a task that
+                    -- crashes the server again and again runs out of its
+                    -- attempts (then its fallback, onerror, failed)
+                    PERFORM workflow._task_failed(j, err, j.claimed_at, true);
+                    CONTINUE;
+                END IF;
                 -- the attempt that was interrupted
                 PERFORM workflow._record_run(j, (workflow._task_of(j)).name, 'failed', j.claimed_at, NULL, err);
                 IF action = 'retry' THEN

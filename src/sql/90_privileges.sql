@@ -103,6 +103,7 @@ GRANT EXECUTE ON FUNCTION
     workflow.next_jobs(integer, integer, text),
     workflow.run_job(bigint, text),
     workflow.finish_job(bigint, text, workflow.execution, jsonb),
+    workflow.pause_job(bigint, text),
     workflow.register_runner(text, text),
     workflow.runner_active(text),
     workflow.poll_tasks(text, text, integer, interval, text),

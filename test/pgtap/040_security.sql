@@ -31,7 +31,7 @@ BEGIN;
 
 SET LOCAL search_path = public, pg_catalog;
 
-SELECT plan(191);
+SELECT plan(192);
 
 -------------------------------------------------------------------------------
 -- Roles

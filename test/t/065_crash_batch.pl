@@ -12,7 +12,9 @@
 #     succeed with exactly one succeeded run and one effect each;
 #   - no effect of the rolled-back batch is left.
 # With on_stale "retry", the job that was executing runs again (task attempt
-# 2) and succeeds.
+# 2) and succeeds: the crash counted as a failed attempt.  So a task that
+# crashes the server at every run stops when its attempts are used up: the
+# job fails, with one failed run per crash.
 
 use strict;
 use warnings;
@@ -33,7 +35,23 @@ ok($node->poll_for("SELECT count(*) FROM pg_stat_activity WHERE backend_type = '
 # first attempt only
 my $task = q{insert into fx values (($1->'job'->>'id')::bigint, ($1->'task'->>'attempt')::int); select pg_sleep(case when ($1->'job'->'params'->>'slow')::boolean and ($1->'task'->>'attempt')::int = 1 then 60 else 0 end); select 'ok'};
 $node->create_workflow(qq{{"name": "batchy", "chain": [{"name": "t", "sql": "$task"}]}});
-$node->create_workflow(qq{{"name": "batchy_retry", "on_stale": "retry", "chain": [{"name": "t", "sql": "$task"}]}});
+$node->create_workflow(qq{{"name": "batchy_retry", "on_stale": "retry", "chain": [{"name": "t", "attempts": 2, "sql": "$task"}]}});
+$node->create_workflow(q{{"name": "poison", "on_stale": "retry", "chain": [{"name": "t", "attempts": 2, "sql": "select pg_sleep(60)"}]}});
+
+# kill -9 the runner that sleeps in the task of job $id, and wait until the
+# server is back
+sub crash_in
+{
+	my ($id, $what) = @_;
+	my $pid = $node->sleeping_runner($id);
+	ok($pid, "$what: the runner executes job $id");
+	# claims are committed asynchronously: flush the WAL before the crash
+	$node->q('INSERT INTO flush VALUES (1)');
+	my $offset = -s $node->logfile;
+	kill 'KILL', $pid;
+	$node->wait_for_log(qr/all server processes terminated; reinitializing/, $offset);
+	ok($node->poll_for('SELECT 1', '1', 60), "$what: the server is back after the crash");
+}
 
 # crash at the first job of a batch of ten: the one executing is known
 sub crash_batch
@@ -51,17 +69,10 @@ sub crash_batch
 	my @rest = @ids[ 1 .. 9 ];
 	my $rest = join(',', @rest);
 
-	my $pid = $node->sleeping_runner($slow);
-	ok($pid, "$workflow: the runner executes job $slow");
+	$node->sleeping_runner($slow);
 	is($node->q("SELECT count(*) FROM workflow.jobs WHERE id IN ($rest) AND execution = 'running'"),
 		'9', "$workflow: the nine others are claimed by the same runner");
-	# claims are committed asynchronously: flush the WAL before the crash
-	$node->q('INSERT INTO flush VALUES (1)');
-
-	my $offset = -s $node->logfile;
-	kill 'KILL', $pid;
-	$node->wait_for_log(qr/all server processes terminated; reinitializing/, $offset);
-	ok($node->poll_for('SELECT 1', '1', 60), "$workflow: the server is back after the crash");
+	crash_in($slow, $workflow);
 
 	ok($node->poll_for("SELECT count(*) FROM workflow.jobs WHERE id IN ($rest) AND execution = 'succeeded'",
 			'9', 60),
@@ -95,6 +106,16 @@ is($node->q("SELECT string_agg(status || ':' || attempt, ',' ORDER BY id) FROM w
 	'failed:1,succeeded:2', 'on_stale retry: a failed run of attempt 1, then attempt 2 succeeded');
 is($node->q("SELECT string_agg(attempt::text, ',') FROM fx WHERE job_id = $slow"), '2',
 	'on_stale retry: only the effect of attempt 2 is there');
+
+# a task that crashes the server at each run
+my $poison = $node->q("SELECT workflow.create_job('poison')");
+crash_in($poison, 'poison, first run');
+crash_in($poison, 'poison, second run');
+ok($node->poll_for("SELECT execution FROM workflow.jobs WHERE id = $poison", 'failed', 60),
+	'poison: after its two attempts the job fails (no crash loop)');
+is($node->q("SELECT string_agg(status || ':' || attempt || ':' || (error->>'crashed'), ',' ORDER BY id)
+               FROM workflow.task_runs WHERE job_id = $poison"),
+	'failed:1:true,failed:2:true', 'poison: one failed run per crash, each saying so');
 
 $node->stop;
 done_testing();
