@@ -187,6 +187,7 @@ DECLARE
     action      text;
     err         jsonb;
     in_server   boolean;
+    crashes     bigint;
 BEGIN
     handled := 0;
     failed := '{}';
@@ -232,12 +233,18 @@ BEGIN
                                           'stale', true)
                        || CASE WHEN in_server THEN '{"crashed": true}'::jsonb ELSE '{}'::jsonb END;
                 IF in_server AND action = 'retry' THEN
-                    -- a task that was executing when the server crashed:
-                    -- a failed attempt like any other, so that a task that
-                    -- crashes the server again and again runs out of its
-                    -- attempts (then its fallback, onerror, failed)
-                    PERFORM workflow._task_failed(j, err, j.claimed_at, true);
-                    CONTINUE;
+                    -- no crash loop: the third crash during the same task
+                    -- (in this attempt of the job) fails the task for good,
+                    -- without retry (then its fallback, onerror, failed)
+                    crashes := 1 + (SELECT count(*) FROM workflow.task_runs r
+                                     WHERE r.job_id = j.id AND r.job_attempt = j.attempt
+                                       AND r.phase = j.phase AND r.step = j.step
+                                       AND coalesce((r.error ->> 'crashed')::boolean, false));
+                    IF crashes >= 3 THEN
+                        PERFORM workflow._task_failed(j, err || jsonb_build_object('crashes', crashes),
+                                                      j.claimed_at, false);
+                        CONTINUE;
+                    END IF;
                 END IF;
                 -- the attempt that was interrupted
                 PERFORM workflow._record_run(j, (workflow._task_of(j)).name, 'failed', j.claimed_at, NULL, err);

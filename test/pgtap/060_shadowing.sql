@@ -940,7 +940,7 @@ SELECT is(ARRAY(SELECT DISTINCT p.proname::text FROM pg_catalog.pg_proc p
                    AND has_function_privilege(r.rolname, p.oid, 'EXECUTE')
                 EXCEPT
                 SELECT unnest('{create_workflow,drop_workflow,create_job,get_job,cancel_job,resume_job,retry_job,
-                                add_info,job_info,schedule,unschedule,requeue,wait,next_jobs,run_job,finish_job,
+                                add_info,job_info,schedule,unschedule,requeue,wait,next_jobs,run_job,finish_job,pause_job,
                                 register_runner,runner_active,poll_tasks,complete_task,complete_tasks,fail_task,
                                 extend_task,requeue_task,pause_task_type,resume_task_type,inactive_runners,
                                 stale_jobs,job_context}'::text[])

@@ -33,8 +33,9 @@ SELECT workflow.create_job('rp85') AS j1 \gset
 SELECT is((SELECT (r.deadline - r.claimed_at) FROM workflow.run_job(:j1, 'rp85-r1') r),
           interval '1 hour', 'run_job: the deadline is the claim plus the workflow''s timeout');
 SELECT workflow.create_job('rp85_untimed') AS j2 \gset
-SELECT is((SELECT r.deadline FROM workflow.run_job(:j2, 'rp85-r1') r), NULL,
-          'run_job: no deadline for a workflow without a timeout');
+SELECT is((SELECT (r.deadline - r.claimed_at) FROM workflow.run_job(:j2, 'rp85-r1') r),
+          (SELECT w.timeout FROM workflow.workflows w WHERE w.name = 'rp85_untimed'),
+          'run_job: a workflow without a timeout of its own has the default one');
 
 -- time passes: the deadline is behind us, and the sweeper times the job out
 UPDATE workflow.jobs SET deadline = now() - interval '1 s' WHERE id = :j1;

@@ -12,9 +12,9 @@
 #     succeed with exactly one succeeded run and one effect each;
 #   - no effect of the rolled-back batch is left.
 # With on_stale "retry", the job that was executing runs again (task attempt
-# 2) and succeeds: the crash counted as a failed attempt.  So a task that
-# crashes the server at every run stops when its attempts are used up: the
-# job fails, with one failed run per crash.
+# 2) and succeeds.  A task that crashes the server at every run is run at
+# most three times: the third crash fails it for good, and the job fails,
+# with one failed run per crash.
 
 use strict;
 use warnings;
@@ -35,8 +35,8 @@ ok($node->poll_for("SELECT count(*) FROM pg_stat_activity WHERE backend_type = '
 # first attempt only
 my $task = q{insert into fx values (($1->'job'->>'id')::bigint, ($1->'task'->>'attempt')::int); select pg_sleep(case when ($1->'job'->'params'->>'slow')::boolean and ($1->'task'->>'attempt')::int = 1 then 60 else 0 end); select 'ok'};
 $node->create_workflow(qq{{"name": "batchy", "chain": [{"name": "t", "sql": "$task"}]}});
-$node->create_workflow(qq{{"name": "batchy_retry", "on_stale": "retry", "chain": [{"name": "t", "attempts": 2, "sql": "$task"}]}});
-$node->create_workflow(q{{"name": "poison", "on_stale": "retry", "chain": [{"name": "t", "attempts": 2, "sql": "select pg_sleep(60)"}]}});
+$node->create_workflow(qq{{"name": "batchy_retry", "on_stale": "retry", "chain": [{"name": "t", "sql": "$task"}]}});
+$node->create_workflow(q{{"name": "poison", "on_stale": "retry", "chain": [{"name": "t", "sql": "select pg_sleep(60)"}]}});
 
 # kill -9 the runner that sleeps in the task of job $id, and wait until the
 # server is back
@@ -111,11 +111,12 @@ is($node->q("SELECT string_agg(attempt::text, ',') FROM fx WHERE job_id = $slow"
 my $poison = $node->q("SELECT workflow.create_job('poison')");
 crash_in($poison, 'poison, first run');
 crash_in($poison, 'poison, second run');
+crash_in($poison, 'poison, third run');
 ok($node->poll_for("SELECT execution FROM workflow.jobs WHERE id = $poison", 'failed', 60),
-	'poison: after its two attempts the job fails (no crash loop)');
+	'poison: after the third crash the job fails (no crash loop)');
 is($node->q("SELECT string_agg(status || ':' || attempt || ':' || (error->>'crashed'), ',' ORDER BY id)
                FROM workflow.task_runs WHERE job_id = $poison"),
-	'failed:1:true,failed:2:true', 'poison: one failed run per crash, each saying so');
+	'failed:1:true,failed:2:true,failed:3:true', 'poison: one failed run per crash, each saying so');
 
 $node->stop;
 done_testing();
