@@ -6,7 +6,9 @@
  *		so a runner busy with a long task never looks dead), ends elapsed
  *		wait timers, enforces job timeouts, applies the on_stale policy to
  *		the jobs of runners that stopped reporting and whose process is
- *		gone, and prunes finished jobs older than workflow.retention.
+ *		gone, prunes finished jobs older than workflow.retention, and
+ *		removes the rows of external runners not heard from for
+ *		workflow.runner_retention that hold no running job.
  *
  * With workflow.enabled = off it only writes heartbeats: a paused system
  * neither runs nor cancels anything.
@@ -15,7 +17,9 @@
  * _sweep_timeouts, _sweep_stale and _sweep_retention) in small batches
  * with SKIP LOCKED, so the sweeper never blocks the queue nor waits for a
  * session that holds a job; when a batch was full it goes on at once
- * instead of waiting for the next period.  _sweep returns a jsonb object:
+ * instead of waiting for the next period.  The external runners are
+ * pruned by workflow._sweep_runners, in the same transaction after _sweep.
+ * _sweep returns a jsonb object:
  * how many items each section took on ("timers", "timeouts", "stale",
  * "pruned") and the ids of the jobs that failed ("failed", absent when
  * none); sweep_once() reads these keys by name.
@@ -72,6 +76,7 @@ static Oid	registered_extension = InvalidOid;
 static HTAB *failed_jobs = NULL;
 
 static bool sweep_once(void);
+static bool prune_runners(void);
 static void heartbeat(void);
 static Datum skip_list(void);
 static void remember_failures(Datum failed);
@@ -196,8 +201,37 @@ sweep_once(void)
 			remember_failures(value);
 	}
 
+	if (prune_runners())
+		more = true;
+
 	workflow_end_spi(true);
 	return more;
+}
+
+/*
+ * Remove the rows of external runners not heard from for longer than
+ * workflow.runner_retention that hold no running job (none when it is 0),
+ * a batch at a time.  Returns true when the batch was full.
+ */
+static bool
+prune_runners(void)
+{
+	Oid			argtypes[2] = {INTERVALOID, INT4OID};
+	Datum		values[2];
+	Interval   *retention;
+	bool		isnull;
+	Datum		pruned;
+
+	retention = palloc0(sizeof(Interval));
+	retention->time = (int64) workflow_runner_retention * USECS_PER_SEC;
+	values[0] = IntervalPGetDatum(retention);
+	values[1] = Int32GetDatum(SWEEP_BATCH);
+	if (SPI_execute_with_args("SELECT workflow._sweep_runners($1, $2)",
+							  2, argtypes, values, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "workflow sweeper could not prune runners");
+	pruned = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return !isnull && DatumGetInt32(pruned) >= SWEEP_BATCH;
 }
 
 /*

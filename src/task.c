@@ -26,10 +26,18 @@
  *	  every SET the task makes;
  *	- the statement timeout is armed by hand (SPI does not), with the
  *	  smaller of the task's timeout and what is left of the job's;
- *	- after the body, deferred triggers are fired while still switched
- *	  (SET CONSTRAINTS ALL IMMEDIATE): a deferred trigger never runs as the
- *	  runner's superuser at commit.  Under the restriction PostgreSQL
- *	  refuses to fire one, so such a task fails cleanly instead;
+ *	- every constraint is immediate while the body runs (SET CONSTRAINTS
+ *	  ALL IMMEDIATE, set before the switch): the checks of a DEFERRABLE
+ *	  INITIALLY DEFERRED foreign key or constraint trigger fire at the end
+ *	  of the task's statement that queued them, as its creator and inside
+ *	  the job's subtransaction, so that a violation fails that task alone
+ *	  (with its SQLSTATE, e.g. 23503) and none of them runs as the
+ *	  runner's superuser at commit.  Deferring them further is not
+ *	  possible: PostgreSQL refuses to queue a deferred trigger past the
+ *	  end of a statement inside a security-restricted operation, so a task
+ *	  that says SET CONSTRAINTS ... DEFERRED itself fails with that error
+ *	  (42501).  The setting outlives the task in the batch's transaction,
+ *	  whose bookkeeping tables have no deferrable constraint;
  *	- session-level advisory locks the task took are released afterwards.
  *
  * The output is the first column of the first row of the last statement,
@@ -102,7 +110,7 @@ static List *current_info = NIL;
 static MemoryContext current_result_context = NULL;
 
 static WorkflowPlanMode plan_mode_of(const char *body);
-static void fire_deferred_triggers(void);
+static void constraints_immediate(void);
 static Datum output_to_jsonb(Datum value, Oid type, MemoryContext target);
 static void execute_body(WorkflowTaskDef *step, Datum context);
 static Datum first_value_as_output(MemoryContext context);
@@ -168,6 +176,13 @@ workflow_execute_task(int64 job_id, WorkflowTaskDef *step, Datum context,
 		if (owner != random_seeded_for)
 			reseed_random(owner);
 
+		/*
+		 * Before the switch: whatever an earlier statement of the batch's
+		 * transaction left deferred fires as the runner, not as this
+		 * task's creator.
+		 */
+		constraints_immediate();
+
 		SetUserIdAndSecContext(owner, save_sec_context |
 							   SECURITY_LOCAL_USERID_CHANGE |
 							   SECURITY_RESTRICTED_OPERATION);
@@ -186,9 +201,6 @@ workflow_execute_task(int64 job_id, WorkflowTaskDef *step, Datum context,
 
 		execute_body(step, context);
 		result->output = first_value_as_output(oldcontext);
-
-		/* fire deferred triggers as the owner, under the restriction */
-		fire_deferred_triggers();
 
 		if (timeout_ms > 0)
 			disable_timeout(STATEMENT_TIMEOUT, false);
@@ -387,17 +399,22 @@ plan_mode_of(const char *body)
 }
 
 /*
- * SET CONSTRAINTS ALL IMMEDIATE, without parsing it: fires the deferred
- * triggers the task queued, in the current (restricted) security context.
+ * SET CONSTRAINTS ALL IMMEDIATE, without parsing it, for the task about to
+ * run: inside a security-restricted operation PostgreSQL refuses to keep a
+ * trigger deferred past the end of the statement that queued it ("cannot
+ * fire deferred trigger within security-restricted operation"), so every
+ * check of the task must be immediate.  Set before each task, since an
+ * earlier task of the batch may have said SET CONSTRAINTS ... DEFERRED;
+ * fires the deferred triggers still pending, as SET CONSTRAINTS does.
  */
 static void
-fire_deferred_triggers(void)
+constraints_immediate(void)
 {
 	ConstraintsSetStmt *stmt = makeNode(ConstraintsSetStmt);
 
 	stmt->constraints = NIL;
 	stmt->deferred = false;
-	/* the triggers see everything the task did */
+	/* pending triggers see everything done before */
 	CommandCounterIncrement();
 	AfterTriggerSetState(stmt);
 }

@@ -37,6 +37,7 @@ extern int	workflow_activity_interval;
 extern int	workflow_stale_after;
 extern int	workflow_stale_job_action;
 extern int	workflow_retention;
+extern int	workflow_runner_retention;
 extern bool workflow_enabled;
 extern int	workflow_max_payload_size;
 extern int	workflow_max_user_priority;
@@ -80,6 +81,10 @@ typedef struct WorkflowWorkerSlot
 										 * its oldest job was claimed (0: no
 										 * batch); what an idle runner may
 										 * take over */
+	bool		start_failed;	/* the launcher could not start this slot's
+								 * worker (no background worker slot free);
+								 * under `mutex', written by the launcher
+								 * only */
 } WorkflowWorkerSlot;
 
 /*

@@ -352,3 +352,42 @@ COMMENT ON FUNCTION workflow._sweep_failed(text, bigint, text, text) IS
     'internal: log an item or a section of a sweeper pass that failed';
 
 -------------------------------------------------------------------------------
+
+-- The sweeper's pruning of external runners: the rows of external workers
+-- not heard from for longer than p_retention (workflow.runner_retention;
+-- none when it is not positive) that hold no running job, oldest first, a
+-- batch at a time, skipping a row a worker's call holds.  A worker whose
+-- row went gets its id again, as its own, at its next register_runner,
+-- poll_tasks or run_job.  Returns how many rows it removed; an error is
+-- logged and ends only this part of the pass.
+CREATE OR REPLACE FUNCTION workflow._sweep_runners(p_retention interval, p_batch integer)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    removed     integer := 0;
+BEGIN
+    IF p_retention IS NULL OR p_retention <= interval '0' THEN
+        RETURN 0;
+    END IF;
+    BEGIN
+        WITH gone AS (
+            SELECT r.id FROM workflow.runners r
+             WHERE r.kind = 'external' AND r.active_at < now() - p_retention
+               AND NOT EXISTS (SELECT 1 FROM workflow.jobs j
+                                WHERE j.execution = 'running' AND j.runner_id = r.id)
+             ORDER BY r.active_at
+             LIMIT p_batch
+               FOR UPDATE SKIP LOCKED)
+        DELETE FROM workflow.runners r USING gone WHERE r.id = gone.id;
+        GET DIAGNOSTICS removed = ROW_COUNT;
+    EXCEPTION WHEN OTHERS THEN
+        removed := 0;
+        PERFORM workflow._sweep_failed('prune external runners', NULL, SQLSTATE, SQLERRM);
+    END;
+    RETURN removed;
+END
+$$;
+COMMENT ON FUNCTION workflow._sweep_runners(interval, integer) IS
+    'internal: the sweeper''s pruning of external runners not heard from for longer than workflow.runner_retention that hold no running job';

@@ -9,7 +9,8 @@
 -- functions, which are SECURITY DEFINER with a pinned search_path (those
 -- that act for a role learn its identity through src/api.c).  Reading is
 -- granted with row-level security: a role sees the jobs it created (and
--- their task runs and info), administrators see all.
+-- their task runs and info, and the targets they hold), administrators see
+-- all.
 -------------------------------------------------------------------------------
 
 REVOKE ALL ON SCHEMA workflow FROM PUBLIC;
@@ -84,6 +85,8 @@ GRANT EXECUTE ON FUNCTION
     workflow._cron_next(text, timestamptz),
     workflow._cron_field(text, integer, integer),
     workflow._jsonb_or_null(text),
+    -- read by the runner_status view, with the reader's rights
+    workflow._in_server_workers(),
     workflow.create_workflow(jsonb),
     workflow.drop_workflow(text, boolean),
     workflow.create_job(text, jsonb, text, timestamptz, integer, text, integer, text),
@@ -111,7 +114,9 @@ GRANT EXECUTE ON FUNCTION
     workflow.complete_tasks(bigint[], bigint[], jsonb[]),
     workflow.fail_task(bigint, bigint, text, boolean),
     workflow.extend_task(bigint, bigint, interval),
-    workflow.requeue_task(bigint, bigint, interval)
+    workflow.requeue_task(bigint, bigint, interval),
+    -- read by the runner_status view, with the reader's rights
+    workflow._in_server_workers()
     TO workflow_worker;
 
 GRANT EXECUTE ON FUNCTION
@@ -123,7 +128,7 @@ GRANT EXECUTE ON FUNCTION
     TO workflow_admin;
 
 GRANT SELECT ON workflow.workflows, workflow.tasks, workflow.jobs, workflow.task_runs,
-                workflow.job_info, workflow.runners, workflow.task_types,
+                workflow.job_info, workflow.runners, workflow.task_types, workflow.target_locks,
                 workflow.job_summary, workflow.runner_status, workflow.failed_jobs,
                 workflow.slow_jobs, workflow.schedules
     TO workflow_user, workflow_worker;

@@ -145,6 +145,15 @@ SELECT j.created_by, l.target, l.job_id, l.locked_at
 
 DROP TABLE workflow.target_locks_1_0;
 
+-- Readable with row-level security (as in 03_row_security.sql): a role
+-- sees the targets its jobs hold, administrators see all.
+ALTER TABLE workflow.target_locks ENABLE ROW LEVEL SECURITY;
+CREATE POLICY target_locks_own ON workflow.target_locks FOR SELECT
+    USING (owner = (SELECT pg_catalog.to_regrole(pg_catalog.quote_ident(current_user)))
+           OR pg_catalog.pg_has_role(current_user, 'workflow_admin', 'MEMBER'));
+COMMENT ON POLICY target_locks_own ON workflow.target_locks IS
+    'a role sees the targets its jobs hold; members of workflow_admin see all';
+
 -------------------------------------------------------------------------------
 -- Runner ids belong to a role (workflow.runners.owner, NOT NULL)
 --
