@@ -25,14 +25,14 @@
  *	 waits for the answer with poll(2) on the connection's socket and on a
  *	 self-pipe, so that a signal (pause, drain) or a freed thread wakes it;
  *	 it cancels a pending long poll with PQcancel when told to stop.
- * - N worker threads run the commands (posix_spawn, pipes, poll(2)) and
- *	 report the outcome with complete_task / fail_task.  They share one
+ * - N worker threads run the commands (fork and execve, pipes, poll(2))
+ *	 and report the outcome with complete_task / fail_task.  They share one
  *	 reporting connection, under a mutex: reports are short statements, and
  *	 a PostgreSQL connection is a server process, so the client uses three
  *	 connections whatever N is (poll, reports, heartbeat).
  * - A heartbeat thread, on its own connection, calls extend_task for every
- *	 running task whose lease is more than half used.  It sleeps on a
- *	 condition variable until the earliest such moment.
+ *	 running task whose lease is more than half used and has not ended.  It
+ *	 sleeps on a condition variable until the earliest such moment.
  * - A signal thread receives SIGUSR1/SIGUSR2/SIGTERM/SIGINT with sigwait(),
  *	 which all other threads block, sets the state flags and wakes the
  *	 poller.
@@ -42,6 +42,31 @@
  * lease (SQLSTATE 55000) is final: the result is dropped.  complete_task
  * and fail_task are idempotent for one lease, so a retry after a lost
  * answer does no harm.
+ *
+ * Bounds.  A command runs only while its task is ours and within its time:
+ *
+ * - A lease is the client's only while it has not ended by the client's
+ *	 clock (the expiry the poll or the last extend_task returned, moved onto
+ *	 a clock that goes on while the process is stopped or the machine
+ *	 sleeps).  A task whose lease has ended is not started, extended or
+ *	 reported: the sweeper takes it back and may have handed it out again.
+ * - The task's `timeout' (read once per workflow version and task from
+ *	 workflow.tasks, which workflow_worker may read) is the time of one
+ *	 attempt: the first lease of a task with a timeout ends exactly then, so
+ *	 that end is the command's deadline, which extensions do not move.
+ *	 Past it the command is stopped and the task failed with a message
+ *	 saying so.  A task without a timeout is bounded by its job's timeout:
+ *	 the sweeper then ends the job, and the next extension says so.
+ * - The command is stopped (SIGTERM to its process group, SIGKILL
+ *	 STOP_GRACE_SECS later) when its timeout passes, when its lease ends or
+ *	 extend_task says it is no longer valid (its result is then dropped), or
+ *	 on a second SIGTERM/SIGINT (its task is then handed back).
+ * - Each command is a process group of its own, forked by its worker
+ *	 thread; on Linux (and FreeBSD) it gets SIGKILL when that thread dies,
+ *	 so a client killed with SIGKILL leaves no command running on its own.
+ *	 A worker thread ends only after its command was reaped.  Processes the
+ *	 command starts in the background are in its group (the stops above
+ *	 reach them) but are not killed with the client.
  *
  * The frontend libraries and threads: fe_memutils (pg_malloc, pg_strdup,
  * psprintf, pg_free) only wraps malloc/free, and exits on out of memory as
@@ -69,14 +94,21 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef HAVE_SYS_PRCTL_H
+#include <sys/prctl.h>			/* PR_SET_PDEATHSIG */
+#endif
+#ifdef HAVE_SYS_PROCCTL_H
+#include <sys/procctl.h>		/* PROC_PDEATHSIG_CTL */
+#endif
 
 #include "common/logging.h"
 #include "getopt_long.h"
@@ -103,6 +135,8 @@
 #define MAX_BATCH			1000	/* poll_tasks' limit */
 #define MAX_THREADS			1024
 #define LOG_ERROR_CHARS		300		/* of an error shown in a log line */
+#define STOP_GRACE_SECS		5.0		/* from SIGTERM to SIGKILL of a command */
+#define MAX_TIMEOUTS_KEPT	1000	/* task timeouts remembered */
 
 /* Seconds between 1970-01-01 and 2000-01-01 (PostgreSQL's epoch) */
 #define PG_EPOCH_OFFSET		946684800.0
@@ -117,6 +151,10 @@
 #define EXTEND_SQL \
 	"SELECT extract(epoch FROM workflow.extend_task($1, $2))::float8, " \
 	"extract(epoch FROM clock_timestamp())::float8"
+#define TIMEOUT_SQL \
+	"SELECT extract(epoch FROM t.timeout)::float8 " \
+	"FROM workflow.workflows w JOIN workflow.tasks t ON t.workflow_id = w.id " \
+	"WHERE w.name = $1 AND w.version = $2::integer AND t.name = $3"
 #define STARTUP_SQL \
 	"SELECT extract(epoch FROM clock_timestamp())::float8, " \
 	"extract(epoch FROM $1::interval)::float8, " \
@@ -131,13 +169,27 @@ typedef struct Task
 	long long	lease;
 	char	   *input;			/* the job context, JSON text */
 	size_t		input_len;
-	/* the lease, on this process's monotonic clock (under state_lock) */
+	/* the lease, on this process's clock, mono_now() (under state_lock) */
 	double		lease_start;	/* when it (or its last extension) began */
 	double		lease_end;		/* when it ends */
 	double		next_extend;	/* when the heartbeat extends it next */
 	bool		lease_lost;		/* extend_task said it is no longer valid */
+	double		first_lease_end;	/* when the lease the poll gave ends */
+	/* set by its worker thread before the command starts */
+	double		timeout;		/* the task's timeout in seconds, 0: none */
+	double		deadline;		/* when the command must end (mono_now), 0: never */
 	struct Task *next;			/* in the queue of claimed tasks */
 } Task;
+
+/* Why a command is being stopped; the first reason stays */
+typedef enum StopReason
+{
+	STOP_NONE = 0,
+	STOP_INTERRUPTED,			/* a second SIGTERM/SIGINT: hand the task back */
+	STOP_TIMEOUT,				/* past the task's timeout: fail the task */
+	STOP_LEASE_LOST,			/* extend_task said 55000: drop the result */
+	STOP_LEASE_ENDED			/* the lease ended by our clock: drop it */
+} StopReason;
 
 /* One worker thread (fields under state_lock) */
 typedef struct Slot
@@ -145,8 +197,20 @@ typedef struct Slot
 	pthread_t	thread;
 	Task	   *task;			/* the task it runs, or NULL */
 	pid_t		pid;			/* its command (a process group), or 0 */
-	bool		interrupted;	/* the command was stopped by a second signal */
+	StopReason	stop;			/* why its command is being stopped */
+	double		stop_at;		/* when SIGTERM was sent (mono_now) */
+	bool		killed;			/* SIGKILL was sent */
 } Slot;
+
+/* A task's timeout, as read from workflow.tasks (under timeout_lock) */
+typedef struct TimeoutEntry
+{
+	char	   *workflow;
+	int			version;
+	char	   *task;
+	double		timeout;		/* seconds, 0: none */
+	struct TimeoutEntry *next;
+} TimeoutEntry;
 
 /* A connection shared by threads */
 typedef struct Conn
@@ -178,9 +242,9 @@ typedef enum ErrorKind
 /* What a command did */
 typedef struct CommandResult
 {
-	int			spawn_error;	/* errno of pipe2 or posix_spawnp, or 0 */
+	int			spawn_error;	/* errno of pipe2, fork or execve, or 0 */
 	int			status;			/* wait status */
-	bool		interrupted;	/* stopped by a second SIGTERM/SIGINT */
+	StopReason	stop;			/* why it was stopped, if it was */
 	PQExpBufferData out;		/* stdout */
 	bool		out_too_big;
 	char		err[STDERR_TAIL + 1];	/* tail of stderr */
@@ -225,6 +289,10 @@ static Task *queue_tail;
 static Slot *slots;
 static double clock_offset;		/* server clock minus ours, seconds */
 
+static pthread_mutex_t timeout_lock = PTHREAD_MUTEX_INITIALIZER;
+static TimeoutEntry *timeouts;	/* the task timeouts read so far */
+static int	ntimeouts;
+
 static int	wake_pipe[2];		/* wakes the poller */
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -241,13 +309,20 @@ static void log_line(enum pg_log_level level, const char *fmt,...) pg_attribute_
 
 
 /*
- * Seconds on the monotonic clock.
+ * Seconds on the clock that leases and deadlines are measured on: one that
+ * never jumps and, where there is one (Linux's CLOCK_BOOTTIME), goes on
+ * while the machine sleeps, as the server's clock does.  Only differences
+ * of its values are used.
  */
 static double
 mono_now(void)
 {
 	struct timespec ts;
 
+#ifdef CLOCK_BOOTTIME
+	if (clock_gettime(CLOCK_BOOTTIME, &ts) == 0)
+		return ts.tv_sec + ts.tv_nsec / 1e9;
+#endif
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
@@ -813,57 +888,168 @@ open_command_pipes(int in[2], int out[2], int err[2])
 }
 
 /*
- * The command's process attributes: a process group of its own (a
- * terminal's ^C reaches only us, and we drain), an empty signal mask and
- * default handling of the signals we block or ignore.
+ * Find the file COMMAND names as execvp(3) does, here in the parent, so
+ * that the child does only async-signal-safe things: a name with a "/" is
+ * used as it is, any other is looked for in the directories of PATH (an
+ * empty entry is the current directory).  Returns 0 and the path (allocated
+ * with pg_malloc), or ENOENT, or EACCES when only files that cannot be
+ * executed were found.
+ */
+static int
+find_command(const char *name, char **path)
+{
+	const char *dirs = getenv("PATH");
+	int			error = ENOENT;
+
+	if (strchr(name, '/') != NULL)
+	{
+		*path = pg_strdup(name);
+		return 0;
+	}
+	if (dirs == NULL)
+		dirs = "/usr/local/bin:/usr/bin:/bin";
+	for (;;)
+	{
+		const char *colon = strchr(dirs, ':');
+		size_t		len = colon ? (size_t) (colon - dirs) : strlen(dirs);
+		char	   *candidate;
+		struct stat st;
+
+		candidate = len == 0 ? psprintf("./%s", name)
+			: psprintf("%.*s/%s", (int) len, dirs, name);
+		if (stat(candidate, &st) == 0 && S_ISREG(st.st_mode))
+		{
+			if (access(candidate, X_OK) == 0)
+			{
+				*path = candidate;
+				return 0;
+			}
+			error = EACCES;
+		}
+		pg_free(candidate);
+		if (colon == NULL)
+			return error;
+		dirs = colon + 1;
+	}
+}
+
+/*
+ * Run the command in a forked child (see below); never returns.
+ */
+pg_noreturn static void exec_command(const char *path, char **envp, int in_fd,
+									  int out_fd, int err_fd, int exec_fd,
+									  pid_t parent);
+
+/*
+ * In the child, between fork and execve (async-signal-safe calls only):
+ * make it a process group of its own (a terminal's ^C reaches only us, and
+ * we drain; stops reach everything the command starts), have it killed
+ * when the thread that forked it dies, put the pipes on its standard file
+ * descriptors, give it default handling of the signals we block or ignore
+ * and an empty signal mask, then run the command.  If execve fails, its
+ * errno goes to the parent through exec_fd; it never returns.
  */
 static void
-init_spawn_attributes(posix_spawnattr_t *attr)
+exec_command(const char *path, char **envp, int in_fd, int out_fd, int err_fd,
+			 int exec_fd, pid_t parent)
 {
+	static const int defaults[] = {
+		SIGPIPE, SIGUSR1, SIGUSR2, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGCHLD
+	};
+	struct sigaction sa;
 	sigset_t	none;
-	sigset_t	defaults;
+	int			error;
+	size_t		i;
 
-	posix_spawnattr_init(attr);
+	(void) setpgid(0, 0);
+#if defined(HAVE_SYS_PRCTL_H) && defined(PR_SET_PDEATHSIG)
+	(void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+#elif defined(HAVE_SYS_PROCCTL_H) && defined(PROC_PDEATHSIG_CTL)
+	{
+		int			sig = SIGKILL;
+
+		(void) procctl(P_PID, 0, PROC_PDEATHSIG_CTL, &sig);
+	}
+#endif
+	/* the client died before the request took effect */
+	if (getppid() != parent)
+		_exit(127);
+
+	if (dup2(in_fd, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 ||
+		dup2(err_fd, STDERR_FILENO) < 0)
+		goto failed;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	sigemptyset(&sa.sa_mask);
+	for (i = 0; i < lengthof(defaults); i++)
+		(void) sigaction(defaults[i], &sa, NULL);
 	sigemptyset(&none);
-	posix_spawnattr_setsigmask(attr, &none);
-	sigemptyset(&defaults);
-	sigaddset(&defaults, SIGPIPE);
-	sigaddset(&defaults, SIGUSR1);
-	sigaddset(&defaults, SIGUSR2);
-	sigaddset(&defaults, SIGTERM);
-	sigaddset(&defaults, SIGINT);
-	sigaddset(&defaults, SIGHUP);
-	sigaddset(&defaults, SIGQUIT);
-	posix_spawnattr_setsigdefault(attr, &defaults);
-	posix_spawnattr_setpgroup(attr, 0);
-	posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-							 POSIX_SPAWN_SETPGROUP);
+	(void) sigprocmask(SIG_SETMASK, &none, NULL);
+
+	execve(path, command, envp);
+
+failed:
+	error = errno;
+	if (write(exec_fd, &error, sizeof(error)) < 0)
+	{
+		/* nothing to do: the parent then sees a command that exited 127 */
+	}
+	_exit(127);
 }
 
 /*
  * Start COMMAND for a task with the pipes on its standard file
  * descriptors, then close the child's ends here.  Returns 0 and the pid,
- * or the error of posix_spawnp (our ends are then closed too).
+ * or the errno of finding the command, fork or execve (our ends are then
+ * closed too, and the child, if any, reaped).
  */
 static int
 spawn_command(const Task *t, int in[2], int out[2], int err[2], pid_t *pid)
 {
-	posix_spawn_file_actions_t actions;
-	posix_spawnattr_t attr;
-	char	  **envp = command_environment(t);
+	char	  **envp = NULL;
+	char	   *path = NULL;
+	int			exec_pipe[2] = {-1, -1};
+	pid_t		parent = getpid();
 	int			rc;
 
-	posix_spawn_file_actions_init(&actions);
-	posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO);
-	posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-	posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
-	init_spawn_attributes(&attr);
+	*pid = -1;
+	rc = find_command(command[0], &path);
+	if (rc == 0 && pipe2(exec_pipe, O_CLOEXEC) != 0)
+		rc = errno;
+	if (rc == 0)
+	{
+		envp = command_environment(t);
+		*pid = fork();
+		if (*pid == 0)
+			exec_command(path, envp, in[0], out[1], err[1], exec_pipe[1], parent);
+		if (*pid < 0)
+			rc = errno;
+		else
+		{
+			ssize_t		got;
+			int			exec_error;
 
-	rc = posix_spawnp(pid, command[0], &actions, &attr, command, envp);
+			/* both sides set the group, so that it exists when fork returns */
+			(void) setpgid(*pid, *pid);
+			close(exec_pipe[1]);
+			exec_pipe[1] = -1;
+			/* nothing (EOF at execve's close-on-exec) means it runs */
+			do
+				got = read(exec_pipe[0], &exec_error, sizeof(exec_error));
+			while (got < 0 && errno == EINTR);
+			if (got == sizeof(exec_error))
+			{
+				rc = exec_error;
+				while (waitpid(*pid, NULL, 0) < 0 && errno == EINTR)
+					;
+			}
+		}
+		free_environment(envp);
+	}
+	close_pipe(exec_pipe);
+	if (path != NULL)
+		pg_free(path);
 
-	free_environment(envp);
-	posix_spawn_file_actions_destroy(&actions);
-	posix_spawnattr_destroy(&attr);
 	close(in[0]);
 	close(out[1]);
 	close(err[1]);
@@ -878,25 +1064,92 @@ spawn_command(const Task *t, int in[2], int out[2], int err[2], pid_t *pid)
 }
 
 /*
- * Tell the signal thread which process group a slot runs (0: none), and
- * stop a command started after a second SIGTERM/SIGINT came.  Returns
- * whether the command was stopped by such a signal.
+ * Send SIGTERM to a slot's command (a process group), and SIGKILL
+ * STOP_GRACE_SECS later (see enforce_bounds).  The caller holds
+ * state_lock.
  */
-static bool
+static void
+terminate_command_locked(Slot *slot)
+{
+	slot->stop_at = mono_now();
+	kill(-slot->pid, SIGTERM);
+}
+
+/*
+ * Stop a slot's command, for a reason; a command being stopped keeps its
+ * first reason.  Without a command yet, the reason stays for it (see
+ * set_slot_command).  The caller holds state_lock.
+ */
+static void
+stop_command_locked(Slot *slot, StopReason reason)
+{
+	if (slot->stop != STOP_NONE)
+		return;
+	slot->stop = reason;
+	if (slot->pid > 0)
+		terminate_command_locked(slot);
+}
+
+/*
+ * Tell the other threads which process group a slot runs, and stop at once
+ * a command started for a task that is to be stopped already (a second
+ * SIGTERM/SIGINT came, say).
+ */
+static void
 set_slot_command(Slot *slot, pid_t pid)
 {
-	bool		interrupted;
-
 	pthread_mutex_lock(&state_lock);
 	slot->pid = pid;
-	if (pid > 0 && stopping)
-	{
-		slot->interrupted = true;
-		kill(-pid, SIGTERM);
-	}
-	interrupted = slot->interrupted;
+	if (stopping && slot->stop == STOP_NONE)
+		slot->stop = STOP_INTERRUPTED;
+	if (slot->stop != STOP_NONE)
+		terminate_command_locked(slot);
 	pthread_mutex_unlock(&state_lock);
-	return interrupted;
+}
+
+/*
+ * Keep a running command within its bounds (see the file banner): start
+ * stopping it when its task's deadline has passed or its lease has ended,
+ * and send SIGKILL to a command still running STOP_GRACE_SECS after the
+ * SIGTERM (whatever sent it).  Returns the seconds until the next moment
+ * to check, at most 1.
+ */
+static double
+enforce_bounds(Slot *slot, const Task *t, pid_t pid, double now)
+{
+	double		next = 1.0;
+
+	pthread_mutex_lock(&state_lock);
+	if (slot->stop == STOP_NONE)
+	{
+		if (t->lease_lost)
+			stop_command_locked(slot, STOP_LEASE_LOST);
+		else if (t->lease_end <= now)
+			stop_command_locked(slot, STOP_LEASE_ENDED);
+		else if (t->deadline > 0 && t->deadline <= now)
+			stop_command_locked(slot, STOP_TIMEOUT);
+	}
+	if (slot->stop == STOP_NONE)
+	{
+		if (t->lease_end - now < next)
+			next = t->lease_end - now;
+		if (t->deadline > 0 && t->deadline - now < next)
+			next = t->deadline - now;
+	}
+	else if (!slot->killed)
+	{
+		double		kill_at = slot->stop_at + STOP_GRACE_SECS;
+
+		if (kill_at <= now)
+		{
+			kill(-pid, SIGKILL);
+			slot->killed = true;
+		}
+		else if (kill_at - now < next)
+			next = kill_at - now;
+	}
+	pthread_mutex_unlock(&state_lock);
+	return next < 0.001 ? 0.001 : next;
 }
 
 /*
@@ -946,11 +1199,26 @@ read_output(CommandPipes *p, int fd, CommandResult *r)
 }
 
 /*
- * Wait (at most a second) for the pipes to be ready, then serve each ready
- * one.  Returns false when poll(2) failed.
+ * Close the pipes to a command that are still open.
+ */
+static void
+close_command_pipes(CommandPipes *p)
+{
+	if (p->in_fd >= 0)
+		close(p->in_fd);
+	if (p->out_fd >= 0)
+		close(p->out_fd);
+	if (p->err_fd >= 0)
+		close(p->err_fd);
+	p->in_fd = p->out_fd = p->err_fd = -1;
+}
+
+/*
+ * Wait (at most wait_secs) for the pipes to be ready, then serve each
+ * ready one.  Returns false when poll(2) failed.
  */
 static bool
-serve_pipes(CommandPipes *p, const Task *t, CommandResult *r)
+serve_pipes(CommandPipes *p, const Task *t, CommandResult *r, double wait_secs)
 {
 	struct pollfd pfd[3];
 	int			n = 0;
@@ -963,7 +1231,7 @@ serve_pipes(CommandPipes *p, const Task *t, CommandResult *r)
 		pfd[n++] = (struct pollfd) {p->out_fd, POLLIN, 0};
 	if (p->err_fd >= 0)
 		pfd[n++] = (struct pollfd) {p->err_fd, POLLIN, 0};
-	rc = poll(pfd, n, 1000);
+	rc = poll(pfd, n, (int) (wait_secs * 1000) + 1);
 	if (rc < 0)
 		return errno == EINTR;
 	for (i = 0; rc > 0 && i < n; i++)
@@ -979,18 +1247,21 @@ serve_pipes(CommandPipes *p, const Task *t, CommandResult *r)
 }
 
 /*
- * Exchange with a running command: its input on stdin (then closed),
- * stdout kept whole, the tail of stderr kept, until both output pipes are
- * closed.  If the command exits while a background process of its own
- * keeps them open, stop reading a second later.  Returns whether the
- * command was reaped (its wait status then in r->status).
+ * Exchange with a running command until it has ended and been reaped:
+ * its input on stdin (then closed), stdout kept whole, the tail of stderr
+ * kept, until both output pipes are closed (if the command exits while a
+ * background process of its own keeps them open, reading stops a second
+ * later), while enforce_bounds() keeps it within its bounds.  Its wait
+ * status is left in r->status, and in r->stop why it was stopped, if it
+ * was.
  */
-static bool
-exchange_with_command(pid_t pid, CommandPipes *p, const Task *t, CommandResult *r)
+static void
+exchange_with_command(Slot *slot, pid_t pid, CommandPipes *p, const Task *t,
+					  CommandResult *r)
 {
 	bool		reaped = false;
 	double		reaped_at = 0;
-	double		checked_at = mono_now();
+	double		nap = 0.001;	/* between checks once the pipes are closed */
 
 	set_nonblocking(p->in_fd);
 	set_nonblocking(p->out_fd);
@@ -1000,33 +1271,45 @@ exchange_with_command(pid_t pid, CommandPipes *p, const Task *t, CommandResult *
 		close(p->in_fd);
 		p->in_fd = -1;
 	}
-	while (p->out_fd >= 0 || p->err_fd >= 0)
+	while (!reaped || p->out_fd >= 0 || p->err_fd >= 0)
 	{
-		double		now;
+		double		now = mono_now();
+		double		wait_secs;
 
-		if (!serve_pipes(p, t, r))
-			break;
-		now = mono_now();
-		if (!reaped && now - checked_at >= 1.0)
+		/* first: a command that has exited is not stopped */
+		if (!reaped && waitpid(pid, &r->status, WNOHANG) == pid)
 		{
-			checked_at = now;
-			if (waitpid(pid, &r->status, WNOHANG) == pid)
-			{
-				reaped = true;
-				reaped_at = now;
-			}
+			reaped = true;
+			reaped_at = now;
+			/* no signal may reach its process group id any more */
+			pthread_mutex_lock(&state_lock);
+			slot->pid = 0;
+			r->stop = slot->stop;
+			pthread_mutex_unlock(&state_lock);
 		}
-		/* exited, but something it started holds the pipes open */
-		if (reaped && now - reaped_at >= 1.0)
-			break;
+		if (reaped)
+		{
+			/* exited, but something it started may hold the pipes open */
+			wait_secs = reaped_at + 1.0 - now;
+			if (wait_secs <= 0)
+				break;
+		}
+		else
+			wait_secs = enforce_bounds(slot, t, pid, now);
+
+		if (p->out_fd >= 0 || p->err_fd >= 0)
+		{
+			if (!serve_pipes(p, t, r, wait_secs))
+				close_command_pipes(p);
+		}
+		else if (!reaped)
+		{
+			/* the pipes are closed: the command is ending, or closed them */
+			sleep_secs(nap < wait_secs ? nap : wait_secs);
+			nap = nap * 2 > 0.1 ? 0.1 : nap * 2;
+		}
 	}
-	if (p->in_fd >= 0)
-		close(p->in_fd);
-	if (p->out_fd >= 0)
-		close(p->out_fd);
-	if (p->err_fd >= 0)
-		close(p->err_fd);
-	return reaped;
+	close_command_pipes(p);
 }
 
 /*
@@ -1057,13 +1340,8 @@ run_command(Slot *slot, const Task *t, CommandResult *r)
 	pipes.out_fd = out[0];
 	pipes.err_fd = err[0];
 	pipes.written = 0;
-	if (!exchange_with_command(pid, &pipes, t, r))
-	{
-		while (waitpid(pid, &r->status, 0) < 0 && errno == EINTR)
-			;
-	}
+	exchange_with_command(slot, pid, &pipes, t, r);
 	r->duration = mono_now() - start;
-	r->interrupted = set_slot_command(slot, 0);
 }
 
 
@@ -1123,12 +1401,34 @@ log_unreported(const Task *t, const char *outcome, double duration,
 }
 
 /*
+ * Is a task's lease still ours: not found stale by extend_task, and not
+ * ended by our clock?  When it is not, why says so.
+ */
+static bool
+lease_still_ours(const Task *t, char *why, size_t len)
+{
+	bool		ours = false;
+
+	pthread_mutex_lock(&state_lock);
+	if (t->lease_lost)
+		snprintf(why, len, "lease %lld is no longer valid", t->lease);
+	else if (t->lease_end <= mono_now())
+		snprintf(why, len, "lease %lld has ended", t->lease);
+	else
+		ours = true;
+	pthread_mutex_unlock(&state_lock);
+	return ours;
+}
+
+/*
  * Report a task through the reporting connection, with retries, and log
- * the task's line.  kind: 'c' complete (value = output or NULL), 'f' fail
- * (value = error), 'r' requeue.  Returns CALL_REJECTED only when
- * log_rejection is false and the server refused the value itself (SQLSTATE
- * class 22 or 54000: not JSON, too large); the caller then fails the task
- * with the server's message, left in errbuf, and nothing is logged.
+ * the task's line; a task whose lease is no longer ours is not reported
+ * (its result is dropped, as for SQLSTATE 55000).  kind: 'c' complete
+ * (value = output or NULL), 'f' fail (value = error), 'r' requeue.
+ * Returns CALL_REJECTED only when log_rejection is false and the server
+ * refused the value itself (SQLSTATE class 22 or 54000: not JSON, too
+ * large); the caller then fails the task with the server's message, left
+ * in errbuf, and nothing is logged.
  */
 static CallStatus
 report(const Task *t, char kind, const char *value, const char *outcome,
@@ -1143,6 +1443,12 @@ report(const Task *t, char kind, const char *value, const char *outcome,
 	char		sqlstate[6];
 	char		why[64];
 	CallStatus	st;
+
+	if (!lease_still_ours(t, errbuf, errlen))
+	{
+		log_unreported(t, "stale-lease", duration, "result dropped", errbuf);
+		return CALL_STALE;
+	}
 
 	snprintf(job, sizeof(job), "%lld", t->job_id);
 	snprintf(lease, sizeof(lease), "%lld", t->lease);
@@ -1243,14 +1549,284 @@ report_failure(const Task *t, CommandResult *r)
 }
 
 /*
- * Run one task and report its outcome.
+ * Report a command stopped at its task's timeout: fail the task, saying
+ * so, with the tail of its stderr if it wrote any.
+ */
+static void
+report_timeout(const Task *t, CommandResult *r)
+{
+	char	   *msg;
+
+	r->err[r->err_len] = '\0';
+	sanitize_utf8(r->err, r->err_len);
+	trim_trailing_space(r->err);
+	/* whole seconds without an exponent, fractions as they are */
+	msg = psprintf("the command did not finish within the task's timeout of %.*f s and was stopped%s%s%s",
+				   t->timeout == floor(t->timeout) ? 0 : 3, t->timeout,
+				   r->err[0] != '\0' ? "; its standard error: " : "",
+				   r->err_truncated ? "..." : "", r->err);
+	fail_task(t, msg, r->duration);
+	pg_free(msg);
+}
+
+/*
+ * Skip to a JSON value's end.  p is at its first character in valid JSON
+ * (text the server printed); returns NULL at a premature end.
+ */
+static const char *
+json_skip_value(const char *p, const char *end)
+{
+	int			depth = 0;
+
+	if (p >= end)
+		return NULL;
+	if (*p != '"' && *p != '{' && *p != '[')
+	{
+		/* a number, true, false or null */
+		while (p < end && strchr(",}] \t\r\n", *p) == NULL)
+			p++;
+		return p;
+	}
+	while (p < end)
+	{
+		if (*p == '"')
+		{
+			for (p++; p < end && *p != '"'; p++)
+				if (*p == '\\')
+					p++;
+			if (p >= end)
+				return NULL;
+		}
+		else if (*p == '{' || *p == '[')
+			depth++;
+		else if (*p == '}' || *p == ']')
+			depth--;
+		p++;
+		if (depth == 0)
+			return p;
+	}
+	return NULL;
+}
+
+/*
+ * Skip JSON white space.
+ */
+static const char *
+json_skip_space(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+		p++;
+	return p;
+}
+
+/*
+ * The value of member key (a name without escapes) of the JSON object at
+ * p, or NULL.
+ */
+static const char *
+json_member(const char *p, const char *end, const char *key)
+{
+	size_t		keylen = strlen(key);
+
+	p = json_skip_space(p, end);
+	if (p >= end || *p != '{')
+		return NULL;
+	p++;
+	for (;;)
+	{
+		const char *name;
+		const char *name_end;
+
+		p = json_skip_space(p, end);
+		if (p >= end || *p != '"')
+			return NULL;
+		name = p + 1;
+		name_end = json_skip_value(p, end);
+		if (name_end == NULL)
+			return NULL;
+		p = json_skip_space(name_end, end);
+		if (p >= end || *p != ':')
+			return NULL;
+		p = json_skip_space(p + 1, end);
+		if ((size_t) (name_end - 1 - name) == keylen && memcmp(name, key, keylen) == 0)
+			return p;
+		p = json_skip_value(p, end);
+		if (p == NULL)
+			return NULL;
+		p = json_skip_space(p, end);
+		if (p >= end || *p != ',')
+			return NULL;
+		p++;
+	}
+}
+
+/*
+ * The workflow name and version of a task's job, from its input (the job
+ * context: {"job": {..., "version": N, "workflow": "name"}, ...}).  Returns
+ * false when they are not there; *workflow is allocated with pg_malloc.
+ */
+static bool
+job_of_input(const Task *t, char **workflow, int *version)
+{
+	const char *end = t->input + t->input_len;
+	const char *job = json_member(t->input, end, "job");
+	const char *name;
+	const char *name_end;
+	const char *v;
+	char	   *v_end;
+	long		n;
+
+	if (job == NULL)
+		return false;
+	name = json_member(job, end, "workflow");
+	v = json_member(job, end, "version");
+	if (name == NULL || v == NULL || *name != '"')
+		return false;
+	name_end = json_skip_value(name, end);
+	/* workflow names are letters, digits, "_", "-" and "." */
+	if (name_end == NULL || memchr(name, '\\', name_end - name) != NULL)
+		return false;
+	errno = 0;
+	n = strtol(v, &v_end, 10);
+	if (errno != 0 || v_end == v || n < 1 || n > INT_MAX)
+		return false;
+	*workflow = pnstrdup(name + 1, name_end - name - 2);
+	*version = (int) n;
+	return true;
+}
+
+/*
+ * A task's timeout in seconds (0: none), remembered from an earlier task of
+ * the same workflow version (definitions do not change), or read from
+ * workflow.tasks.  Returns false, with errbuf saying why, when it cannot be
+ * known.
+ */
+static bool
+task_timeout(const Task *t, double *timeout, char *errbuf, size_t errlen)
+{
+	char	   *workflow;
+	int			version;
+	char		version_text[16];
+	const char *values[3];
+	TimeoutEntry *e;
+	PGresult   *res;
+	char		sqlstate[6];
+	double		lease_left;
+
+	if (!job_of_input(t, &workflow, &version))
+	{
+		snprintf(errbuf, errlen, "the task's input names no workflow and version");
+		return false;
+	}
+
+	pthread_mutex_lock(&timeout_lock);
+	for (e = timeouts; e != NULL; e = e->next)
+		if (e->version == version && strcmp(e->workflow, workflow) == 0 &&
+			strcmp(e->task, t->name) == 0)
+			break;
+	if (e != NULL)
+		*timeout = e->timeout;
+	pthread_mutex_unlock(&timeout_lock);
+	if (e != NULL)
+	{
+		pg_free(workflow);
+		return true;
+	}
+
+	/* retried while the lease lasts */
+	pthread_mutex_lock(&state_lock);
+	lease_left = t->lease_end - mono_now();
+	pthread_mutex_unlock(&state_lock);
+	snprintf(version_text, sizeof(version_text), "%d", version);
+	values[0] = workflow;
+	values[1] = version_text;
+	values[2] = t->name;
+	if (call_with_retry(&report_conn, TIMEOUT_SQL, 3, values,
+						lease_left > 0 ? lease_left : 0, &res, errbuf, errlen,
+						sqlstate) != CALL_OK)
+	{
+		pg_free(workflow);
+		return false;
+	}
+	if (PQntuples(res) != 1)
+	{
+		snprintf(errbuf, errlen, "workflow \"%s\" version %d has no task \"%s\"",
+				 workflow, version, t->name);
+		PQclear(res);
+		pg_free(workflow);
+		return false;
+	}
+	*timeout = PQgetisnull(res, 0, 0) ? 0 : strtod(PQgetvalue(res, 0, 0), NULL);
+	PQclear(res);
+
+	pthread_mutex_lock(&timeout_lock);
+	if (ntimeouts < MAX_TIMEOUTS_KEPT)
+	{
+		e = pg_malloc(sizeof(TimeoutEntry));
+		e->workflow = workflow;
+		e->version = version;
+		e->task = pg_strdup(t->name);
+		e->timeout = *timeout;
+		e->next = timeouts;
+		timeouts = e;
+		ntimeouts++;
+		workflow = NULL;
+	}
+	pthread_mutex_unlock(&timeout_lock);
+	if (workflow != NULL)
+		pg_free(workflow);
+	return true;
+}
+
+/*
+ * Give a task its deadline: the end of its first lease when it has a
+ * timeout (the claim set that lease to the timeout).  A timeout that cannot
+ * be read is not enforced, and a warning says so.
+ */
+static void
+set_task_deadline(Task *t)
+{
+	double		timeout;
+	char		errbuf[1024];
+
+	if (!task_timeout(t, &timeout, errbuf, sizeof(errbuf)))
+	{
+		log_warning("job=%lld task=%s attempt=%d: the task's timeout is not enforced: could not read it: %s",
+					t->job_id, t->name, t->attempt, errbuf);
+		return;
+	}
+	if (timeout <= 0)
+		return;
+	pthread_mutex_lock(&state_lock);
+	t->timeout = timeout;
+	t->deadline = t->first_lease_end;
+	pthread_mutex_unlock(&state_lock);
+}
+
+/*
+ * Run one task and report its outcome.  A task whose lease is no longer
+ * ours is not run.
  */
 static void
 run_task(Slot *slot, Task *t, bool skip)
 {
 	CommandResult r;
 	char		errbuf[1024];
+	StopReason	stop;
 
+	if (!skip)
+	{
+		set_task_deadline(t);
+		if (!lease_still_ours(t, errbuf, sizeof(errbuf)))
+		{
+			/* a client stopped after its poll, or a long lookup, say */
+			log_unreported(t, "skipped", 0, "command not run", errbuf);
+			return;
+		}
+		pthread_mutex_lock(&state_lock);
+		skip = stopping || slot->stop == STOP_INTERRUPTED;
+		pthread_mutex_unlock(&state_lock);
+	}
 	if (skip)
 	{
 		/* a second signal came before the task started: hand it back */
@@ -1259,6 +1835,7 @@ run_task(Slot *slot, Task *t, bool skip)
 	}
 
 	run_command(slot, t, &r);
+	stop = r.stop;
 
 	if (r.spawn_error != 0)
 	{
@@ -1269,11 +1846,21 @@ run_task(Slot *slot, Task *t, bool skip)
 		fail_task(t, msg, r.duration);
 		pg_free(msg);
 	}
-	else if (r.interrupted)
+	else if (stop == STOP_INTERRUPTED)
 	{
 		/* stopped by a second SIGTERM/SIGINT: not the task's fault */
 		report(t, 'r', NULL, "requeued", r.duration, errbuf, sizeof(errbuf), true);
 	}
+	else if (stop == STOP_LEASE_LOST || stop == STOP_LEASE_ENDED)
+	{
+		/* the task may be someone else's by now */
+		snprintf(errbuf, sizeof(errbuf),
+				 stop == STOP_LEASE_LOST ? "lease %lld is no longer valid" : "lease %lld has ended",
+				 t->lease);
+		log_unreported(t, "stale-lease", r.duration, "command stopped, result dropped", errbuf);
+	}
+	else if (stop == STOP_TIMEOUT)
+		report_timeout(t, &r);
 	else if (WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0)
 		report_success(t, &r);
 	else
@@ -1320,7 +1907,8 @@ worker_main(void *arg)
 			queue_tail = NULL;
 		slot->task = t;
 		slot->pid = 0;
-		slot->interrupted = false;
+		slot->stop = STOP_NONE;
+		slot->killed = false;
 		skip = stopping;
 		pthread_cond_signal(&heartbeat_cond);
 		pthread_mutex_unlock(&state_lock);
@@ -1344,18 +1932,18 @@ worker_main(void *arg)
  */
 
 /*
- * Does a slot still run this task with this lease?  A task is valid only
- * while a slot runs it.  The caller holds state_lock.
+ * The slot that still runs this task with this lease, or NULL.  A task is
+ * valid only while a slot runs it.  The caller holds state_lock.
  */
-static bool
-task_still_running(const Task *t, long long job_id, long long lease)
+static Slot *
+slot_running_task(const Task *t, long long job_id, long long lease)
 {
 	int			i;
 
 	for (i = 0; i < nthreads; i++)
 		if (slots[i].task == t && t->job_id == job_id && t->lease == lease)
-			return true;
-	return false;
+			return &slots[i];
+	return NULL;
 }
 
 /*
@@ -1406,6 +1994,7 @@ extend_lease(Task *t, long long job_id, long long lease)
 	char		sqlstate[6];
 	CallStatus	st;
 	double		now;
+	Slot	   *slot;
 
 	snprintf(job, sizeof(job), "%lld", job_id);
 	snprintf(lease_text, sizeof(lease_text), "%lld", lease);
@@ -1416,7 +2005,8 @@ extend_lease(Task *t, long long job_id, long long lease)
 	now = mono_now();
 
 	pthread_mutex_lock(&state_lock);
-	if (!task_still_running(t, job_id, lease))
+	slot = slot_running_task(t, job_id, lease);
+	if (slot == NULL)
 	{
 		/* it ended meanwhile: t may be freed already */
 	}
@@ -1426,8 +2016,9 @@ extend_lease(Task *t, long long job_id, long long lease)
 	{
 		/* logged under the lock: the worker frees t once it is released */
 		t->lease_lost = true;
-		log_warning("job=%lld task=%s attempt=%d lease %lld lost (its result will be dropped): %s",
+		log_warning("job=%lld task=%s attempt=%d lease %lld lost (its command is stopped and its result dropped): %s",
 					job_id, t->name, t->attempt, lease, errbuf);
+		stop_command_locked(slot, STOP_LEASE_LOST);
 	}
 	else
 	{
@@ -1443,7 +2034,8 @@ extend_lease(Task *t, long long job_id, long long lease)
 
 /*
  * The heartbeat thread: sleep until the earliest moment a running task's
- * lease is half used, then extend it.
+ * lease is half used, then extend it.  A lease that has ended by our clock
+ * is not extended: the task is no longer ours (see the file banner).
  */
 static void *
 heartbeat_main(void *arg)
@@ -1461,7 +2053,7 @@ heartbeat_main(void *arg)
 		{
 			Task	   *t = slots[i].task;
 
-			if (t == NULL || t->lease_lost)
+			if (t == NULL || t->lease_lost || t->lease_end <= now)
 				continue;
 			if (t->next_extend <= now)
 			{
@@ -1548,11 +2140,8 @@ signal_main(void *arg)
 					log_info("%s again: stopping the running commands and handing their tasks back",
 							 sig == SIGTERM ? "SIGTERM" : "SIGINT");
 					for (i = 0; i < nthreads; i++)
-						if (slots[i].pid > 0)
-						{
-							slots[i].interrupted = true;
-							kill(-slots[i].pid, SIGTERM);
-						}
+						if (slots[i].task != NULL)
+							stop_command_locked(&slots[i], STOP_INTERRUPTED);
 				}
 				break;
 		}
@@ -1659,6 +2248,7 @@ task_from_row(const PGresult *res, int i, double now, double real, double offset
 	t->lease_end = now + (expires - (real + offset));
 	if (t->lease_end < now)
 		t->lease_end = now;
+	t->first_lease_end = t->lease_end;
 	t->next_extend = t->lease_start + (t->lease_end - t->lease_start) / 2;
 	return t;
 }
@@ -2063,7 +2653,11 @@ usage(void)
 		   "  -h, --help               print this help, then exit\n\n");
 	printf("The command's environment has WORKFLOW_JOB_ID, WORKFLOW_TASK, WORKFLOW_TASK_TYPE,\n"
 		   "WORKFLOW_ATTEMPT, WORKFLOW_LEASE and WORKFLOW_WORKER_ID.  Leases of long tasks\n"
-		   "are extended while the command runs.\n\n");
+		   "are extended while the command runs.  A command still running at its task's\n"
+		   "timeout, or when its lease ends or is no longer valid, is stopped (SIGTERM to\n"
+		   "its process group, SIGKILL %.0f s later): the task then fails, or its result\n"
+		   "is dropped.  A task whose lease has ended is not started.  On Linux and FreeBSD\n"
+		   "the commands are killed when the client is.\n\n", STOP_GRACE_SECS);
 	printf("Signals: SIGUSR1 pauses polling, SIGUSR2 resumes it.  SIGTERM or SIGINT drains:\n"
 		   "no more polling, the running tasks are finished and reported, then exit 0;\n"
 		   "a second one stops the running commands and hands their tasks back.\n\n");
@@ -2364,8 +2958,9 @@ ensure_standard_fds(void)
 
 /*
  * Ignore SIGPIPE (writes to a command that stopped reading fail with EPIPE
- * instead) and block the signals the signal thread takes, in this thread
- * and so in every thread started after.  *set gets those signals.
+ * instead), make sure SIGCHLD is not ignored (the commands would then not
+ * be waited for), and block the signals the signal thread takes, in this
+ * thread and so in every thread started after.  *set gets those signals.
  */
 static void
 block_signals(sigset_t *set)
@@ -2373,6 +2968,8 @@ block_signals(sigset_t *set)
 	struct sigaction sa;
 
 	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	sigaction(SIGCHLD, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 	sigemptyset(set);
