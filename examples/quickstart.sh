@@ -5,33 +5,55 @@
 # extension, starts a throwaway cluster as the postgres OS user with the
 # extension preloaded, runs examples/order.sql with workflow-worker doing its
 # payment step (examples/charge.pl), and stops the cluster.
-# Pass --keep to leave the cluster running for psql.
+# Pass --keep to leave the cluster running for psql; the script then prints
+# the commands to connect and to stop it.
+#
+# Environment:
+#   PGPORT_QUICKSTART  port of the cluster (default 5433); it listens on a
+#                      Unix socket in its own directory only, no TCP
+#   PG_CONFIG          the PostgreSQL to build for and run (default: the
+#                      pg_config on PATH, else Debian's PostgreSQL 15)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 keep=no
 [ "${1:-}" = "--keep" ] && keep=yes
 
-if [ "$(id -u)" = 0 ]; then
+root=no
+[ "$(id -u)" = 0 ] && root=yes
+
+if [ "$root" = yes ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends \
         build-essential postgresql-15 postgresql-server-dev-15 libpq-dev perl >/dev/null
 fi
-if ! command -v pg_config >/dev/null && [ -x /usr/lib/postgresql/15/bin/pg_config ]; then
-    export PATH=/usr/lib/postgresql/15/bin:$PATH
+if [ -z "${PG_CONFIG:-}" ]; then
+    if command -v pg_config >/dev/null; then
+        PG_CONFIG=$(command -v pg_config)
+    else
+        PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+    fi
 fi
-bindir=$(pg_config --bindir)
+bindir=$("$PG_CONFIG" --bindir)
 
-make -s
-make -s install
-
-as_pg() {
-    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
+make -s PG_CONFIG="$PG_CONFIG"
+make -s PG_CONFIG="$PG_CONFIG" install
 
 dir=$(mktemp -d /tmp/workflow-quickstart.XXXXXX)
-[ "$(id -u)" = 0 ] && chown postgres "$dir"
 port=${PGPORT_QUICKSTART:-5433}
+# the files the postgres OS user reads, also when the clone is in /root
+cp examples/order.sql examples/charge.pl "$dir/"
+[ "$root" = yes ] && chown -R postgres "$dir"
+
+# Run a command as the postgres OS user (as root), in the cluster's
+# directory.  runuser stays the command's parent; see below for the worker.
+as_pg() {
+    if [ "$root" = yes ]; then
+        (cd "$dir" && runuser -u postgres -- "$@")
+    else
+        (cd "$dir" && "$@")
+    fi
+}
 
 as_pg "$bindir/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
 cat >> "$dir/data/postgresql.conf" <<CONF
@@ -54,26 +76,34 @@ trap stop EXIT
 as_pg "$bindir/psql" -X -h "$dir" -p "$port" -U postgres -d postgres -q \
     -c 'CREATE EXTENSION workflow'
 
-# the external payment step: workflow-worker runs examples/charge.pl per task
-as_pg "$bindir/workflow-worker" -d "host=$dir port=$port user=postgres dbname=postgres" \
-    -t payment -n 2 --worker-id quickstart-worker -- "$PWD/examples/charge.pl" \
-    2> "$dir/worker.log" &
+# The external payment step: workflow-worker runs charge.pl once per task.
+# As root it runs as postgres through setpriv, which executes it in its own
+# process: $worker is workflow-worker itself, the SIGTERM below goes to it
+# alone, and no runuser or su in between reports a "session terminated".
+worker_cmd=("$bindir/workflow-worker" -d "host=$dir port=$port user=postgres dbname=postgres"
+            -t payment -n 2 --worker-id quickstart-worker -- "$dir/charge.pl")
+if [ "$root" = yes ]; then
+    (cd "$dir" && exec setpriv --reuid=postgres --regid=postgres --init-groups --reset-env \
+        "${worker_cmd[@]}") 2> "$dir/worker.log" &
+else
+    "${worker_cmd[@]}" 2> "$dir/worker.log" &
+fi
 worker=$!
 
-as_pg "$bindir/psql" -X -h "$dir" -p "$port" -U postgres -d postgres -q \
-    -f examples/order.sql
+as_pg "$bindir/psql" -X -h "$dir" -p "$port" -U postgres -d postgres -q -f order.sql
 
-# drain the worker (SIGTERM: it finishes running tasks and exits 0); when
-# started through runuser, the signal goes to runuser's child
-targets=$(cat /proc/"$worker"/task/*/children 2>/dev/null)
-kill -TERM ${targets:-$worker} 2>/dev/null || true
-wait "$worker" || true
+# drain the worker: on SIGTERM it finishes its running tasks and exits 0
+kill -TERM "$worker" 2>/dev/null || true
+wait "$worker" || echo "workflow-worker exited with status $?"
 echo
 echo "workflow-worker's log:"
 cat "$dir/worker.log"
 
 if [ "$keep" = yes ]; then
+    stop_cmd="$bindir/pg_ctl -D $dir/data stop"
+    # pg_ctl refuses root; from /tmp it has a working directory it may read
+    [ "$root" = yes ] && stop_cmd="(cd /tmp && runuser -u postgres -- $stop_cmd)"
     echo
-    echo "The cluster keeps running:  psql -h $dir -p $port -U postgres"
-    echo "Stop it with:               $bindir/pg_ctl -D $dir/data stop"
+    echo "The cluster keeps running:  $bindir/psql -h $dir -p $port -U postgres"
+    echo "Stop it with:               $stop_cmd && rm -rf $dir"
 fi

@@ -49,12 +49,12 @@ SELECT name, version, timeout, max_attempts, initial_delay, max_delay, on_stale,
 -- one row per task and chain, 0-based positions within each phase
 SELECT s.phase, s.position, s.name, s.kind, s.task_type, s.wait_for, s.attempts,
        s.backoff, s.delay, s.max_delay, s.timeout
-  FROM workflow.steps s JOIN workflow.workflows w ON w.id = s.workflow_id
+  FROM workflow.tasks s JOIN workflow.workflows w ON w.id = s.workflow_id
  WHERE w.name = 'def_full'
  ORDER BY s.phase, s.position;
 
 SELECT s.phase, s.position, s.sql, s.fallback
-  FROM workflow.steps s JOIN workflow.workflows w ON w.id = s.workflow_id
+  FROM workflow.tasks s JOIN workflow.workflows w ON w.id = s.workflow_id
  WHERE w.name = 'def_full' AND s.kind = 'sql'
  ORDER BY s.phase, s.position;
 
@@ -68,7 +68,7 @@ SELECT name, version, timeout, max_attempts, initial_delay, max_delay, on_stale,
   FROM workflow.workflows WHERE name = 'def_min';
 SELECT s.phase, s.position, s.name, s.kind, s.sql, s.task_type, s.wait_for, s.attempts,
        s.backoff, s.delay, s.max_delay, s.timeout, s.fallback
-  FROM workflow.steps s JOIN workflow.workflows w ON w.id = s.workflow_id
+  FROM workflow.tasks s JOIN workflow.workflows w ON w.id = s.workflow_id
  WHERE w.name = 'def_min';
 
 -- The workflow timeout as interval text, as a number of seconds, and 0 (none);
@@ -81,11 +81,11 @@ SELECT name, timeout, max_attempts, initial_delay, max_delay, on_stale
   FROM workflow.workflows WHERE name IN ('def_secs', 'def_frac', 'def_none', 'def_nulls')
  ORDER BY name;
 SELECT w.name, count(s.*) AS steps
-  FROM workflow.workflows w LEFT JOIN workflow.steps s ON s.workflow_id = w.id
+  FROM workflow.workflows w LEFT JOIN workflow.tasks s ON s.workflow_id = w.id
  WHERE w.name IN ('def_secs', 'def_frac', 'def_none', 'def_nulls')
  GROUP BY w.name ORDER BY w.name;
 SELECT s.name, s.attempts, s.backoff, s.delay
-  FROM workflow.steps s JOIN workflow.workflows w ON w.id = s.workflow_id
+  FROM workflow.tasks s JOIN workflow.workflows w ON w.id = s.workflow_id
  WHERE w.name = 'def_nulls';
 
 -- Names: letters, digits, "_", "-" and "." up to 128 characters
@@ -102,7 +102,7 @@ SELECT workflow.create_workflow('{"name": "def_ver", "chain": [{"name": "one", "
 SELECT name, version FROM workflow.workflows WHERE name = 'def_ver' ORDER BY version;
 -- each version keeps its own tasks
 SELECT w.version, s.position, s.name
-  FROM workflow.steps s JOIN workflow.workflows w ON w.id = s.workflow_id
+  FROM workflow.tasks s JOIN workflow.workflows w ON w.id = s.workflow_id
  WHERE w.name = 'def_ver' ORDER BY w.version, s.position;
 -- create_job uses the latest version unless one is given
 SELECT workflow.create_job('def_ver') AS latest \gset
@@ -326,7 +326,7 @@ SELECT workflow.create_workflow('{"name": "def_x", "chain": [{"name": "a", "sql"
 -- a whole number written with a fraction or an exponent is a whole number
 SELECT workflow.create_workflow('{"name": "def_num", "max_attempts": 2.0, "chain": [{"name": "a", "sql": "select 1", "attempts": 1e2}]}');
 SELECT w.max_attempts, s.attempts
-  FROM workflow.workflows w JOIN workflow.steps s ON s.workflow_id = w.id
+  FROM workflow.workflows w JOIN workflow.tasks s ON s.workflow_id = w.id
  WHERE w.name = 'def_num';
 
 -- backoff
@@ -362,7 +362,7 @@ SELECT workflow.create_workflow('{"name": "def_x", "chain": [{"name": "a", "task
 -- cast: it is rounded to microseconds, i.e. no delay
 BEGIN;
 SELECT workflow.create_workflow('{"name": "def_tiny", "chain": [{"name": "a", "sql": "select 1", "delay": 1e-400}]}');
-SELECT delay FROM workflow.steps s JOIN workflow.workflows w ON w.id = s.workflow_id WHERE w.name = 'def_tiny';
+SELECT delay FROM workflow.tasks s JOIN workflow.workflows w ON w.id = s.workflow_id WHERE w.name = 'def_tiny';
 ROLLBACK;
 
 -- workflow-level fields
@@ -481,5 +481,5 @@ SELECT workflow.drop_workflow(name)
  ORDER BY name;
 SELECT count(*) FROM workflow.workflows WHERE name LIKE 'def\_%' OR name LIKE 'Def.%';
 -- no step is left without its workflow
-SELECT count(*) FROM workflow.steps s
+SELECT count(*) FROM workflow.tasks s
  WHERE NOT EXISTS (SELECT 1 FROM workflow.workflows w WHERE w.id = s.workflow_id);

@@ -248,7 +248,7 @@ SELECT workflow.register_runner('rp-sweeper', 'sweeper');
 INSERT INTO workflow.runners (id, kind, pid, owner)
 VALUES ('rp-bg', 'runner', pg_backend_pid(), to_regrole(current_user)),
        ('rp-sweeper', 'sweeper', pg_backend_pid(), to_regrole(current_user));
-SELECT id, kind, idle, pid = pg_backend_pid() AS my_pid,
+SELECT id, kind, pid = pg_backend_pid() AS my_pid,
        owner = to_regrole(current_user) AS mine FROM workflow.runners
  WHERE id IN ('rp-ext', 'rp-bg', 'rp-sweeper') ORDER BY id;
 -- heartbeat

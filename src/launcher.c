@@ -74,6 +74,15 @@
  * terminated by the next launcher, which then starts fresh ones; a runner
  * terminated that way hands its in-flight job back to the queue.
  *
+ * A worker the launcher cannot start (RegisterDynamicBackgroundWorker
+ * finds no free background worker slot: max_worker_processes is too low
+ * for the launcher, the sweeper, workflow.runners runners and whatever
+ * else the server runs) is tried again every 5 s; until it starts, its
+ * slot is marked start_failed in shared memory.  workflow.runner_status
+ * shows such a worker as a row with the reason (through
+ * workflow._in_server_workers(), below), so that a shortfall is seen
+ * where runners are looked at, not only in the server log.
+ *
  * Copyright (c) 2026, the workflow developers
  *
  *-------------------------------------------------------------------------
@@ -86,6 +95,9 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_database.h"
+#include "commands/dbcommands.h"
+#include "funcapi.h"
+#include "utils/snapmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -185,7 +197,10 @@ static int	fill_next = 0;			/* round robin of the idle fill */
 static bool register_failure_logged = false;
 static bool full_logged = false;
 
+PG_FUNCTION_INFO_V1(workflow_in_server_workers);
+
 static void launcher_detach(int code, Datum arg);
+static void set_start_failed(int slot, bool failed);
 static void terminate_leftover_workers(void);
 static void launcher_pass(void);
 static void reap_workers(TimestampTz now);
@@ -253,6 +268,7 @@ workflow_launcher_main(Datum main_arg)
 {
 	MemoryContext pass_context;
 	HASHCTL		ctl;
+	int			i;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
@@ -265,6 +281,8 @@ workflow_launcher_main(Datum main_arg)
 	workflow_require_shmem();
 	SpinLockAcquire(&WorkflowShmem->mutex);
 	WorkflowShmem->launcher = MyProc;
+	for (i = 0; i < WF_NUM_SLOTS; i++)
+		WorkflowShmem->slots[i].start_failed = false;
 	SpinLockRelease(&WorkflowShmem->mutex);
 	on_shmem_exit(launcher_detach, (Datum) 0);
 
@@ -1165,6 +1183,7 @@ start_worker(int slot, Oid dboid)
 	{
 		lslots[slot].handle = NULL;
 		lslots[slot].next_start = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
+		set_start_failed(slot, true);
 		if (!register_failure_logged)
 			ereport(WARNING,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
@@ -1173,8 +1192,118 @@ start_worker(int slot, Oid dboid)
 		register_failure_logged = true;
 		return;
 	}
+	set_start_failed(slot, false);
 	register_failure_logged = false;
 	lslots[slot].dboid = dboid;
 	lslots[slot].stopping = false;
 	lslots[slot].started_at = GetCurrentTimestamp();
+}
+
+/*
+ * Record in shared memory whether the worker of a slot could not be
+ * started, for workflow._in_server_workers().
+ */
+static void
+set_start_failed(int slot, bool failed)
+{
+	SpinLockAcquire(&WorkflowShmem->mutex);
+	WorkflowShmem->slots[slot].start_failed = failed;
+	SpinLockRelease(&WorkflowShmem->mutex);
+}
+
+/*
+ * workflow._in_server_workers() returns setof (id text, kind text, pid
+ * integer, started_at timestamptz, problem text): the in-server workers of
+ * this database as the launcher and the workers record them in shared
+ * memory, for workflow.runner_status.  A row per live worker connected to
+ * this database (its pid, and when its process took the slot; problem
+ * NULL), and a row per worker that should run and does not, with the
+ * reason in problem: a runner of the pool the launcher found no free
+ * background worker slot for (the pool serves every database, so every
+ * served database shows it), or, when the launcher is not running, this
+ * database's sweeper.  Empty in a database that workflow.database does not
+ * list, and when the library was not preloaded.
+ *
+ * Shared memory is readable whatever the caller's privileges, unlike the
+ * rows of pg_stat_activity of other roles' backends: the view tells every
+ * role that may read it (administrators above all) which in-server
+ * workers are alive.  It reveals nothing else: ids, pids and start times
+ * of the extension's own workers.
+ */
+Datum
+workflow_in_server_workers(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *dbname;
+	bool		launcher_running;
+	bool		sweeper_seen = false;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (WorkflowShmem == NULL || workflow_database == NULL)
+		return (Datum) 0;
+	dbname = get_database_name(MyDatabaseId);
+	if (dbname == NULL || !workflow_database_listed(dbname))
+		return (Datum) 0;
+
+	SpinLockAcquire(&WorkflowShmem->mutex);
+	launcher_running = WorkflowShmem->launcher != NULL;
+	SpinLockRelease(&WorkflowShmem->mutex);
+
+	for (i = WF_FIRST_RUNNER_SLOT; i < WF_NUM_SLOTS; i++)
+	{
+		WorkflowWorkerSlot *s = &WorkflowShmem->slots[i];
+		bool		sweeper = WF_IS_SWEEPER_SLOT(i);
+		pid_t		pid;
+		Oid			dboid;
+		TimestampTz started_at;
+		bool		start_failed;
+		char		id[NAMEDATALEN];
+		Datum		values[5];
+		bool		nulls[5] = {false, false, false, false, false};
+
+		if (!sweeper && i > workflow_runners && WorkflowShmem->slots[i].pid == 0)
+			continue;
+		SpinLockAcquire(&WorkflowShmem->mutex);
+		pid = s->pid;
+		dboid = s->dboid;
+		started_at = s->started_at;
+		start_failed = s->start_failed;
+		SpinLockRelease(&WorkflowShmem->mutex);
+
+		if (sweeper)
+			strlcpy(id, "sweeper", sizeof(id));
+		else
+			workflow_runner_id(i, id, sizeof(id));
+		values[0] = CStringGetTextDatum(id);
+		values[1] = CStringGetTextDatum(sweeper ? "sweeper" : "runner");
+
+		if (pid != 0 && dboid == MyDatabaseId)
+		{
+			values[2] = Int32GetDatum((int32) pid);
+			values[3] = TimestampTzGetDatum(started_at);
+			nulls[4] = true;
+			sweeper_seen |= sweeper;
+		}
+		else if (pid == 0 && !sweeper && launcher_running && start_failed)
+		{
+			nulls[2] = nulls[3] = true;
+			values[4] = CStringGetTextDatum(psprintf("not started: no background worker slot free; raise max_worker_processes (now %d) or lower workflow.runners",
+													 max_worker_processes));
+		}
+		else
+			continue;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	if (!launcher_running && !sweeper_seen)
+	{
+		Datum		values[5];
+		bool		nulls[5] = {false, false, true, true, false};
+
+		values[0] = CStringGetTextDatum("sweeper");
+		values[1] = CStringGetTextDatum("sweeper");
+		values[4] = CStringGetTextDatum("not started: the workflow launcher is not running");
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

@@ -3,7 +3,7 @@
  * names.c
  *		The words that cross the boundary between the C code and the SQL of
  *		the extension: task outcomes (workflow.outcome), phases
- *		(workflow.phase) and task kinds (workflow.steps.kind).
+ *		(workflow.phase) and task kinds (workflow.tasks.kind).
  *
  * Each is a C enum in workflow.h whose values are in the order of the SQL
  * enum's labels, with one name table here, as pg_cron keeps CronStatus and
@@ -46,7 +46,7 @@ const char *const WorkflowPhaseNames[] = {
 StaticAssertDecl(lengthof(WorkflowPhaseNames) == WF_NUM_PHASES,
 				 "WorkflowPhaseNames must name every WorkflowPhase");
 
-/* the values of workflow.steps.kind, in the order of WorkflowTaskKind */
+/* the values of workflow.tasks.kind, in the order of WorkflowTaskKind */
 const char *const WorkflowTaskKindNames[] = {
 	[WF_KIND_NONE] = "none",
 	[WF_KIND_SQL] = "sql",
@@ -74,7 +74,7 @@ workflow_phase_from_name(const char *name)
 }
 
 /*
- * The WorkflowTaskKind of a value of workflow.steps.kind; NULL (no task)
+ * The WorkflowTaskKind of a value of workflow.tasks.kind; NULL (no task)
  * is WF_KIND_NONE.  Anything else is refused by the table's CHECK: elog.
  */
 WorkflowTaskKind

@@ -23,8 +23,11 @@
  * sleep, as SnapshotResetXmin() does when no snapshot is left; the next
  * snapshot taken after the wake-up advertises a new one.  In any other
  * form of call the wait still works but keeps the statement's snapshot.
- * The claim writes nothing until it finds a task, so no transaction id is
- * held while waiting either.
+ * Each claim of a long poll runs in a subtransaction, rolled back when it
+ * gets nothing, so the poll never sleeps holding row locks; nor does it
+ * sleep holding a transaction id that a claim gave it (it returns empty
+ * instead).  A transaction that had an id before the call keeps it while
+ * the poll sleeps.
  *
  * Callers.  workflow.poll_tasks() is the C entry point of src/api.c, which
  * calls this function, workflow._poll_tasks(..., p_caller oid), with the
@@ -60,6 +63,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/portal.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
@@ -91,6 +95,8 @@ static void check_worker(const PollRequest *req);
 static void check_names(const PollRequest *req);
 static SPIPlanPtr prepare_claim(void);
 static int	claim_once(SPIPlanPtr plan, const PollRequest *req, ReturnSetInfo *rsinfo);
+static int	claim_in_subtransaction(SPIPlanPtr plan, const PollRequest *req,
+									ReturnSetInfo *rsinfo, bool *stop);
 static void wait_for_work(SPIPlanPtr plan, const PollRequest *req, bool may_clear_xmin,
 						  ReturnSetInfo *rsinfo);
 static long sleep_ms(const PollRequest *req);
@@ -272,12 +278,13 @@ wait_for_work(SPIPlanPtr plan, const PollRequest *req, bool may_clear_xmin,
 	for (;;)
 	{
 		long		remaining;
+		bool		stop;
 
 		/* announce, then look, then sleep: no wake-up is lost */
 		workflow_wait_begin(queue);
 		ResetLatch(MyLatch);
 
-		if (claim_once(plan, req, rsinfo) > 0)
+		if (claim_in_subtransaction(plan, req, rsinfo, &stop) > 0 || stop)
 			break;
 		remaining = sleep_ms(req);
 		if (remaining <= 0)
@@ -291,6 +298,42 @@ wait_for_work(SPIPlanPtr plan, const PollRequest *req, bool may_clear_xmin,
 		CHECK_FOR_INTERRUPTS();
 	}
 	workflow_wait_end();
+}
+
+/*
+ * One claim of the long poll, in a subtransaction of its own.  A claim
+ * that gets nothing may still hold row locks: SKIP LOCKED locks a row
+ * before it checks it again at its latest version, so a job another
+ * worker claimed and committed meanwhile stays locked though it is
+ * skipped, and so does a job whose target turned out to be held.  Sleeping
+ * with those locks would make that worker's report of the job wait for the
+ * whole wait.  A claim that gets nothing is therefore rolled back, which
+ * releases its locks; and when it gave the transaction its first
+ * transaction id, which the rollback cannot take back, *stop is set: the
+ * poll returns now, empty, rather than sleep holding an id (the worker
+ * polls again in a new transaction).
+ */
+static int
+claim_in_subtransaction(SPIPlanPtr plan, const PollRequest *req, ReturnSetInfo *rsinfo,
+						bool *stop)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	bool		had_xid = TransactionIdIsValid(GetTopTransactionIdIfAny());
+	int			n;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	/* an error goes up: the transaction's abort rolls this back too */
+	n = claim_once(plan, req, rsinfo);
+	if (n > 0)
+		ReleaseCurrentSubTransaction();
+	else
+		RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(oldcontext);
+	CurrentResourceOwner = oldowner;
+	*stop = n == 0 && !had_xid && TransactionIdIsValid(GetTopTransactionIdIfAny());
+	return n;
 }
 
 /*
@@ -345,7 +388,7 @@ touch_worker(const PollRequest *req)
 
 	values[0] = PointerGetDatum(req->worker_id);
 	values[1] = ObjectIdGetDatum(req->caller);
-	if (SPI_execute_with_args("SELECT workflow._touch_worker($1, $2)",
+	if (SPI_execute_with_args("SELECT workflow._external_heartbeat($1, $2)",
 							  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not register the worker");
 }

@@ -5,23 +5,19 @@
  *		worker reports a task, or a batch of tasks, done.
  *
  * A worker that polls a batch of tasks reports each of them, so this is
- * the hottest function of the external protocol.  The general rules live
- * in SQL (workflow._complete_task_general: stale leases, idempotent repeats,
- * targets, fallbacks, the onerror and oncancel chains); this file handles
- * the common case without PL/pgSQL and hands every other case to it:
+ * the hottest function of the external protocol.  The edge itself has one
+ * author, workflow._tasks_succeeded (src/sql/30_state_machine.sql), whose
+ * body this file executes as a kept statement (src/plans.c):
  *
- *	- the job is running under the given lease, in the main chain, not in a
- *	  fallback and without a target: it is locked (FOR NO KEY UPDATE, the
- *	  same lock as the SQL path takes), then one statement records the
- *	  task's run and either ends the job as succeeded (the last task) or
- *	  queues it at its next task, exactly as workflow._step_succeeded()
- *	  does; the runners or the workers of the next task's type are woken at
- *	  commit;
- *	- anything else, including a lease that is no longer current, goes to
- *	  workflow._complete_task_general(), which takes the same lock again
- *	  (a no-op for the lock holder) and decides.
+ *	- the tasks of jobs running under the lease given are moved on by it,
+ *	  all those of a complete_tasks() call in one execution, locked in the
+ *	  order given: the run recorded, the job queued at its next task (its
+ *	  executor woken at commit) or ended;
+ *	- anything else (a lease that is no longer current, an idempotent
+ *	  repeat, a NULL argument) goes to workflow._complete_task_general,
+ *	  which refuses or accepts the call by the rules of the protocol.
  *
- * Then the worker's heartbeat is recorded (workflow._runner_seen), once
+ * Then the worker's heartbeat is recorded (workflow._external_heartbeat), once
  * per transaction.
  *
  * Callers.  workflow.complete_task() and complete_tasks() are the C entry
@@ -30,20 +26,18 @@
  * argument.  A lease alone does not let a role report a task: the task
  * must have been claimed under a runner id of that role (or the caller is
  * a member of workflow_admin).  The general path checks this before it
- * changes anything (workflow._leased_job).  The usual case checks it once
- * per runner id and transaction, with the heartbeat that reads the
+ * changes anything (workflow._leased_job).  The jobs running under their
+ * lease are checked once per runner id and transaction, with the heartbeat that reads the
  * runner's row anyway, right after its statement: a refused call raises
  * an error there, which undoes everything the statement did, and the
  * batch costs no lookup per task.
  *
- * complete_tasks() does the same for a batch, with the usual cases of the
- * whole batch in one statement: a worker that polled 100 tasks reports
+ * complete_tasks() does the same for a batch, with the jobs running under
+ * their lease in one statement: a worker that polled 100 tasks reports
  * them with one statement's executor start-up, index preparation and
  * plan-cache check instead of 100.
  *
- * The statements are prepared once per backend and kept; PostgreSQL's plan
- * cache re-plans them when the tables or functions they use change (a
- * DROP and CREATE EXTENSION included), since their text names them.
+ * The statements are prepared once per backend and kept (src/plans.c).
  *
  * Copyright (c) 2026, the workflow developers
  *
@@ -80,11 +74,11 @@ static bool seen_in_this_transaction(const char *worker, Oid caller);
 static void remember_seen(const char *worker, Oid caller);
 static void forget_heartbeat_on_abort(SubXactEvent event, SubTransactionId mySubid,
 									  SubTransactionId parentSubid, void *arg);
-static uint64 after_fast(bool *done, Oid caller);
+static void complete_running(int n, Datum *ids, Datum *leases, Datum *outputs,
+							 bool *outputs_null, const int *positions, bool *done, Oid caller);
 static void record_heartbeat(const char *worker, Oid caller);
 static bool complete_general(Datum job_id, bool job_null, Datum lease, bool lease_null,
 							 Datum output, bool output_null, Oid caller);
-static uint64 fast_one(Datum job_id, Datum lease, Datum output, bool output_null, Oid caller);
 static Oid	report_caller(FunctionCallInfo fcinfo);
 
 
@@ -153,93 +147,58 @@ report_caller(FunctionCallInfo fcinfo)
 }
 
 /*
- * The usual case of a completion in one statement, after a CTE `o' of the
- * jobs to complete (id, workflow_id, step, attempt, task_attempt,
- * runner_id, claimed_at, lease, output, n), locked: record the run of each
- * job's task (_record_run); end the job as succeeded (_terminate) or queue
- * it at its next task (_enqueue_step).  Returns, per job in the order of
- * n: n, whether it was queued, the next task's type and the worker.
- */
-#define COMPLETE_SQL_TAIL \
-	"c AS (" \
-	"  SELECT o.*, cs.name, ns.position AS next_position, ns.task_type AS next_type " \
-	"    FROM o " \
-	"    JOIN workflow.steps cs ON cs.workflow_id = o.workflow_id " \
-	"         AND cs.phase = 'chain' AND cs.position = o.step " \
-	"    LEFT JOIN workflow.steps ns ON ns.workflow_id = o.workflow_id " \
-	"         AND ns.phase = 'chain' AND ns.position = o.step + 1), " \
-	"run AS (" \
-	"  INSERT INTO workflow.task_runs " \
-	"      (job_id, job_attempt, phase, step, task, attempt, fallback, status, " \
-	"       runner_id, lease, started_at, output) " \
-	"  SELECT c.id, c.attempt, 'chain', c.step, c.name, c.task_attempt, false, " \
-	"         'succeeded', c.runner_id, c.lease, coalesce(c.claimed_at, pg_catalog.now()), c.output " \
-	"    FROM c ORDER BY c.n), " \
-	"upd AS (" \
-	"  UPDATE workflow.jobs j " \
-	"     SET execution = CASE WHEN c.next_position IS NULL THEN 'succeeded' " \
-	"                          ELSE 'queued' END::workflow.execution, " \
-	"         result = CASE WHEN c.next_position IS NULL THEN c.output ELSE j.result END, " \
-	"         error = CASE WHEN c.next_position IS NULL THEN NULL ELSE j.error END, " \
-	"         finished_at = CASE WHEN c.next_position IS NULL " \
-	"                            THEN pg_catalog.clock_timestamp() " \
-	"                            ELSE j.finished_at END, " \
-	"         step = coalesce(c.next_position, j.step), " \
-	"         task_attempt = CASE WHEN c.next_position IS NULL THEN j.task_attempt " \
-	"                             ELSE 1 END, " \
-	"         run_at = CASE WHEN c.next_position IS NULL THEN j.run_at " \
-	"                       ELSE pg_catalog.now() END, " \
-	"         runner_id = CASE WHEN c.next_position IS NULL THEN j.runner_id END, " \
-	"         claimed_at = CASE WHEN c.next_position IS NULL THEN j.claimed_at END, " \
-	"         task_type = c.next_type, " \
-	"         lease = NULL, lease_expires_at = NULL, in_fallback = false " \
-	"    FROM c " \
-	"   WHERE j.id = c.id) " \
-	"SELECT c.n, c.next_position IS NOT NULL, c.next_type, c.runner_id FROM c ORDER BY c.n"
-
-/* the jobs of the usual case: running under the lease, main chain, no target */
-#define COMPLETE_SQL_SIMPLE_JOB \
-	"(j.execution = 'running') IS TRUE " \
-	"AND j.phase = 'chain' AND NOT j.in_fallback AND j.target IS NULL "
-
-/*
- * After the fast statement: wake whoever runs the next task of each job
- * it queued, and record the heartbeat of the workers that reported, which
+ * Move on the jobs of the completions given in arrays, by the edge's
+ * author, and record the heartbeat of the workers that reported, which
  * refuses (an error: the statement's changes are undone) a task claimed
- * under a runner id that is not the caller's.  Returns the number of rows
- * of the statement's result (SPI_tuptable), whose first column is each
- * job's position in the call, marked in done[] (1-based) when given.
+ * under a runner id that is not the caller's.  positions[k] is the
+ * 0-based position in the call of the k-th completion given; done[] is
+ * marked at the positions of the jobs moved.
  */
-static uint64
-after_fast(bool *done, Oid caller)
+static void
+complete_running(int n, Datum *ids, Datum *leases, Datum *outputs, bool *outputs_null,
+				 const int *positions, bool *done, Oid caller)
 {
-	SPITupleTable *tuptable = SPI_tuptable;
-	uint64		nrows = SPI_processed;
-	bool		isnull;
+	static WorkflowFunctionPlan plan;
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', 'n', 'n', ' ', ' '};
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	SPITupleTable *tuptable;
+	uint64		nrows;
 
+	values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, true, TYPALIGN_DOUBLE));
+	values[1] = PointerGetDatum(construct_array(leases, n, INT8OID, 8, true, TYPALIGN_DOUBLE));
+	values[2] = PointerGetDatum(construct_md_array(outputs, outputs_null, 1, dims, lbs,
+												   JSONBOID, -1, false, TYPALIGN_INT));
+	values[3] = values[4] = (Datum) 0;
+	values[5] = BoolGetDatum(false);
+	/* a report of an external worker: only a job at an external task */
+	values[6] = BoolGetDatum(true);
+	if (SPI_execute_plan(workflow_keep_function_plan(&plan, WF_TASKS_SUCCEEDED),
+						 values, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not record the success of %d tasks", n);
+
+	tuptable = SPI_tuptable;
+	nrows = SPI_processed;
 	for (uint64 i = 0; i < nrows; i++)
 	{
 		HeapTuple	row = tuptable->vals[i];
 		TupleDesc	desc = tuptable->tupdesc;
+		bool		isnull;
+		int64		k = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
 
-		if (done != NULL)
-			done[DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull)) - 1] = true;
-		if (DatumGetBool(SPI_getbinval(row, desc, 2, &isnull)))
-		{
-			/* queued at its next task: wake whoever runs it */
-			workflow_require_shmem();
-			workflow_wake_queue_at_commit(workflow_queue_hash(SPI_getvalue(row, desc, 3)), 1);
-		}
+		if (k < 1 || k > n)
+			elog(ERROR, "workflow._tasks_succeeded returned position " INT64_FORMAT " of %d", k, n);
+		done[positions[k - 1]] = true;
 		/* runs a statement, but the rows read here stay until SPI_finish */
-		record_heartbeat(SPI_getvalue(row, desc, 4), caller);
+		record_heartbeat(SPI_getvalue(row, desc, 3), caller);
 	}
-	return nrows;
 }
 
 /*
  * Record the heartbeat of an external worker that reported, once per
  * transaction and role: a worker reporting a batch of tasks in one
- * transaction is seen at the first of them.  workflow._runner_seen raises
+ * transaction is seen at the first of them.  workflow._external_heartbeat raises
  * an error when `caller' may not use the worker id; a task without a
  * worker is reported by administrators only.
  */
@@ -264,7 +223,7 @@ record_heartbeat(const char *worker, Oid caller)
 	}
 	if (seen_in_this_transaction(worker, caller))
 		return;
-	workflow_keep_plan(&seen_plan, "SELECT workflow._runner_seen($1, $2)", 2, argtypes);
+	workflow_keep_plan(&seen_plan, "SELECT workflow._external_heartbeat($1, $2)", 2, argtypes);
 	values[0] = CStringGetTextDatum(worker);
 	if (SPI_execute_plan(seen_plan, values, nulls, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not record the heartbeat of worker \"%s\"", worker);
@@ -308,6 +267,7 @@ Datum
 workflow_complete_task(PG_FUNCTION_ARGS)
 {
 	bool		result = true;
+	bool		done = false;
 	Oid			caller = report_caller(fcinfo);
 
 	if (!PG_ARGISNULL(2))
@@ -316,9 +276,17 @@ workflow_complete_task(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "complete_task could not connect to SPI");
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) ||
-		fast_one(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1),
-				 PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2), PG_ARGISNULL(2), caller) == 0)
+	if (!PG_ARGISNULL(0) && !PG_ARGISNULL(1))
+	{
+		Datum		id = PG_GETARG_DATUM(0);
+		Datum		lease = PG_GETARG_DATUM(1);
+		Datum		output = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+		bool		output_null = PG_ARGISNULL(2);
+		int			position = 0;
+
+		complete_running(1, &id, &lease, &output, &output_null, &position, &done, caller);
+	}
+	if (!done)
 		result = complete_general(PG_ARGISNULL(0) ? (Datum) 0 : PG_GETARG_DATUM(0), PG_ARGISNULL(0),
 								  PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1), PG_ARGISNULL(1),
 								  PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2), PG_ARGISNULL(2),
@@ -329,56 +297,28 @@ workflow_complete_task(PG_FUNCTION_ARGS)
 }
 
 /*
- * The usual case of one completion; returns 1 when it applied, else 0.
- */
-static uint64
-fast_one(Datum job_id, Datum lease, Datum output, bool output_null, Oid caller)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			argtypes[3] = {INT8OID, INT8OID, JSONBOID};
-	Datum		values[3] = {job_id, lease, output};
-	char		nulls[3] = {' ', ' ', output_null ? 'n' : ' '};
-
-	workflow_keep_plan(&plan,
-			  "WITH o AS ("
-			  "  SELECT j.id, j.workflow_id, j.step, j.attempt, j.task_attempt, "
-			  "         j.runner_id, j.claimed_at, j.lease, $3::jsonb AS output, 1::bigint AS n "
-			  "    FROM workflow.jobs j "
-			  "   WHERE j.id = $1 AND j.lease = $2 AND " COMPLETE_SQL_SIMPLE_JOB
-			  "     FOR NO KEY UPDATE), "
-			  COMPLETE_SQL_TAIL,
-			  3, argtypes);
-	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not record the success of job %lld", (long long) DatumGetInt64(job_id));
-	return after_fast(NULL, caller);
-}
-
-/*
  * workflow._complete_tasks(job_ids bigint[], leases bigint[], outputs
  * jsonb[], p_caller oid) returns table (job_id bigint, recorded boolean),
  * the implementation of workflow.complete_tasks: complete_task for each
- * task of a batch, in the order given, with the usual cases in one
- * statement.  outputs may be NULL (no output for any task).  As with
+ * task of a batch, in the order given, with the jobs running under their
+ * lease in one statement.  outputs may be NULL (no output for any task).  As with
  * a series of complete_task calls, an error (a stale lease, say) fails the
  * whole call.
  */
 Datum
 workflow_complete_tasks(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr fast_plan = NULL;
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	ArrayType  *ids_array;
 	ArrayType  *leases_array;
 	Datum	   *ids, *leases, *outputs = NULL;
 	bool	   *ids_null, *leases_null, *outputs_null = NULL;
 	int			n, nleases, noutputs;
-	bool	   *simple;
 	bool	   *done;
-	int			nsimple = 0;
-	Datum	   *fast_ids, *fast_leases, *fast_outputs, *fast_n;
-	bool	   *fast_outputs_null;
-	int			dims[1];
-	int			lbs[1] = {1};
+	int			nrun = 0;
+	Datum	   *run_ids, *run_leases, *run_outputs;
+	bool	   *run_outputs_null;
+	int		   *positions;
 	Oid			caller = report_caller(fcinfo);
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
@@ -419,16 +359,16 @@ workflow_complete_tasks(PG_FUNCTION_ARGS)
 		elog(ERROR, "complete_tasks could not connect to SPI");
 
 	/*
-	 * The usual cases in one statement; a job given twice only the first
-	 * time (the second is a repeat, for the general path).
+	 * The jobs running under their lease in one statement; a job given
+	 * twice only the first time (the second is a repeat, for the general
+	 * path).
 	 */
-	simple = palloc0(sizeof(bool) * Max(n, 1));
 	done = palloc0(sizeof(bool) * Max(n, 1));
-	fast_ids = palloc(sizeof(Datum) * Max(n, 1));
-	fast_leases = palloc(sizeof(Datum) * Max(n, 1));
-	fast_outputs = palloc(sizeof(Datum) * Max(n, 1));
-	fast_outputs_null = palloc(sizeof(bool) * Max(n, 1));
-	fast_n = palloc(sizeof(Datum) * Max(n, 1));
+	run_ids = palloc(sizeof(Datum) * Max(n, 1));
+	run_leases = palloc(sizeof(Datum) * Max(n, 1));
+	run_outputs = palloc(sizeof(Datum) * Max(n, 1));
+	run_outputs_null = palloc(sizeof(bool) * Max(n, 1));
+	positions = palloc(sizeof(int) * Max(n, 1));
 	for (int i = 0; i < n; i++)
 	{
 		bool		twice = false;
@@ -439,44 +379,16 @@ workflow_complete_tasks(PG_FUNCTION_ARGS)
 			twice = !ids_null[k] && DatumGetInt64(ids[k]) == DatumGetInt64(ids[i]);
 		if (twice)
 			continue;
-		simple[i] = true;
-		fast_ids[nsimple] = ids[i];
-		fast_leases[nsimple] = leases[i];
-		fast_outputs[nsimple] = outputs != NULL ? outputs[i] : (Datum) 0;
-		fast_outputs_null[nsimple] = outputs == NULL || outputs_null[i];
-		fast_n[nsimple] = Int64GetDatum(i + 1);
-		nsimple++;
+		run_ids[nrun] = ids[i];
+		run_leases[nrun] = leases[i];
+		run_outputs[nrun] = outputs != NULL ? outputs[i] : (Datum) 0;
+		run_outputs_null[nrun] = outputs == NULL || outputs_null[i];
+		positions[nrun] = i;
+		nrun++;
 	}
-	if (nsimple > 0)
-	{
-		Oid			argtypes[4] = {INT8ARRAYOID, INT8ARRAYOID, JSONBARRAYOID, INT8ARRAYOID};
-		Datum		values[4];
-
-		dims[0] = nsimple;
-		values[0] = PointerGetDatum(construct_array(fast_ids, nsimple, INT8OID, 8, true,
-													TYPALIGN_DOUBLE));
-		values[1] = PointerGetDatum(construct_array(fast_leases, nsimple, INT8OID, 8, true,
-													TYPALIGN_DOUBLE));
-		values[2] = PointerGetDatum(construct_md_array(fast_outputs, fast_outputs_null, 1, dims,
-													   lbs, JSONBOID, -1, false, TYPALIGN_INT));
-		values[3] = PointerGetDatum(construct_array(fast_n, nsimple, INT8OID, 8, true,
-													TYPALIGN_DOUBLE));
-		/* locks in the order given, as a series of complete_task calls */
-		workflow_keep_plan(&fast_plan,
-				  "WITH o AS ("
-				  "  SELECT j.id, j.workflow_id, j.step, j.attempt, j.task_attempt, "
-				  "         j.runner_id, j.claimed_at, j.lease, v.output, v.n "
-				  "    FROM unnest($1, $2, $3, $4) AS v(id, lease, output, n) "
-				  "    JOIN workflow.jobs j ON j.id = v.id AND j.lease = v.lease "
-				  "   WHERE " COMPLETE_SQL_SIMPLE_JOB
-				  "   ORDER BY v.n "
-				  "     FOR NO KEY UPDATE OF j), "
-				  COMPLETE_SQL_TAIL,
-				  4, argtypes);
-		if (SPI_execute_plan(fast_plan, values, NULL, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "complete_tasks could not record the successes");
-		after_fast(done, caller);
-	}
+	if (nrun > 0)
+		complete_running(nrun, run_ids, run_leases, run_outputs, run_outputs_null, positions,
+						 done, caller);
 
 	/* the rest, one by one in the order given, and the result */
 	for (int i = 0; i < n; i++)

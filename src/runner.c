@@ -15,14 +15,14 @@
  * one commit (one WAL flush) serves the whole batch.  If a job was
  * canceled, timed out or handed over meanwhile, the guard (the job still
  * running under the lease of this claim) finds nothing and the runner
- * rolls that job's subtransaction back.  The usual outcome -- a task of
- * the main chain succeeded, the job ends or goes on to another SQL task --
- * is guarded by locking the job's row, and written for the whole batch in
- * one statement before the commit (hold_success, flush_successes); every
- * other outcome is recorded at once by workflow._runner_record.
+ * rolls that job's subtransaction back.  The usual outcome -- a task
+ * succeeded -- is guarded by locking the job's row, and recorded for the
+ * whole batch by one execution of workflow._tasks_succeeded before the
+ * commit (hold_success, flush_successes); every other outcome is recorded
+ * at once by workflow._runner_record.
  *
  * Nothing of a task's definition is read per job: the claim returns the
- * jobs' rows, and src/steps.c caches the definitions and the prepared
+ * jobs' rows, and src/task_cache.c caches the definitions and the prepared
  * plans of the tasks' SQL.  A runner that dies
  * leaves its jobs `running' under a runner that stopped reporting; the
  * sweeper applies the workflows' on_stale policy.
@@ -30,8 +30,8 @@
  * Jobs whose next task is again an SQL task stay claimed by the runner and
  * make its next batch.  A slow task does not hold back the rest of its
  * batch while other runners idle: a runner that finds nothing queued takes
- * over the jobs another runner claimed more than STEAL_AFTER_MS ago and has
- * not started yet (workflow._runner_steal); the lease makes this safe.
+ * over the jobs another runner claimed more than TAKEOVER_AFTER_MS ago and has
+ * not started yet (workflow._runner_takeover); the lease makes this safe.
  *
  * One fault touches one job.  Everything the runner does for a job -- the
  * check that the job is still its own, the context query, the task, the
@@ -114,6 +114,7 @@ static volatile int64 escalated_job = 0;
 static TimeoutId watchdog_timeout;
 
 static WorkflowWorkerSlot *my_slot = NULL;
+static int	my_slot_number = -1;
 static char my_runner_id[NAMEDATALEN];
 static Oid	registered_extension = InvalidOid;
 
@@ -121,12 +122,12 @@ static Oid	registered_extension = InvalidOid;
 #define MAX_BATCH 1000
 
 /* an idle runner takes over jobs claimed this long ago and not started */
-#define STEAL_AFTER_MS 100
+#define TAKEOVER_AFTER_MS 100
 
 /*
  * Tasks of a job claimed this long ago are run without first checking that
  * the claim still holds (the lease guard after the task still applies):
- * well under STEAL_AFTER_MS, so that a job taken over by another runner is
+ * well under TAKEOVER_AFTER_MS, so that a job taken over by another runner is
  * never started twice.
  */
 #define TRUST_CLAIM_MS 50
@@ -145,7 +146,6 @@ typedef struct ClaimedJob
 	WorkflowPhase phase;
 	int			step;
 	bool		in_fallback;
-	bool		has_target;
 	Oid			owner;			/* created_by */
 	TimestampTz deadline;		/* DT_NOEND when none */
 	int			attempt;
@@ -154,16 +154,33 @@ typedef struct ClaimedJob
 } ClaimedJob;
 
 /*
- * Lookups of a job by id and lease test "(execution = 'running') IS TRUE":
+ * The lease guard of the runner's statements: job $1 is still running
+ * under the lease $2 of our claim.  "(execution = 'running') IS TRUE" is
  * the same test, in a form that does not match the predicate of the
  * jobs_running index, so that the generic plan never scans every running
  * job of that (small, hence cheap-looking) index instead of the primary
  * key.
  */
+#define JOB_IS_OURS "id = $1 AND lease = $2 AND (execution = 'running') IS TRUE"
 
-/* the columns in which _runner_claim, _runner_steal and _runner_record return a job */
-#define JOB_COLUMNS "id, lease, workflow_id, phase::text, step, in_fallback, target IS NOT NULL, " \
-	"created_by::oid, deadline, attempt, task_attempt"
+/* the columns in which _runner_claim, _runner_takeover and _runner_record return a job */
+#define JOB_COLUMNS "id, lease, workflow_id, phase::text AS phase, step, in_fallback, " \
+	"created_by::oid AS owner, deadline, attempt, task_attempt"
+
+/* where each column of JOB_COLUMNS is in a result: found by name, once per result */
+typedef struct JobColumns
+{
+	int			id,
+				lease,
+				workflow_id,
+				phase,
+				step,
+				in_fallback,
+				owner,
+				deadline,
+				attempt,
+				task_attempt;
+} JobColumns;
 
 /*
  * The batch being run, for the hand-back when the runner must exit in the
@@ -188,14 +205,9 @@ typedef struct PendingSuccess
 {
 	int64		id;
 	int64		lease;
-	int			attempt;
-	int			step;
-	int			task_attempt;
-	const char *task;
 	Datum		output;			/* jsonb, or 0 for NULL */
 	TimestampTz started;
 	TimestampTz finished;
-	bool		finish;			/* the job ends (else: its next task) */
 } PendingSuccess;
 
 static PendingSuccess pending[MAX_BATCH];
@@ -215,19 +227,27 @@ static void cancel_watchdog(void);
 static void runner_exit_handback(int code, Datum arg);
 static int	claim_batch(ClaimedJob *jobs, int limit);
 static int	collect_claims(ClaimedJob *jobs, int limit, TimestampTz claimed_at);
-static void read_job(ClaimedJob *job, HeapTuple row, TupleDesc desc, int first);
+static void find_job_columns(TupleDesc desc, JobColumns *columns);
+static void read_job(ClaimedJob *job, HeapTuple row, TupleDesc desc, const JobColumns *columns);
 static bool claim_holds(ClaimedJob *job);
-static Datum job_context(ClaimedJob *job, WorkflowStep *step, bool *holds);
-static bool hold_success(ClaimedJob *job, WorkflowStep *step, Datum output,
+static Datum job_context(ClaimedJob *job, WorkflowTaskDef *step, bool *holds);
+static bool hold_success(ClaimedJob *job, WorkflowTaskDef *step, Datum output,
 						 TimestampTz started, bool *still_running);
 static void flush_successes(void);
-static int	steal_jobs(ClaimedJob *jobs, int limit);
+static int	take_over_jobs(ClaimedJob *jobs, int limit);
 static void publish_batch(ClaimedJob *jobs, int n);
 static int	run_batch(ClaimedJob *jobs, int n, ClaimedJob *next);
 static void release_jobs(ClaimedJob *jobs, int n, WorkflowOutcome outcome);
 static bool leaving(void);
 static StepNext run_step(ClaimedJob *job);
 static StepNext run_step_guarded(ClaimedJob *job);
+static bool ready_to_run(ClaimedJob *job, WorkflowTaskDef *step, TimestampTz started,
+						 Datum *context, StepNext *next);
+static int	task_timeout_ms(ClaimedJob *job, WorkflowTaskDef *step, TimestampTz started);
+static uint64 run_body(ClaimedJob *job, WorkflowTaskDef *step, Datum context, int timeout_ms,
+					   WorkflowTaskResult *res);
+static WorkflowOutcome failure_outcome(ClaimedJob *job, int sqlerrcode, uint64 interrupted,
+									   bool *dropped);
 static StepNext record_here(ClaimedJob *job, WorkflowOutcome outcome, Datum error,
 							TimestampTz started);
 static bool outcome_type_exists(void);
@@ -348,6 +368,7 @@ workflow_runner_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	my_slot = workflow_worker_attach(slot, dboid);
+	my_slot_number = slot;
 	workflow_worker_connect(dboid);
 	watchdog_timeout = RegisterTimeout(USER_TIMEOUT, cancel_watchdog);
 	/* after the connection: runs before its transaction is cleaned up */
@@ -461,7 +482,7 @@ claim_batch(ClaimedJob *jobs, int limit)
 			elog(ERROR, "workflow runner could not register itself");
 		registered_extension = extoid;
 		/* ids start again in a new extension */
-		workflow_step_cache_reset();
+		workflow_task_cache_reset();
 	}
 
 	if (plan == NULL)
@@ -476,7 +497,7 @@ claim_batch(ClaimedJob *jobs, int limit)
 		elog(ERROR, "workflow runner could not claim jobs");
 	n = collect_claims(jobs, limit, GetCurrentTransactionStartTimestamp());
 	if (n == 0)
-		n = steal_jobs(jobs, limit);
+		n = take_over_jobs(jobs, limit);
 	workflow_end_spi(true);
 	return n;
 }
@@ -489,10 +510,12 @@ collect_claims(ClaimedJob *jobs, int limit, TimestampTz claimed_at)
 {
 	uint64		i;
 	int			n = 0;
+	JobColumns	columns;
 
+	find_job_columns(SPI_tuptable->tupdesc, &columns);
 	for (i = 0; i < SPI_processed && n < limit; i++)
 	{
-		read_job(&jobs[n], SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		read_job(&jobs[n], SPI_tuptable->vals[i], SPI_tuptable->tupdesc, &columns);
 		jobs[n].claimed_at = claimed_at;
 		n++;
 	}
@@ -500,33 +523,61 @@ collect_claims(ClaimedJob *jobs, int limit, TimestampTz claimed_at)
 }
 
 /*
- * Read a job from JOB_COLUMNS starting at column `first' of a row.
+ * The column number of `name' in a result, which must have it.
+ */
+static int
+column_number(TupleDesc desc, const char *name)
+{
+	int			number = SPI_fnumber(desc, name);
+
+	if (number <= 0)
+		elog(ERROR, "workflow runner found no column \"%s\" in a job", name);
+	return number;
+}
+
+/*
+ * Where the columns of JOB_COLUMNS are in a result.
  */
 static void
-read_job(ClaimedJob *job, HeapTuple row, TupleDesc desc, int first)
+find_job_columns(TupleDesc desc, JobColumns *columns)
+{
+	columns->id = column_number(desc, "id");
+	columns->lease = column_number(desc, "lease");
+	columns->workflow_id = column_number(desc, "workflow_id");
+	columns->phase = column_number(desc, "phase");
+	columns->step = column_number(desc, "step");
+	columns->in_fallback = column_number(desc, "in_fallback");
+	columns->owner = column_number(desc, "owner");
+	columns->deadline = column_number(desc, "deadline");
+	columns->attempt = column_number(desc, "attempt");
+	columns->task_attempt = column_number(desc, "task_attempt");
+}
+
+/*
+ * Read a job from the JOB_COLUMNS of a row.
+ */
+static void
+read_job(ClaimedJob *job, HeapTuple row, TupleDesc desc, const JobColumns *columns)
 {
 	bool		isnull;
 	Datum		value;
-	char	   *phase;
 
-	job->id = DatumGetInt64(SPI_getbinval(row, desc, first, &isnull));
-	job->lease = DatumGetInt64(SPI_getbinval(row, desc, first + 1, &isnull));
-	job->workflow_id = DatumGetInt64(SPI_getbinval(row, desc, first + 2, &isnull));
-	phase = SPI_getvalue(row, desc, first + 3);
-	job->phase = workflow_phase_from_name(phase);
-	job->step = DatumGetInt32(SPI_getbinval(row, desc, first + 4, &isnull));
-	job->in_fallback = DatumGetBool(SPI_getbinval(row, desc, first + 5, &isnull));
-	job->has_target = DatumGetBool(SPI_getbinval(row, desc, first + 6, &isnull));
-	job->owner = DatumGetObjectId(SPI_getbinval(row, desc, first + 7, &isnull));
-	value = SPI_getbinval(row, desc, first + 8, &isnull);
+	job->id = DatumGetInt64(SPI_getbinval(row, desc, columns->id, &isnull));
+	job->lease = DatumGetInt64(SPI_getbinval(row, desc, columns->lease, &isnull));
+	job->workflow_id = DatumGetInt64(SPI_getbinval(row, desc, columns->workflow_id, &isnull));
+	job->phase = workflow_phase_from_name(SPI_getvalue(row, desc, columns->phase));
+	job->step = DatumGetInt32(SPI_getbinval(row, desc, columns->step, &isnull));
+	job->in_fallback = DatumGetBool(SPI_getbinval(row, desc, columns->in_fallback, &isnull));
+	job->owner = DatumGetObjectId(SPI_getbinval(row, desc, columns->owner, &isnull));
+	value = SPI_getbinval(row, desc, columns->deadline, &isnull);
 	job->deadline = isnull ? DT_NOEND : DatumGetTimestampTz(value);
-	job->attempt = DatumGetInt32(SPI_getbinval(row, desc, first + 9, &isnull));
-	job->task_attempt = DatumGetInt32(SPI_getbinval(row, desc, first + 10, &isnull));
+	job->attempt = DatumGetInt32(SPI_getbinval(row, desc, columns->attempt, &isnull));
+	job->task_attempt = DatumGetInt32(SPI_getbinval(row, desc, columns->task_attempt, &isnull));
 }
 
 /*
  * Tell idle runners, through shared memory, since when the jobs of the
- * batch about to run have been waiting: steal_jobs() looks in the table
+ * batch about to run have been waiting: take_over_jobs() looks in the table
  * only when some live runner's batch has waited long enough.
  */
 static void
@@ -542,12 +593,12 @@ publish_batch(ClaimedJob *jobs, int n)
 
 /*
  * Nothing queued: take over jobs that a busy runner claimed long enough
- * ago but has not started (see workflow._runner_steal), so that one slow
+ * ago but has not started (see workflow._runner_takeover), so that one slow
  * task does not hold back the quick jobs claimed in its batch while other
  * runners are idle.
  */
 static int
-steal_jobs(ClaimedJob *jobs, int limit)
+take_over_jobs(ClaimedJob *jobs, int limit)
 {
 	static SPIPlanPtr plan = NULL;
 	Datum		busy[WF_NUM_SLOTS];
@@ -556,7 +607,7 @@ steal_jobs(ClaimedJob *jobs, int limit)
 	int			nbusy = 0;
 	int			nlive = 0;
 	bool		waited = false;
-	TimestampTz before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), -STEAL_AFTER_MS);
+	TimestampTz before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), -TAKEOVER_AFTER_MS);
 	Datum		values[6];
 	Interval   *after;
 	int			i;
@@ -604,10 +655,10 @@ steal_jobs(ClaimedJob *jobs, int limit)
 		Oid			argtypes[6] = {TEXTOID, INT4OID, INT8ARRAYOID, INTERVALOID,
 		TEXTARRAYOID, TIMESTAMPTZARRAYOID};
 
-		workflow_keep_plan(&plan, "SELECT " JOB_COLUMNS " FROM workflow._runner_steal($1, $2, $3, $4, $5, $6)", 6, argtypes);
+		workflow_keep_plan(&plan, "SELECT " JOB_COLUMNS " FROM workflow._runner_takeover($1, $2, $3, $4, $5, $6)", 6, argtypes);
 	}
 	after = palloc0(sizeof(Interval));
-	after->time = STEAL_AFTER_MS * 1000;
+	after->time = TAKEOVER_AFTER_MS * 1000;
 	values[0] = CStringGetTextDatum(my_runner_id);
 	values[1] = Int32GetDatum(limit);
 	values[2] = PointerGetDatum(construct_array(busy, nbusy, INT8OID, 8, true, TYPALIGN_DOUBLE));
@@ -673,6 +724,7 @@ run_batch(ClaimedJob *jobs, int n, ClaimedJob *next)
 		}
 		flush_successes();
 		workflow_end_spi(true);
+		workflow_crash_record_note(my_slot_number, 0, 0);
 	}
 	PG_CATCH();
 	{
@@ -707,6 +759,7 @@ run_batch(ClaimedJob *jobs, int n, ClaimedJob *next)
 			(void) record_isolated(&jobs[i], WF_OUTCOME_RETURN, 0, &still_running);
 		}
 		workflow_end_spi(true);
+		workflow_crash_record_note(my_slot_number, 0, 0);
 
 		/*
 		 * Never loop hot on a persistent error: a second before the next
@@ -844,8 +897,11 @@ record_outcome(ClaimedJob *job, WorkflowOutcome outcome, Datum output, Datum err
 			runner != NULL && strcmp(runner, my_runner_id) == 0;
 		if (*still_running)
 		{
+			JobColumns	columns;
+
 			/* at its next task, same lease */
-			read_job(job, SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+			find_job_columns(SPI_tuptable->tupdesc, &columns);
+			read_job(job, SPI_tuptable->vals[0], SPI_tuptable->tupdesc, &columns);
 		}
 	}
 	return true;
@@ -900,8 +956,7 @@ claim_holds(ClaimedJob *job)
 	{
 		Oid			argtypes[2] = {INT8OID, INT8OID};
 
-		workflow_keep_plan(&plan, "SELECT 1 FROM workflow.jobs "
-						   " WHERE id = $1 AND lease = $2 AND (execution = 'running') IS TRUE", 2, argtypes);
+		workflow_keep_plan(&plan, "SELECT 1 FROM workflow.jobs WHERE " JOB_IS_OURS, 2, argtypes);
 	}
 	values[0] = Int64GetDatum(job->id);
 	values[1] = Int64GetDatum(job->lease);
@@ -916,7 +971,7 @@ claim_holds(ClaimedJob *job)
  * its claim still holds; returns 0 when it does not.
  */
 static Datum
-job_context(ClaimedJob *job, WorkflowStep *step, bool *holds)
+job_context(ClaimedJob *job, WorkflowTaskDef *step, bool *holds)
 {
 	static SPIPlanPtr plan = NULL;
 	Datum		values[4];
@@ -939,7 +994,7 @@ job_context(ClaimedJob *job, WorkflowStep *step, bool *holds)
 						   "            AND r.status = 'succeeded'), '{}'::jsonb) "
 						   "        ELSE '{}'::jsonb END) "
 						   "  FROM workflow.jobs j "
-						   " WHERE j.id = $1 AND j.lease = $2 AND (j.execution = 'running') IS TRUE", 4, argtypes);
+						   " WHERE " JOB_IS_OURS, 4, argtypes);
 	}
 	values[0] = Int64GetDatum(job->id);
 	values[1] = Int64GetDatum(job->lease);
@@ -956,23 +1011,21 @@ job_context(ClaimedJob *job, WorkflowStep *step, bool *holds)
 }
 
 /*
- * The common outcome, recorded without PL/pgSQL: the task of a job of the
- * chain succeeded, with nothing else to record, and the job either ends
- * (succeeded) or stays ours at its next SQL task.  Inside the task's
- * subtransaction, the job's row is locked, guarded by the lease like
+ * A task succeeded, with nothing else to record (no progress information):
+ * the common outcome, recorded for the whole batch at once.  Inside the
+ * task's subtransaction, the job's row is locked, guarded by the lease like
  * workflow._runner_record(): when the guard fails the caller rolls the
  * task back.  The row then stays locked by this transaction, so nothing
- * can change the job before the batch commits, and the record itself (the
- * job's update and its task_runs row) is written for the whole batch in
- * one statement just before the commit (flush_successes), which matches
- * the 'succeeded' branch of _runner_record.  The caller checked that the
- * case is this simple one (main chain, no fallback, no target).  A row
- * another transaction holds for longer than GUARD_LOCK_TIMEOUT (a role's
- * open transaction) raises lock_not_available, and the job is handed back
- * (job_fault).
+ * can change the job before the batch commits, and the success itself is
+ * recorded for every job of the batch by one execution of
+ * workflow._tasks_succeeded just before the commit (flush_successes).  A
+ * row another transaction holds for longer than GUARD_LOCK_TIMEOUT (a
+ * role's open transaction) raises lock_not_available, and the job is
+ * handed back (job_fault).  A job whose next task is an SQL task stays
+ * ours at that task (*still_running).
  */
 static bool
-hold_success(ClaimedJob *job, WorkflowStep *step, Datum output,
+hold_success(ClaimedJob *job, WorkflowTaskDef *step, Datum output,
 			 TimestampTz started, bool *still_running)
 {
 	static SPIPlanPtr plan = NULL;
@@ -983,9 +1036,8 @@ hold_success(ClaimedJob *job, WorkflowStep *step, Datum output,
 	{
 		Oid			argtypes[2] = {INT8OID, INT8OID};
 
-		workflow_keep_plan(&plan, "SELECT 1 FROM workflow.jobs "
-						   " WHERE id = $1 AND lease = $2 AND (execution = 'running') IS TRUE "
-						   "   FOR NO KEY UPDATE", 2, argtypes);
+		workflow_keep_plan(&plan, "SELECT 1 FROM workflow.jobs WHERE " JOB_IS_OURS
+						   " FOR NO KEY UPDATE", 2, argtypes);
 	}
 	values[0] = Int64GetDatum(job->id);
 	values[1] = Int64GetDatum(job->lease);
@@ -999,21 +1051,17 @@ hold_success(ClaimedJob *job, WorkflowStep *step, Datum output,
 	p = &pending[npending++];
 	p->id = job->id;
 	p->lease = job->lease;
-	p->attempt = job->attempt;
-	p->step = job->step;
-	p->task_attempt = job->task_attempt;
-	p->task = step->name;
 	p->output = output;
 	if (output != (Datum) 0)
 		pending_bytes += VARSIZE_ANY(DatumGetPointer(output));
 	p->started = started;
 	p->finished = GetCurrentTimestamp();
-	p->finish = step->next_kind == WF_KIND_NONE;
 
 	if (step->next_kind == WF_KIND_SQL)
 	{
 		job->step++;
 		job->task_attempt = 1;
+		job->in_fallback = false;
 		/* the record sets claimed_at later than this */
 		job->claimed_at = p->finished;
 		*still_running = true;
@@ -1022,69 +1070,30 @@ hold_success(ClaimedJob *job, WorkflowStep *step, Datum output,
 }
 
 /*
- * Write what hold_success() kept for the batch: each job advanced to its
- * next task or finished as succeeded, and its task_runs row, in one
- * statement.  The rows are locked by this transaction since.
+ * Record what hold_success() kept for the batch, by the one author of the
+ * edge, workflow._tasks_succeeded, with the next SQL tasks kept: one
+ * statement for the batch.  The rows are locked by this transaction since.
  */
 static void
 flush_successes(void)
 {
-	static SPIPlanPtr plan = NULL;
-	Datum	   *ids, *leases, *outputs, *attempts, *steps, *tasks, *task_attempts,
-			   *starts, *ends, *finishes;
+	static WorkflowFunctionPlan plan;
+	Datum	   *ids, *leases, *outputs, *starts, *ends;
 	bool	   *output_nulls;
-	Datum		values[11];
+	Datum		values[7];
 	int			i;
 	int			dims[1];
 	int			lbs[1] = {1};
 
 	if (npending == 0)
 		return;
-	if (plan == NULL)
-	{
-		Oid			argtypes[11] = {INT8ARRAYOID, INT8ARRAYOID, JSONBARRAYOID, INT4ARRAYOID,
-			INT4ARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID,
-		TIMESTAMPTZARRAYOID, BOOLARRAYOID, TEXTOID};
-
-		workflow_keep_plan(&plan, "WITH v AS ("
-						   "  SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
-						   "      AS v(id, lease, output, attempt, step, task, task_attempt, "
-						   "           started, finished, finish)), "
-						   "u AS ("
-						   "  UPDATE workflow.jobs j "
-						   "     SET execution = CASE WHEN v.finish THEN 'succeeded' ELSE j.execution END, "
-						   "         result = CASE WHEN v.finish THEN v.output ELSE j.result END, "
-						   "         error = CASE WHEN v.finish THEN NULL ELSE j.error END, "
-						   "         finished_at = CASE WHEN v.finish THEN v.finished ELSE j.finished_at END, "
-						   "         lease = CASE WHEN v.finish THEN NULL ELSE j.lease END, "
-						   "         lease_expires_at = NULL, "
-						   "         step = CASE WHEN v.finish THEN j.step ELSE v.step + 1 END, "
-						   "         task_attempt = CASE WHEN v.finish THEN j.task_attempt ELSE 1 END, "
-						   "         claimed_at = CASE WHEN v.finish THEN j.claimed_at "
-						   "                           ELSE pg_catalog.clock_timestamp() END, "
-						   "         task_type = NULL, in_fallback = false "
-						   "    FROM v "
-						   "   WHERE j.id = v.id AND j.lease = v.lease "
-						   "  RETURNING j.id) "
-						   "INSERT INTO workflow.task_runs "
-						   "    (job_id, job_attempt, phase, step, task, attempt, fallback, status, "
-						   "     runner_id, lease, started_at, finished_at, output) "
-						   "SELECT v.id, v.attempt, 'chain', v.step, v.task, v.task_attempt, false, "
-						   "       'succeeded', $11, v.lease, v.started, v.finished, v.output "
-						   "  FROM v", 11, argtypes);
-	}
 
 	ids = palloc(sizeof(Datum) * npending);
 	leases = palloc(sizeof(Datum) * npending);
 	outputs = palloc(sizeof(Datum) * npending);
 	output_nulls = palloc(sizeof(bool) * npending);
-	attempts = palloc(sizeof(Datum) * npending);
-	steps = palloc(sizeof(Datum) * npending);
-	tasks = palloc(sizeof(Datum) * npending);
-	task_attempts = palloc(sizeof(Datum) * npending);
 	starts = palloc(sizeof(Datum) * npending);
 	ends = palloc(sizeof(Datum) * npending);
-	finishes = palloc(sizeof(Datum) * npending);
 	for (i = 0; i < npending; i++)
 	{
 		PendingSuccess *p = &pending[i];
@@ -1093,32 +1102,23 @@ flush_successes(void)
 		leases[i] = Int64GetDatum(p->lease);
 		outputs[i] = p->output;
 		output_nulls[i] = p->output == (Datum) 0;
-		attempts[i] = Int32GetDatum(p->attempt);
-		steps[i] = Int32GetDatum(p->step);
-		tasks[i] = CStringGetTextDatum(p->task);
-		task_attempts[i] = Int32GetDatum(p->task_attempt);
 		starts[i] = TimestampTzGetDatum(p->started);
 		ends[i] = TimestampTzGetDatum(p->finished);
-		finishes[i] = BoolGetDatum(p->finish);
 	}
 	dims[0] = npending;
 	values[0] = PointerGetDatum(construct_array(ids, npending, INT8OID, 8, true, TYPALIGN_DOUBLE));
 	values[1] = PointerGetDatum(construct_array(leases, npending, INT8OID, 8, true, TYPALIGN_DOUBLE));
 	values[2] = PointerGetDatum(construct_md_array(outputs, output_nulls, 1, dims, lbs,
 												   JSONBOID, -1, false, TYPALIGN_INT));
-	values[3] = PointerGetDatum(construct_array(attempts, npending, INT4OID, 4, true, TYPALIGN_INT));
-	values[4] = PointerGetDatum(construct_array(steps, npending, INT4OID, 4, true, TYPALIGN_INT));
-	values[5] = PointerGetDatum(construct_array(tasks, npending, TEXTOID, -1, false, TYPALIGN_INT));
-	values[6] = PointerGetDatum(construct_array(task_attempts, npending, INT4OID, 4, true,
-												TYPALIGN_INT));
-	values[7] = PointerGetDatum(construct_array(starts, npending, TIMESTAMPTZOID, 8, true,
+	values[3] = PointerGetDatum(construct_array(starts, npending, TIMESTAMPTZOID, 8, true,
 												TYPALIGN_DOUBLE));
-	values[8] = PointerGetDatum(construct_array(ends, npending, TIMESTAMPTZOID, 8, true,
+	values[4] = PointerGetDatum(construct_array(ends, npending, TIMESTAMPTZOID, 8, true,
 												TYPALIGN_DOUBLE));
-	values[9] = PointerGetDatum(construct_array(finishes, npending, BOOLOID, 1, true, TYPALIGN_CHAR));
-	values[10] = CStringGetTextDatum(my_runner_id);
+	values[5] = BoolGetDatum(true);
+	values[6] = BoolGetDatum(false);
 
-	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_INSERT ||
+	if (SPI_execute_plan(workflow_keep_function_plan(&plan, WF_TASKS_SUCCEEDED),
+						 values, NULL, false, 0) != SPI_OK_SELECT ||
 		SPI_processed != (uint64) npending)
 		elog(ERROR, "workflow runner could not record the outcome of %d tasks", npending);
 	npending = 0;
@@ -1170,69 +1170,80 @@ run_step(ClaimedJob *job)
 }
 
 /*
- * The work of run_step() that may raise an error.
+ * Before a task's body runs: make sure the job is still ours (the context
+ * query tells that too, for code that uses $1), and decide what needs no
+ * body: a job past its deadline, a workflow dropped meanwhile, a wait task,
+ * an external task reached through a stale path, a creator that can no
+ * longer log in.  Returns true when the body is to run, with its context
+ * in *context; else the job is dealt with and *next says what follows.
  */
-static StepNext
-run_step_guarded(ClaimedJob *job)
+static bool
+ready_to_run(ClaimedJob *job, WorkflowTaskDef *step, TimestampTz started,
+			 Datum *context, StepNext *next)
 {
-	WorkflowStep *step;
-	Datum		context = (Datum) 0;
-	int64		timeout_ms;
-	TimestampTz started;
-	WorkflowTaskResult res;
-	WorkflowOutcome outcome;
-	bool		still_running = false;
-	uint64		interrupted;
-	char		activity[256];
+	Datum		error;
 
-	started = GetCurrentTimestamp();
-	workflow_task_begin();
-	step = workflow_step_lookup(job->workflow_id, job->phase, job->step,
-								job->in_fallback, job->owner);
-
-	/* make sure the job is still ours: the context query tells that too */
+	*context = (Datum) 0;
+	*next = STEP_DONE;
 	if (step != NULL && step->uses_context && step->kind == WF_KIND_SQL)
 	{
 		bool		holds;
 
-		context = job_context(job, step, &holds);
+		*context = job_context(job, step, &holds);
 		if (!holds)
 		{
 			workflow_task_finish(false);
-			return STEP_DONE;	/* canceled or handed over meanwhile */
+			return false;		/* canceled or handed over meanwhile */
 		}
 	}
 	else if (TimestampDifferenceExceeds(job->claimed_at, started, TRUST_CLAIM_MS) &&
 			 !claim_holds(job))
 	{
 		workflow_task_finish(false);
-		return STEP_DONE;
+		return false;
 	}
 
 	if (job->deadline <= GetCurrentTransactionStartTimestamp())
-		return record_here(job, WF_OUTCOME_TIMEOUT, 0, started);
+	{
+		*next = record_here(job, WF_OUTCOME_TIMEOUT, 0, started);
+		return false;
+	}
 	if (step == NULL)
 	{
 		workflow_task_finish(false);
-		return STEP_DONE;		/* its workflow was dropped meanwhile */
+		return false;			/* its workflow was dropped meanwhile */
 	}
 	if (step->kind == WF_KIND_WAIT && step->body == NULL)
-		return record_here(job, WF_OUTCOME_WAIT_STEP, 0, started);
+	{
+		*next = record_here(job, WF_OUTCOME_WAIT_STEP, 0, started);
+		return false;
+	}
 	if (step->body == NULL)
 	{
 		/* an external task reached through a stale path: hand it back */
-		return record_here(job, WF_OUTCOME_RELEASE, 0, started);
+		*next = record_here(job, WF_OUTCOME_RELEASE, 0, started);
+		return false;
 	}
 
 	/* the creator must still exist and be able to log in */
+	error = creator_problem(job->owner);
+	if (error != (Datum) 0)
 	{
-		Datum		error = creator_problem(job->owner);
-
-		if (error != (Datum) 0)
-			return record_here(job, WF_OUTCOME_FATAL, error, started);
+		*next = record_here(job, WF_OUTCOME_FATAL, error, started);
+		return false;
 	}
+	return true;
+}
 
-	/* the smaller of the task's timeout and what is left of the job's */
+/*
+ * The time a task's body may take, in milliseconds (0: no limit): the
+ * smaller of the task's timeout and what is left of the job's.
+ */
+static int
+task_timeout_ms(ClaimedJob *job, WorkflowTaskDef *step, TimestampTz started)
+{
+	int64		timeout_ms;
+
 	timeout_ms = step->timeout_us <= 0 ? 0 : saturating_add(step->timeout_us, 999) / 1000;
 	if (!TIMESTAMP_NOT_FINITE(job->deadline))
 	{
@@ -1244,8 +1255,19 @@ run_step_guarded(ClaimedJob *job)
 		if (timeout_ms == 0 || left_ms < timeout_ms)
 			timeout_ms = left_ms;
 	}
-	if (timeout_ms > INT_MAX)
-		timeout_ms = INT_MAX;
+	return (int) Min(timeout_ms, INT_MAX);
+}
+
+/*
+ * Run the body of the job's task, marked in shared memory as the job a
+ * cancel may interrupt, and return what it did in *res; the value of the
+ * slot's interrupt_job when it ended is returned.
+ */
+static uint64
+run_body(ClaimedJob *job, WorkflowTaskDef *step, Datum context, int timeout_ms,
+		 WorkflowTaskResult *res)
+{
+	char		activity[256];
 
 	snprintf(activity, sizeof(activity), "workflow job %lld: %s/%s",
 			 (long long) job->id, step->workflow, step->name);
@@ -1268,12 +1290,67 @@ run_step_guarded(ClaimedJob *job)
 		InterruptPending = true;
 		QueryCancelPending = true;
 	}
-	workflow_execute_task(job->id, step, context, job->owner, (int) timeout_ms, &res);
+	/* what a crash would interrupt (src/crashrecord.c) */
+	workflow_crash_record_note(my_slot_number, job->id, job->lease);
+	workflow_execute_task(job->id, step, context, job->owner, timeout_ms, res);
 	/* workflow_execute_task() ended the body and dropped late cancels */
 	workflow_task_running = false;
 	pg_atomic_write_u64(&my_slot->job_id, 0);
 	debug_query_string = NULL;
-	interrupted = pg_atomic_read_u64(&my_slot->interrupt_job);
+	return pg_atomic_read_u64(&my_slot->interrupt_job);
+}
+
+/*
+ * The outcome of a body that failed with `sqlerrcode': a cancel meant for
+ * this job by a committed transaction (none: the caller just drops the
+ * job, *dropped), the statement timeout armed for what was left of the
+ * job's time (timeout), a shutdown or an interrupt meant for another job
+ * of the batch (a hand-back), or the task's own failure.
+ */
+static WorkflowOutcome
+failure_outcome(ClaimedJob *job, int sqlerrcode, uint64 interrupted, bool *dropped)
+{
+	*dropped = false;
+	if (sqlerrcode != ERRCODE_QUERY_CANCELED)
+		return WF_OUTCOME_FAILED;
+	if (interrupted == (uint64) job->id)
+	{
+		/* canceled or timed out by a committed transaction */
+		*dropped = true;
+		return WF_OUTCOME_FAILED;
+	}
+	if (!shutdown_requested && interrupted == 0 && !TIMESTAMP_NOT_FINITE(job->deadline) &&
+		GetCurrentTimestamp() >= job->deadline)
+		return WF_OUTCOME_TIMEOUT;
+	if (shutdown_requested || interrupted != 0)
+		return WF_OUTCOME_RELEASE;
+	return WF_OUTCOME_FAILED;
+}
+
+/*
+ * The work of run_step() that may raise an error.
+ */
+static StepNext
+run_step_guarded(ClaimedJob *job)
+{
+	WorkflowTaskDef *step;
+	Datum		context;
+	TimestampTz started;
+	WorkflowTaskResult res;
+	WorkflowOutcome outcome;
+	bool		still_running = false;
+	bool		dropped;
+	uint64		interrupted;
+	StepNext	next;
+
+	started = GetCurrentTimestamp();
+	workflow_task_begin();
+	step = workflow_task_lookup(job->workflow_id, job->phase, job->step,
+								job->in_fallback, job->owner);
+	if (!ready_to_run(job, step, started, &context, &next))
+		return next;
+
+	interrupted = run_body(job, step, context, task_timeout_ms(job, step, started), &res);
 
 	if (res.ok)
 	{
@@ -1282,9 +1359,7 @@ run_step_guarded(ClaimedJob *job)
 
 		outcome = res.request == WF_TASK_REQUEUE ? WF_OUTCOME_REQUEUE :
 			res.request == WF_TASK_WAIT ? WF_OUTCOME_WAIT : WF_OUTCOME_SUCCEEDED;
-		if (res.request == WF_TASK_DONE && res.info == (Datum) 0 &&
-			job->phase == WF_PHASE_CHAIN && !job->in_fallback && !job->has_target &&
-			(step->next_kind == WF_KIND_NONE || step->next_kind == WF_KIND_SQL))
+		if (res.request == WF_TASK_DONE && res.info == (Datum) 0)
 			kept = hold_success(job, step, res.output, started, &still_running);
 		else
 			kept = record_outcome(job, outcome, res.output, res.error, started,
@@ -1295,26 +1370,9 @@ run_step_guarded(ClaimedJob *job)
 	}
 
 	/* the body failed: its subtransaction is rolled back */
-	if (res.sqlerrcode == ERRCODE_QUERY_CANCELED && interrupted == (uint64) job->id)
-		return STEP_DONE;		/* canceled or timed out by a committed transaction */
-	if (res.sqlerrcode == ERRCODE_QUERY_CANCELED && !shutdown_requested &&
-		interrupted == 0 && !TIMESTAMP_NOT_FINITE(job->deadline) &&
-		GetCurrentTimestamp() >= job->deadline)
-	{
-		/* the statement timeout armed for what was left of the job's time */
-		outcome = WF_OUTCOME_TIMEOUT;
-	}
-	else if (res.sqlerrcode == ERRCODE_QUERY_CANCELED &&
-			 (shutdown_requested || interrupted != 0))
-	{
-		/*
-		 * Shutdown, or an interrupt meant for another job of this batch
-		 * that arrived late: not this task's failure, hand it back.
-		 */
-		outcome = WF_OUTCOME_RELEASE;
-	}
-	else
-		outcome = WF_OUTCOME_FAILED;
+	outcome = failure_outcome(job, res.sqlerrcode, interrupted, &dropped);
+	if (dropped)
+		return STEP_DONE;
 
 	/* the record of a failure: a subtransaction of its own */
 	workflow_task_begin();

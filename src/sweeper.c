@@ -8,7 +8,9 @@
  *		timeouts, applies the on_stale policy to the jobs of runners that
  *		stopped reporting and whose process is gone, prunes finished jobs
  *		older than workflow.retention, and counts the jobs waiting for a
- *		runner for the launcher.
+ *		runner for the launcher; and it removes the rows of external runners
+ *		not heard from for workflow.runner_retention that hold no running
+ *		job.
  *
  * It is also the launcher's probe: started in a database, it finds out
  * whether the extension is there.  If it is, the database is served (the
@@ -23,7 +25,9 @@
  * _sweep_timeouts, _sweep_stale and _sweep_retention) in small batches
  * with SKIP LOCKED, so the sweeper never blocks the queue nor waits for a
  * session that holds a job; when a batch was full it goes on at once
- * instead of waiting for the next period.  _sweep returns a jsonb object:
+ * instead of waiting for the next period.  The external runners are
+ * pruned by workflow._sweep_runners, in the same transaction after _sweep.
+ * _sweep returns a jsonb object:
  * how many items each section took on ("timers", "timeouts", "stale",
  * "pruned") and the ids of the jobs that failed ("failed", absent when
  * none); sweep_once() reads these keys by name.
@@ -88,6 +92,7 @@ static bool served = false;
 static bool sweep_once(bool *present);
 static void database_found(WorkflowDatabase *e, bool present, uint32 pokes);
 static void count_queued(WorkflowDatabase *e);
+static bool prune_runners(void);
 static void heartbeat(void);
 static Datum skip_list(void);
 static void remember_failures(Datum failed);
@@ -314,8 +319,37 @@ sweep_once(bool *present)
 			remember_failures(value);
 	}
 
+	if (prune_runners())
+		more = true;
+
 	workflow_end_spi(true);
 	return more;
+}
+
+/*
+ * Remove the rows of external runners not heard from for longer than
+ * workflow.runner_retention that hold no running job (none when it is 0),
+ * a batch at a time.  Returns true when the batch was full.
+ */
+static bool
+prune_runners(void)
+{
+	Oid			argtypes[2] = {INTERVALOID, INT4OID};
+	Datum		values[2];
+	Interval   *retention;
+	bool		isnull;
+	Datum		pruned;
+
+	retention = palloc0(sizeof(Interval));
+	retention->time = (int64) workflow_runner_retention * USECS_PER_SEC;
+	values[0] = IntervalPGetDatum(retention);
+	values[1] = Int32GetDatum(SWEEP_BATCH);
+	if (SPI_execute_with_args("SELECT workflow._sweep_runners($1, $2)",
+							  2, argtypes, values, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "workflow sweeper could not prune runners");
+	pruned = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return !isnull && DatumGetInt32(pruned) >= SWEEP_BATCH;
 }
 
 /*
@@ -416,22 +450,19 @@ heartbeat(void)
 {
 	Datum		ids[WF_NUM_SLOTS];
 	Datum		pids[WF_NUM_SLOTS];
-	Datum		idle[WF_NUM_SLOTS];
 	int			n = 0;
 	int			i;
-	Oid			argtypes[3] = {TEXTARRAYOID, INT4ARRAYOID, BOOLARRAYOID};
-	Datum		values[3];
+	Oid			argtypes[2] = {TEXTARRAYOID, INT4ARRAYOID};
+	Datum		values[2];
 
 	for (i = 0; i < WF_NUM_SLOTS; i++)
 	{
 		WorkflowWorkerSlot *s = &WorkflowShmem->slots[i];
 		pid_t		pid;
-		bool		is_idle;
 		char		id[NAMEDATALEN];
 
 		SpinLockAcquire(&WorkflowShmem->mutex);
 		pid = s->dboid == MyDatabaseId ? s->pid : 0;
-		is_idle = s->idle;
 		SpinLockRelease(&WorkflowShmem->mutex);
 		if (pid == 0)
 			continue;
@@ -441,14 +472,12 @@ heartbeat(void)
 			workflow_runner_id(i, id, sizeof(id));
 		ids[n] = CStringGetTextDatum(id);
 		pids[n] = Int32GetDatum((int32) pid);
-		idle[n] = BoolGetDatum(is_idle);
 		n++;
 	}
 
 	values[0] = PointerGetDatum(construct_array(ids, n, TEXTOID, -1, false, TYPALIGN_INT));
 	values[1] = PointerGetDatum(construct_array(pids, n, INT4OID, 4, true, TYPALIGN_INT));
-	values[2] = PointerGetDatum(construct_array(idle, n, BOOLOID, 1, true, TYPALIGN_CHAR));
-	if (SPI_execute_with_args("SELECT workflow._heartbeat($1, $2, $3)",
-							  3, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_with_args("SELECT workflow._in_server_heartbeat($1, $2)",
+							  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "workflow sweeper could not write heartbeats");
 }

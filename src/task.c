@@ -26,10 +26,18 @@
  *	  every SET the task makes;
  *	- the statement timeout is armed by hand (SPI does not), with the
  *	  smaller of the task's timeout and what is left of the job's;
- *	- after the body, deferred triggers are fired while still switched
- *	  (SET CONSTRAINTS ALL IMMEDIATE): a deferred trigger never runs as the
- *	  runner's superuser at commit.  Under the restriction PostgreSQL
- *	  refuses to fire one, so such a task fails cleanly instead;
+ *	- every constraint is immediate while the body runs (SET CONSTRAINTS
+ *	  ALL IMMEDIATE, set before the switch): the checks of a DEFERRABLE
+ *	  INITIALLY DEFERRED foreign key or constraint trigger fire at the end
+ *	  of the task's statement that queued them, as its creator and inside
+ *	  the job's subtransaction, so that a violation fails that task alone
+ *	  (with its SQLSTATE, e.g. 23503) and none of them runs as the
+ *	  runner's superuser at commit.  Deferring them further is not
+ *	  possible: PostgreSQL refuses to queue a deferred trigger past the
+ *	  end of a statement inside a security-restricted operation, so a task
+ *	  that says SET CONSTRAINTS ... DEFERRED itself fails with that error
+ *	  (42501).  The setting outlives the task in the batch's transaction,
+ *	  whose bookkeeping tables have no deferrable constraint;
  *	- session-level advisory locks the task took are released afterwards.
  *
  * The output is the first column of the first row of the last statement,
@@ -102,8 +110,10 @@ static List *current_info = NIL;
 static MemoryContext current_result_context = NULL;
 
 static WorkflowPlanMode plan_mode_of(const char *body);
-static void fire_deferred_triggers(void);
+static void constraints_immediate(void);
 static Datum output_to_jsonb(Datum value, Oid type, MemoryContext target);
+static void execute_body(WorkflowTaskDef *step, Datum context);
+static Datum first_value_as_output(MemoryContext context);
 static Datum error_to_jsonb(ErrorData *edata);
 static Datum info_array(List *infos);
 static void require_task(const char *function);
@@ -139,7 +149,7 @@ workflow_task_begin(void)
  * stays open until workflow_task_finish().
  */
 void
-workflow_execute_task(int64 job_id, WorkflowStep *step, Datum context,
+workflow_execute_task(int64 job_id, WorkflowTaskDef *step, Datum context,
 					  Oid owner, int timeout_ms, WorkflowTaskResult *result)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
@@ -160,18 +170,18 @@ workflow_execute_task(int64 job_id, WorkflowStep *step, Datum context,
 
 	PG_TRY();
 	{
-		Oid			argtypes[1] = {JSONBOID};
-		Datum		values[1];
-		char		nulls[1];
 		int			nestlevel;
-		int			ret;
-
-		values[0] = context;
-		nulls[0] = context == (Datum) 0 ? 'n' : ' ';
 
 		/* random() of one role tells nothing about another role's */
 		if (owner != random_seeded_for)
 			reseed_random(owner);
+
+		/*
+		 * Before the switch: whatever an earlier statement of the batch's
+		 * transaction left deferred fires as the runner, not as this
+		 * task's creator.
+		 */
+		constraints_immediate();
 
 		SetUserIdAndSecContext(owner, save_sec_context |
 							   SECURITY_LOCAL_USERID_CHANGE |
@@ -189,54 +199,8 @@ workflow_execute_task(int64 job_id, WorkflowStep *step, Datum context,
 		if (timeout_ms > 0)
 			enable_timeout_after(STATEMENT_TIMEOUT, timeout_ms);
 
-		if (step->plan_mode == WF_PLAN_UNKNOWN)
-			step->plan_mode = plan_mode_of(step->body);
-		if (step->plan_mode == WF_PLAN_CACHED)
-		{
-			if (step->plan == NULL)
-			{
-				SPIPlanPtr	plan = SPI_prepare(step->body, 1, argtypes);
-
-				if (plan == NULL)
-					elog(ERROR, "SPI_prepare failed for a task: %s", SPI_result_code_string(SPI_result));
-				if (SPI_keepplan(plan) != 0)
-					elog(ERROR, "could not keep the plan of a task");
-				step->plan = plan;
-			}
-			ret = SPI_execute_plan(step->plan, values, nulls, false, 0);
-		}
-		else
-			ret = SPI_execute_with_args(step->body, 1, argtypes, values, nulls, false, 0);
-		/* a body stored before COPY to the client was refused at definition */
-		if (ret == SPI_ERROR_COPY)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("COPY FROM STDIN and COPY TO STDOUT are not possible in a task"),
-					 errdetail("A task runs in a background worker, which has no client to copy data from or to."),
-					 errhint("Use INSERT ... SELECT, or COPY to or from a server file or program.")));
-		if (ret < 0)
-			elog(ERROR, "SPI execution failed for a task: %s", SPI_result_code_string(ret));
-
-		if (SPI_tuptable != NULL && SPI_processed > 0 &&
-			SPI_tuptable->tupdesc->natts >= 1)
-		{
-			bool		isnull;
-			Datum		value = SPI_getbinval(SPI_tuptable->vals[0],
-											  SPI_tuptable->tupdesc, 1, &isnull);
-
-			if (!isnull)
-			{
-				result->output = output_to_jsonb(value,
-												 SPI_gettypeid(SPI_tuptable->tupdesc, 1),
-												 oldcontext);
-				/* bounded like every other document: this task's failure */
-				if (result->output != (Datum) 0)
-					workflow_check_payload_size(result->output, "output");
-			}
-		}
-
-		/* fire deferred triggers as the owner, under the restriction */
-		fire_deferred_triggers();
+		execute_body(step, context);
+		result->output = first_value_as_output(oldcontext);
 
 		if (timeout_ms > 0)
 			disable_timeout(STATEMENT_TIMEOUT, false);
@@ -298,6 +262,71 @@ workflow_execute_task(int64 job_id, WorkflowStep *step, Datum context,
 	current_info = NIL;
 	current_info_size = 0;
 	current_result_context = NULL;
+}
+
+/*
+ * Execute a task's body with its context as $1: through its kept plan
+ * when it is a single plannable statement, else (utility statements,
+ * several statements) through SPI_execute_with_args.
+ */
+static void
+execute_body(WorkflowTaskDef *step, Datum context)
+{
+	Oid			argtypes[1] = {JSONBOID};
+	Datum		values[1] = {context};
+	char		nulls[1] = {context == (Datum) 0 ? 'n' : ' '};
+	int			ret;
+
+	if (step->plan_mode == WF_PLAN_UNKNOWN)
+		step->plan_mode = plan_mode_of(step->body);
+	if (step->plan_mode == WF_PLAN_CACHED)
+	{
+		if (step->plan == NULL)
+		{
+			SPIPlanPtr	plan = SPI_prepare(step->body, 1, argtypes);
+
+			if (plan == NULL)
+				elog(ERROR, "SPI_prepare failed for a task: %s", SPI_result_code_string(SPI_result));
+			if (SPI_keepplan(plan) != 0)
+				elog(ERROR, "could not keep the plan of a task");
+			step->plan = plan;
+		}
+		ret = SPI_execute_plan(step->plan, values, nulls, false, 0);
+	}
+	else
+		ret = SPI_execute_with_args(step->body, 1, argtypes, values, nulls, false, 0);
+	/* a body stored before COPY to the client was refused at definition */
+	if (ret == SPI_ERROR_COPY)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("COPY FROM STDIN and COPY TO STDOUT are not possible in a task"),
+				 errdetail("A task runs in a background worker, which has no client to copy data from or to."),
+				 errhint("Use INSERT ... SELECT, or COPY to or from a server file or program.")));
+	if (ret < 0)
+		elog(ERROR, "SPI execution failed for a task: %s", SPI_result_code_string(ret));
+}
+
+/*
+ * The output of the body just executed: the first column of its last
+ * statement's first row as jsonb, in `context', bounded like every other
+ * document (too large: the task's failure); 0 for none.
+ */
+static Datum
+first_value_as_output(MemoryContext context)
+{
+	bool		isnull;
+	Datum		value;
+	Datum		output;
+
+	if (SPI_tuptable == NULL || SPI_processed == 0 || SPI_tuptable->tupdesc->natts < 1)
+		return (Datum) 0;
+	value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		return (Datum) 0;
+	output = output_to_jsonb(value, SPI_gettypeid(SPI_tuptable->tupdesc, 1), context);
+	if (output != (Datum) 0)
+		workflow_check_payload_size(output, "output");
+	return output;
 }
 
 /*
@@ -370,17 +399,22 @@ plan_mode_of(const char *body)
 }
 
 /*
- * SET CONSTRAINTS ALL IMMEDIATE, without parsing it: fires the deferred
- * triggers the task queued, in the current (restricted) security context.
+ * SET CONSTRAINTS ALL IMMEDIATE, without parsing it, for the task about to
+ * run: inside a security-restricted operation PostgreSQL refuses to keep a
+ * trigger deferred past the end of the statement that queued it ("cannot
+ * fire deferred trigger within security-restricted operation"), so every
+ * check of the task must be immediate.  Set before each task, since an
+ * earlier task of the batch may have said SET CONSTRAINTS ... DEFERRED;
+ * fires the deferred triggers still pending, as SET CONSTRAINTS does.
  */
 static void
-fire_deferred_triggers(void)
+constraints_immediate(void)
 {
 	ConstraintsSetStmt *stmt = makeNode(ConstraintsSetStmt);
 
 	stmt->constraints = NIL;
 	stmt->deferred = false;
-	/* the triggers see everything the task did */
+	/* pending triggers see everything done before */
 	CommandCounterIncrement();
 	AfterTriggerSetState(stmt);
 }

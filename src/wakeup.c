@@ -166,6 +166,7 @@ workflow_wakeup_shmem_init(WorkflowShared *shared)
 		pg_atomic_init_u32(&db->poke_pending, 0);
 		pg_atomic_init_u32(&db->queued, 0);
 	}
+	workflow_crash_records_load(shared->interrupted);
 	shared->nwaiters = MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
 	for (i = 0; i < shared->nwaiters; i++)
 	{
@@ -356,7 +357,8 @@ interrupt_jobs(void)
 
 /*
  * workflow._wake_at_commit(queue text, count int): SQL entry point of the
- * above; NULL means the in-server runners' queue.
+ * above; NULL means the in-server runners' queue.  Returns count, so that a
+ * set-based statement can wake from its select list.
  */
 Datum
 workflow_wake_at_commit(PG_FUNCTION_ARGS)
@@ -365,7 +367,7 @@ workflow_wake_at_commit(PG_FUNCTION_ARGS)
 	int			count = PG_ARGISNULL(1) ? 1 : PG_GETARG_INT32(1);
 
 	workflow_wake_queue_at_commit(workflow_queue_hash(queue), count);
-	PG_RETURN_VOID();
+	PG_RETURN_INT32(count);
 }
 
 /*
@@ -402,7 +404,7 @@ wake_waiters(uint32 queue, int count)
  * of jobs is enough: waking one per job would have the others claim
  * nothing, at the cost of a transaction each, on every commit of a
  * producer (a runner busy with a long batch is relieved by the idle ones,
- * see steal_jobs in src/runner.c).  A long-polling external worker may ask
+ * see take_over_jobs in src/runner.c).  A long-polling external worker may ask
  * for a single task: one per task.
  */
 static int

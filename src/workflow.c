@@ -40,6 +40,7 @@ int			workflow_activity_interval = 1000;
 int			workflow_stale_after = 10;
 int			workflow_stale_job_action = WF_STALE_CANCEL;
 int			workflow_retention = 7 * 24 * 3600;
+int			workflow_runner_retention = 24 * 3600;
 bool		workflow_enabled = true;
 int			workflow_max_payload_size = 1024;
 int			workflow_task_lease = 60;
@@ -155,6 +156,15 @@ workflow_define_gucs(void)
 							NULL,
 							&workflow_retention,
 							7 * 24 * 3600, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("workflow.runner_retention",
+							"External runners not heard from for longer than this, and holding no running job, are removed; 0 keeps all.",
+							"A worker whose runner id was removed gets it again, as its own, at its next register_runner, poll_tasks or run_job call.",
+							&workflow_runner_retention,
+							24 * 3600, 0, INT_MAX,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);

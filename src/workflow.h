@@ -38,6 +38,7 @@ extern int	workflow_activity_interval;
 extern int	workflow_stale_after;
 extern int	workflow_stale_job_action;
 extern int	workflow_retention;
+extern int	workflow_runner_retention;
 extern bool workflow_enabled;
 extern int	workflow_max_payload_size;
 extern int	workflow_max_user_priority;
@@ -105,6 +106,10 @@ typedef struct WorkflowWorkerSlot
 										 * its oldest job was claimed (0: no
 										 * batch); what an idle runner may
 										 * take over */
+	bool		start_failed;	/* the launcher could not start this slot's
+								 * worker (no background worker slot free);
+								 * under `mutex', written by the launcher
+								 * only */
 } WorkflowWorkerSlot;
 
 /*
@@ -144,6 +149,18 @@ typedef struct WorkflowDatabase
 
 #define WF_QUEUED_CAP 10000
 
+/*
+ * What a runner executes, as noted in the crash record file
+ * (src/crashrecord.c); all zero when nothing.
+ */
+typedef struct WorkflowCrashRecord
+{
+	int64		job_id;
+	int64		lease;
+	Oid			dboid;
+	uint32		padding;		/* zero: a fixed layout on disk */
+} WorkflowCrashRecord;
+
 /* the shared-memory area of the extension */
 typedef struct WorkflowShared
 {
@@ -154,6 +171,8 @@ typedef struct WorkflowShared
 	LWLock	   *lock;			/* protects the databases (see above) */
 	WorkflowWorkerSlot slots[WF_NUM_SLOTS];
 	WorkflowDatabase databases[WF_MAX_DATABASES];
+	/* what each slot's runner executed when the server last crashed */
+	WorkflowCrashRecord interrupted[WF_NUM_SLOTS];
 	int			nwaiters;		/* entries in waiters[] */
 	WorkflowWaiter waiters[FLEXIBLE_ARRAY_MEMBER];
 } WorkflowShared;
@@ -162,6 +181,10 @@ extern WorkflowShared *WorkflowShmem;
 
 /* src/workflow.c */
 extern void workflow_require_shmem(void);
+
+/* src/crashrecord.c */
+extern void workflow_crash_records_load(WorkflowCrashRecord *records);
+extern void workflow_crash_record_note(int slot, int64 job_id, int64 lease);
 
 /* src/definitions.c */
 extern void workflow_check_payload_size(Datum value, const char *what);
@@ -208,6 +231,19 @@ extern void workflow_worker_reload_if_needed(void);
 /* src/plans.c */
 extern SPIPlanPtr workflow_keep_plan(SPIPlanPtr *slot, const char *sql, int nargs,
 									 Oid *argtypes);
+
+/* a kept plan of a SQL function's body, and the pg_proc state it is of */
+typedef struct WorkflowFunctionPlan
+{
+	SPIPlanPtr	plan;
+	uint64		generation;
+} WorkflowFunctionPlan;
+
+extern SPIPlanPtr workflow_keep_function_plan(WorkflowFunctionPlan *slot, const char *signature);
+
+/* the one author of "a task succeeded" (src/sql/30_state_machine.sql) */
+#define WF_TASKS_SUCCEEDED \
+	"workflow._tasks_succeeded(bigint[], bigint[], jsonb[], timestamptz[], timestamptz[], boolean, boolean)"
 
 /* src/task.c */
 typedef enum WorkflowTaskRequest
@@ -265,7 +301,7 @@ typedef enum WorkflowPhase
 extern const char *const WorkflowPhaseNames[];
 extern WorkflowPhase workflow_phase_from_name(const char *name);
 
-/* what executes a task: workflow.steps.kind (NONE: no such task) */
+/* what executes a task: workflow.tasks.kind (NONE: no such task) */
 typedef enum WorkflowTaskKind
 {
 	WF_KIND_NONE,
@@ -278,7 +314,7 @@ typedef enum WorkflowTaskKind
 extern const char *const WorkflowTaskKindNames[];
 extern WorkflowTaskKind workflow_task_kind_from_name(const char *name);
 
-/* src/steps.c */
+/* src/task_cache.c */
 
 /* how the SQL of a task is executed */
 typedef enum WorkflowPlanMode
@@ -288,18 +324,18 @@ typedef enum WorkflowPlanMode
 	WF_PLAN_ONESHOT				/* several statements, or utility ones */
 } WorkflowPlanMode;
 
-typedef struct WorkflowStepKey
+typedef struct WorkflowTaskKey
 {
 	int64		workflow_id;
 	int32		phase;			/* WF_PHASE_* */
 	int32		position;
 	Oid			owner;			/* the role that created the jobs */
 	bool		fallback;		/* the fallback's code rather than the task's */
-} WorkflowStepKey;
+} WorkflowTaskKey;
 
-typedef struct WorkflowStep
+typedef struct WorkflowTaskDef
 {
-	WorkflowStepKey key;		/* hash key: must be first */
+	WorkflowTaskKey key;		/* hash key: must be first */
 	WorkflowTaskKind kind;		/* sql, external or wait */
 	char	   *body;			/* the code to run, or NULL */
 	char	   *name;			/* task name */
@@ -310,13 +346,13 @@ typedef struct WorkflowStep
 	bool		uses_context;	/* the code mentions $1 */
 	WorkflowPlanMode plan_mode;
 	SPIPlanPtr	plan;			/* with WF_PLAN_CACHED, once prepared */
-} WorkflowStep;
+} WorkflowTaskDef;
 
-extern WorkflowStep *workflow_step_lookup(int64 workflow_id, int phase, int position,
+extern WorkflowTaskDef *workflow_task_lookup(int64 workflow_id, int phase, int position,
 										  bool fallback, Oid owner);
-extern void workflow_step_cache_reset(void);
+extern void workflow_task_cache_reset(void);
 
-extern void workflow_execute_task(int64 job_id, WorkflowStep *step, Datum context,
+extern void workflow_execute_task(int64 job_id, WorkflowTaskDef *step, Datum context,
 								  Oid owner, int timeout_ms,
 								  WorkflowTaskResult *result);
 extern void workflow_task_finish(bool commit);

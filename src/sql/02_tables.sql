@@ -23,7 +23,7 @@ CREATE TABLE workflow.workflows (
 COMMENT ON TABLE workflow.workflows IS
     'workflow definitions, one row per version; immutable once stored';
 
-CREATE TABLE workflow.steps (
+CREATE TABLE workflow.tasks (
     workflow_id     bigint NOT NULL,
     phase           workflow.phase NOT NULL,
     position        integer NOT NULL,     -- 0-based within its phase
@@ -42,7 +42,7 @@ CREATE TABLE workflow.steps (
     CHECK (kind IN ('sql', 'external', 'wait')),
     CHECK (backoff IN ('fixed', 'linear', 'exponential'))
 );
-COMMENT ON TABLE workflow.steps IS
+COMMENT ON TABLE workflow.tasks IS
     'the tasks of every workflow version, compiled from its definition (one row per task and chain)';
 
 -------------------------------------------------------------------------------
@@ -181,7 +181,6 @@ CREATE TABLE workflow.runners (
     pid             integer,
     started_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     active_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    idle            boolean NOT NULL DEFAULT true,
     owner           regrole NOT NULL,
     CHECK (kind IN ('runner', 'sweeper', 'external'))
 ) WITH (fillfactor = 50);
@@ -189,12 +188,20 @@ COMMENT ON TABLE workflow.runners IS
     'every runner (in-server background worker or external worker) and its last heartbeat';
 COMMENT ON COLUMN workflow.runners.owner IS
     'the role that registered the runner id (the extension owner for the in-server workers): only it, or a member of workflow_admin, may use the id';
-COMMENT ON COLUMN workflow.runners.idle IS
-    'in-server runners: no batch in progress at their last heartbeat; not kept for external workers (workflow.runner_status shows whether a runner holds jobs now)';
 
--- pg_dump keeps definitions and jobs; runners are transient.
+-- pg_dump keeps every table that holds users' data, with the sequences of
+-- their ids (a restored database goes on numbering after the last id):
+-- definitions, jobs with their task runs and info, the targets held, the
+-- paused task types, and the ids external workers registered -- a runner
+-- id belongs to its role, and the tasks a worker holds name it, so the
+-- worker may report them with their leases after a restore and no other
+-- role may take its id.  The rows of the in-server runners and the
+-- sweeper (kinds runner and sweeper) are left out: they hold the pids and
+-- heartbeats of processes of the dumped server, and the workers of the
+-- restored server write their own when they start (a job such a runner
+-- held when the dump was taken is then stale, as after a crash).
 SELECT pg_catalog.pg_extension_config_dump('workflow.workflows', '');
-SELECT pg_catalog.pg_extension_config_dump('workflow.steps', '');
+SELECT pg_catalog.pg_extension_config_dump('workflow.tasks', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.target_locks', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.task_runs', '');
@@ -203,6 +210,7 @@ SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('wo
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workflow.jobs', 'id'), '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workflow.task_runs', 'id'), '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workflow.job_info', 'id'), '');
+SELECT pg_catalog.pg_extension_config_dump('workflow.runners', 'WHERE kind = ''external''');
 
 -------------------------------------------------------------------------------
 -- External task types

@@ -24,11 +24,18 @@ COMMENT ON FUNCTION workflow._check_payload(jsonb, text) IS
     'internal: refuse NULL and payloads larger than workflow.max_payload_size';
 
 CREATE OR REPLACE FUNCTION workflow._wake_at_commit(queue text, count integer DEFAULT 1)
-RETURNS void
+RETURNS integer
 LANGUAGE c PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'workflow_wake_at_commit';
 COMMENT ON FUNCTION workflow._wake_at_commit(text, integer) IS
-    'internal: wake count idle runners (queue NULL) or long-polling workers of a task type when this transaction commits';
+    'internal: wake count idle runners (queue NULL) or long-polling workers of a task type when this transaction commits; returns count';
+
+CREATE OR REPLACE FUNCTION workflow._interrupted_by_crash(job_id bigint, lease bigint)
+RETURNS boolean
+LANGUAGE c STRICT STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'workflow_interrupted_by_crash';
+COMMENT ON FUNCTION workflow._interrupted_by_crash(bigint, bigint) IS
+    'internal: whether a runner was executing the task of this job under this lease when the server last crashed (src/crashrecord.c)';
 
 CREATE OR REPLACE FUNCTION workflow._new_lease()
 RETURNS bigint

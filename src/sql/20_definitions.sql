@@ -113,24 +113,125 @@ RETURN '^[A-Za-z0-9_.-]{1,128}$';
 COMMENT ON FUNCTION workflow._name_pattern() IS
     'internal: the pattern of workflow names, task names and task types';
 
--- Validate one chain and return its compiled steps as jsonb rows.
+-- Validate one task of a chain, at position pos of phase (f: its path in
+-- the definition, for the messages), and return it compiled, as a jsonb
+-- row of workflow.tasks.
+CREATE OR REPLACE FUNCTION workflow._compile_task(task jsonb, phase workflow.phase, pos integer, f text)
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    key         text;
+    kind        text;
+    wait_for    interval;
+    body        text;
+    attempts    integer;
+    backoff     text;
+    fallback    text;
+BEGIN
+    IF jsonb_typeof(task) <> 'object' THEN
+        PERFORM workflow._invalid(f, format('must be a task object, not %s', task));
+    END IF;
+    FOR key IN SELECT jsonb_object_keys(task) LOOP
+        IF key NOT IN ('name', 'sql', 'task_type', 'wait', 'attempts', 'backoff',
+                       'delay', 'max_delay', 'timeout', 'fallback', 'description') THEN
+            PERFORM workflow._invalid(f || '.' || key, 'is not a known task field');
+        END IF;
+    END LOOP;
+    IF NOT task ? 'name' OR jsonb_typeof(task -> 'name') = 'null' THEN
+        PERFORM workflow._invalid(f || '.name', 'is required');
+    END IF;
+    PERFORM workflow._string(task -> 'name', f || '.name', workflow._name_pattern(),
+                             '1 to 128 letters, digits, "_", "-" or "."');
+    PERFORM workflow._string(task -> 'description', f || '.description', NULL, NULL);
+
+    IF (task ? 'sql')::integer + (task ? 'task_type')::integer + (task ? 'wait')::integer <> 1 THEN
+        PERFORM workflow._invalid(f, 'must have exactly one of "sql", "task_type" or "wait"');
+    END IF;
+
+    IF task ? 'sql' THEN
+        kind := 'sql';
+        body := workflow._string(task -> 'sql', f || '.sql', '\S', 'a non-empty SQL command');
+        IF body IS NULL THEN
+            PERFORM workflow._invalid(f || '.sql', 'must be a non-empty SQL command');
+        END IF;
+        PERFORM workflow._check_sql(body, f || '.sql');
+    ELSIF task ? 'task_type' THEN
+        kind := 'external';
+        IF workflow._string(task -> 'task_type', f || '.task_type', workflow._name_pattern(),
+                            '1 to 128 letters, digits, "_", "-" or "."') IS NULL THEN
+            PERFORM workflow._invalid(f || '.task_type', 'must be a task type name');
+        END IF;
+    ELSE
+        kind := 'wait';
+        wait_for := workflow._compile_wait(task -> 'wait', f || '.wait');
+        IF task ? 'fallback' THEN
+            PERFORM workflow._invalid(f || '.fallback', 'is not allowed on a wait task');
+        END IF;
+    END IF;
+
+    attempts := coalesce(workflow._integer(task -> 'attempts', f || '.attempts', 1, 1000), 1);
+    backoff := coalesce(workflow._string(task -> 'backoff', f || '.backoff',
+                                         '^(fixed|linear|exponential)$',
+                                         '"fixed", "linear" or "exponential"'), 'fixed');
+    fallback := workflow._string(task -> 'fallback', f || '.fallback', '\S', 'a non-empty SQL command');
+    IF fallback IS NOT NULL THEN
+        PERFORM workflow._check_sql(fallback, f || '.fallback');
+    END IF;
+    IF workflow._interval(task -> 'timeout', f || '.timeout') = interval '0' THEN
+        PERFORM workflow._invalid(f || '.timeout', 'must be greater than zero');
+    END IF;
+
+    RETURN jsonb_build_object(
+        'phase', phase, 'position', pos, 'name', task ->> 'name', 'kind', kind,
+        'sql', body, 'task_type', task ->> 'task_type', 'wait_for', wait_for,
+        'attempts', attempts, 'backoff', backoff,
+        'delay', coalesce(workflow._interval(task -> 'delay', f || '.delay'), interval '0'),
+        'max_delay', workflow._interval(task -> 'max_delay', f || '.max_delay'),
+        'timeout', workflow._interval(task -> 'timeout', f || '.timeout'),
+        'fallback', fallback);
+END
+$$;
+COMMENT ON FUNCTION workflow._compile_task(jsonb, workflow.phase, integer, text) IS
+    'internal: validate one task of a definition and compile it';
+
+-- The "wait" of a wait task: "signal" (NULL: until resume_job) or the
+-- interval of its timer.
+CREATE OR REPLACE FUNCTION workflow._compile_wait(wait jsonb, f text)
+RETURNS interval
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    wait_for    interval;
+BEGIN
+    IF wait = '"signal"' THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(wait) = 'string' THEN
+        BEGIN
+            PERFORM (wait #>> '{}')::interval;
+        EXCEPTION WHEN invalid_datetime_format OR invalid_parameter_value THEN
+            PERFORM workflow._invalid(f, format('must be "signal" or an interval such as "10 min", not %s', wait));
+        END;
+    END IF;
+    wait_for := workflow._interval(wait, f);
+    IF wait_for IS NULL THEN
+        PERFORM workflow._invalid(f, 'must be "signal" or an interval such as "10 min"');
+    END IF;
+    RETURN wait_for;
+END
+$$;
+COMMENT ON FUNCTION workflow._compile_wait(jsonb, text) IS
+    'internal: validate the wait of a wait task: NULL for a signal, else its timer';
+
+-- Validate one chain and return its compiled tasks as jsonb rows.
 CREATE OR REPLACE FUNCTION workflow._compile_chain(chain jsonb, phase workflow.phase, required boolean)
 RETURNS SETOF jsonb
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    task        jsonb;
-    pos         integer := 0;
-    f           text;
-    key         text;
-    n_kinds     integer;
-    kind        text;
-    wait_for    interval;
-    attempts    integer;
-    backoff     text;
-    body        text;
-    fallback    text;
 BEGIN
     IF chain IS NULL OR jsonb_typeof(chain) = 'null' THEN
         IF required THEN
@@ -147,91 +248,10 @@ BEGIN
     IF jsonb_array_length(chain) > 1000 THEN
         PERFORM workflow._invalid(phase::text, 'must not contain more than 1000 tasks');
     END IF;
-
-    FOR task IN SELECT value FROM jsonb_array_elements(chain)
-    LOOP
-        f := format('%s[%s]', phase, pos);
-        IF jsonb_typeof(task) <> 'object' THEN
-            PERFORM workflow._invalid(f, format('must be a task object, not %s', task));
-        END IF;
-        FOR key IN SELECT jsonb_object_keys(task) LOOP
-            IF key NOT IN ('name', 'sql', 'task_type', 'wait', 'attempts', 'backoff',
-                           'delay', 'max_delay', 'timeout', 'fallback', 'description') THEN
-                PERFORM workflow._invalid(f || '.' || key, 'is not a known task field');
-            END IF;
-        END LOOP;
-        IF NOT task ? 'name' OR jsonb_typeof(task -> 'name') = 'null' THEN
-            PERFORM workflow._invalid(f || '.name', 'is required');
-        END IF;
-        PERFORM workflow._string(task -> 'name', f || '.name', workflow._name_pattern(),
-                                 '1 to 128 letters, digits, "_", "-" or "."');
-        PERFORM workflow._string(task -> 'description', f || '.description', NULL, NULL);
-
-        n_kinds := (task ? 'sql')::integer + (task ? 'task_type')::integer + (task ? 'wait')::integer;
-        IF n_kinds <> 1 THEN
-            PERFORM workflow._invalid(f, 'must have exactly one of "sql", "task_type" or "wait"');
-        END IF;
-
-        wait_for := NULL;
-        body := NULL;
-        IF task ? 'sql' THEN
-            kind := 'sql';
-            body := workflow._string(task -> 'sql', f || '.sql', '\S', 'a non-empty SQL command');
-            IF body IS NULL THEN
-                PERFORM workflow._invalid(f || '.sql', 'must be a non-empty SQL command');
-            END IF;
-            PERFORM workflow._check_sql(body, f || '.sql');
-        ELSIF task ? 'task_type' THEN
-            kind := 'external';
-            IF workflow._string(task -> 'task_type', f || '.task_type', workflow._name_pattern(),
-                                '1 to 128 letters, digits, "_", "-" or "."') IS NULL THEN
-                PERFORM workflow._invalid(f || '.task_type', 'must be a task type name');
-            END IF;
-        ELSE
-            kind := 'wait';
-            IF task -> 'wait' = '"signal"' THEN
-                wait_for := NULL;
-            ELSE
-                IF jsonb_typeof(task -> 'wait') = 'string' THEN
-                    BEGIN
-                        PERFORM (task ->> 'wait')::interval;
-                    EXCEPTION WHEN invalid_datetime_format OR invalid_parameter_value THEN
-                        PERFORM workflow._invalid(f || '.wait',
-                            format('must be "signal" or an interval such as "10 min", not %s', task -> 'wait'));
-                    END;
-                END IF;
-                wait_for := workflow._interval(task -> 'wait', f || '.wait');
-                IF wait_for IS NULL THEN
-                    PERFORM workflow._invalid(f || '.wait', 'must be "signal" or an interval such as "10 min"');
-                END IF;
-            END IF;
-            IF task ? 'fallback' THEN
-                PERFORM workflow._invalid(f || '.fallback', 'is not allowed on a wait task');
-            END IF;
-        END IF;
-
-        attempts := coalesce(workflow._integer(task -> 'attempts', f || '.attempts', 1, 1000), 1);
-        backoff := coalesce(workflow._string(task -> 'backoff', f || '.backoff',
-                                             '^(fixed|linear|exponential)$',
-                                             '"fixed", "linear" or "exponential"'), 'fixed');
-        fallback := workflow._string(task -> 'fallback', f || '.fallback', '\S', 'a non-empty SQL command');
-        IF fallback IS NOT NULL THEN
-            PERFORM workflow._check_sql(fallback, f || '.fallback');
-        END IF;
-        IF workflow._interval(task -> 'timeout', f || '.timeout') = interval '0' THEN
-            PERFORM workflow._invalid(f || '.timeout', 'must be greater than zero');
-        END IF;
-
-        RETURN NEXT jsonb_build_object(
-            'phase', phase, 'position', pos, 'name', task ->> 'name', 'kind', kind,
-            'sql', body, 'task_type', task ->> 'task_type', 'wait_for', wait_for,
-            'attempts', attempts, 'backoff', backoff,
-            'delay', coalesce(workflow._interval(task -> 'delay', f || '.delay'), interval '0'),
-            'max_delay', workflow._interval(task -> 'max_delay', f || '.max_delay'),
-            'timeout', workflow._interval(task -> 'timeout', f || '.timeout'),
-            'fallback', fallback);
-        pos := pos + 1;
-    END LOOP;
+    RETURN QUERY
+        SELECT workflow._compile_task(e.task, phase, (e.n - 1)::integer, format('%s[%s]', phase, e.n - 1))
+          FROM jsonb_array_elements(chain) WITH ORDINALITY AS e(task, n)
+         ORDER BY e.n;
 END
 $$;
 COMMENT ON FUNCTION workflow._compile_chain(jsonb, workflow.phase, boolean) IS
@@ -336,7 +356,7 @@ BEGIN
             v_search_path)
     RETURNING w.id INTO new_id;
 
-    INSERT INTO workflow.steps
+    INSERT INTO workflow.tasks
         (workflow_id, phase, position, name, kind, sql, task_type, wait_for,
          attempts, backoff, delay, max_delay, timeout, fallback)
     SELECT new_id, (s ->> 'phase')::workflow.phase, (s ->> 'position')::integer, s ->> 'name',
@@ -393,7 +413,7 @@ BEGIN
     DELETE FROM workflow.job_info i
      USING workflow.jobs j WHERE i.job_id = j.id AND j.workflow_id = ANY (ids);
     DELETE FROM workflow.jobs j WHERE j.workflow_id = ANY (ids);
-    DELETE FROM workflow.steps s WHERE s.workflow_id = ANY (ids);
+    DELETE FROM workflow.tasks s WHERE s.workflow_id = ANY (ids);
     DELETE FROM workflow.workflows w WHERE w.id = ANY (ids);
 END
 $$;

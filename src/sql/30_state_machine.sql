@@ -55,19 +55,19 @@ COMMENT ON FUNCTION workflow._wrong_state(workflow.jobs, text, text) IS
     'internal: raise the error for a call made in the wrong state';
 
 -- The step a job is at.
-CREATE OR REPLACE FUNCTION workflow._step(j workflow.jobs)
-RETURNS workflow.steps
+CREATE OR REPLACE FUNCTION workflow._task_of(j workflow.jobs)
+RETURNS workflow.tasks
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
-    r workflow.steps;
+    r workflow.tasks;
 BEGIN
-    SELECT s.* INTO r FROM workflow.steps s
+    SELECT s.* INTO r FROM workflow.tasks s
      WHERE s.workflow_id = j.workflow_id AND s.phase = j.phase AND s.position = j.step;
     RETURN r;
 END
 $$;
-COMMENT ON FUNCTION workflow._step(workflow.jobs) IS
+COMMENT ON FUNCTION workflow._task_of(workflow.jobs) IS
     'internal: the task definition a job is at';
 
 -- Delay before retry number n (n >= 1) of a task or a job.  Computed in
@@ -121,7 +121,7 @@ BEGIN
     RETURN (SELECT jsonb_build_object(
         'job', jsonb_build_object('id', j.id, 'workflow', j.workflow, 'version', j.version,
                                   'params', j.params, 'target', j.target, 'attempt', j.attempt),
-        'task', jsonb_build_object('name', (SELECT s.name FROM workflow.steps s
+        'task', jsonb_build_object('name', (SELECT s.name FROM workflow.tasks s
                                              WHERE s.workflow_id = j.workflow_id
                                                AND s.phase = j.phase AND s.position = j.step),
                                    'attempt', j.task_attempt),
@@ -153,8 +153,8 @@ COMMENT ON FUNCTION workflow._record_run(workflow.jobs, text, text, timestamptz,
     'internal: record an attempt of the current task of a job';
 
 -- The task a job in progress is at; refuses a job with no task in progress.
-CREATE OR REPLACE FUNCTION workflow._current_step(j workflow.jobs)
-RETURNS workflow.steps
+CREATE OR REPLACE FUNCTION workflow._current_task(j workflow.jobs)
+RETURNS workflow.tasks
 LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
@@ -163,10 +163,10 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   DETAIL = format('The job is %s.', j.execution);
     END IF;
-    RETURN workflow._step(j);
+    RETURN workflow._task_of(j);
 END
 $$;
-COMMENT ON FUNCTION workflow._current_step(workflow.jobs) IS
+COMMENT ON FUNCTION workflow._current_task(workflow.jobs) IS
     'internal: the task of a job in progress, or the wrong-state error';
 
 -- Release the target held by a job that reached a terminal state.
@@ -207,16 +207,16 @@ COMMENT ON FUNCTION workflow._terminate(workflow.jobs, workflow.execution, jsonb
     'internal: finish a job in a terminal state and release its target';
 
 -- Put a locked job back in the queue at a given step.
-CREATE OR REPLACE FUNCTION workflow._enqueue_step(j workflow.jobs, new_phase workflow.phase, new_step integer,
+CREATE OR REPLACE FUNCTION workflow._enqueue_task(j workflow.jobs, new_phase workflow.phase, new_step integer,
                                                   new_task_attempt integer, not_before timestamptz,
                                                   fallback boolean DEFAULT false)
 RETURNS workflow.jobs
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    s workflow.steps;
+    s workflow.tasks;
 BEGIN
-    SELECT * INTO s FROM workflow.steps
+    SELECT * INTO s FROM workflow.tasks
      WHERE workflow_id = j.workflow_id AND phase = new_phase AND position = new_step;
     UPDATE workflow.jobs
        SET execution = 'queued', phase = new_phase, step = new_step,
@@ -230,7 +230,7 @@ BEGIN
     RETURN j;
 END
 $$;
-COMMENT ON FUNCTION workflow._enqueue_step(workflow.jobs, workflow.phase, integer, integer, timestamptz, boolean) IS
+COMMENT ON FUNCTION workflow._enqueue_task(workflow.jobs, workflow.phase, integer, integer, timestamptz, boolean) IS
     'internal: re-queue a job at a step (next task, retry, or another chain)';
 
 -- A job failed for good in this attempt: retry the whole job or fail it.
@@ -245,7 +245,7 @@ BEGIN
     IF j.attempt < w.max_attempts THEN
         UPDATE workflow.jobs SET attempt = attempt + 1, error = err, deadline = NULL WHERE id = j.id
         RETURNING * INTO j;
-        RETURN workflow._enqueue_step(j, 'chain', 0, 1,
+        RETURN workflow._enqueue_task(j, 'chain', 0, 1,
                    clock_timestamp() + workflow._backoff('exponential', w.initial_delay, w.max_delay, j.attempt - 1));
     END IF;
     RETURN workflow._terminate(j, 'failed', NULL, err);
@@ -254,80 +254,146 @@ $$;
 COMMENT ON FUNCTION workflow._job_failed(workflow.jobs, jsonb) IS
     'internal: whole-job failure: another attempt after a backoff, or the final failed state';
 
--- The current step of a locked job succeeded with an output: record it and
--- advance.  With keep_running, a next SQL task stays claimed by the same
--- runner (no re-queue); otherwise the job is queued for whoever runs the
--- next task.
-CREATE OR REPLACE FUNCTION workflow._step_succeeded(j workflow.jobs, output jsonb, started timestamptz,
+-- The edge "a task succeeded", for a set of jobs at once: the one author
+-- of every transition a task's success makes (src/README.md, "Task
+-- succeeded").  For each job, in the order given: record the task's run,
+-- then move the job on
+--
+--   next task in the phase     queued at it, for its executor, woken at
+--                              commit; or, with keep_sql and an SQL next
+--                              task, still running at it for the same
+--                              runner under the same lease
+--   end of chain               succeeded, with the output as its result
+--   end of oncancel            canceled
+--   end of onerror             _job_failed: another whole-job attempt, or
+--                              failed
+--
+-- and release the target of a job that ended.  A job is moved only if it
+-- is running or waiting under the lease given (NULL for a waiting job),
+-- locked here in the order given; the others are left alone and missing
+-- from the result.  Returns per job moved: its position in the arrays,
+-- id, the executor that held it, its new state, and how many executors
+-- its move wakes at commit.
+--
+-- The arguments, by position (C executes this body as a statement of its
+-- own, src/plans.c): $1 job ids, $2 leases, $3 outputs (NULL: none), $4
+-- start of each task (NULL: when claimed), $5 end of each task (NULL:
+-- now), $6 keep_sql, $7 external_only (only jobs at an external task: the
+-- reports of external workers).
+CREATE OR REPLACE FUNCTION workflow._tasks_succeeded(bigint[], bigint[], jsonb[], timestamptz[],
+                                                     timestamptz[], boolean, boolean)
+RETURNS TABLE (n bigint, job_id bigint, runner_id text, execution workflow.execution, woken integer)
+LANGUAGE sql
+AS $$
+WITH v AS (
+    SELECT * FROM unnest($1, $2, coalesce($3, array_fill(NULL::jsonb, ARRAY[cardinality($1)])),
+                         coalesce($4, array_fill(NULL::timestamptz, ARRAY[cardinality($1)])),
+                         coalesce($5, array_fill(NULL::timestamptz, ARRAY[cardinality($1)])))
+           WITH ORDINALITY AS v(id, lease, output, started, finished, n)),
+o AS (
+    SELECT j AS job, v.output, v.started, v.finished, v.n
+      FROM v JOIN workflow.jobs j ON j.id = v.id
+     WHERE j.lease IS NOT DISTINCT FROM v.lease AND j.execution IN ('running', 'waiting')
+       AND (NOT $7 OR j.task_type IS NOT NULL)
+     ORDER BY v.n
+       FOR NO KEY UPDATE OF j),
+c AS (
+    SELECT o.*, (o.job).id, cs.name AS task, ns.position AS next_step, ns.task_type AS next_type,
+           CASE WHEN ns.position IS NOT NULL AND $6 AND ns.kind = 'sql' THEN 'running'
+                WHEN ns.position IS NOT NULL THEN 'queued'
+                WHEN (o.job).phase = 'chain' THEN 'succeeded'
+                WHEN (o.job).phase = 'oncancel' THEN 'canceled'
+           END::workflow.execution AS next_execution
+      FROM o
+      JOIN workflow.tasks cs ON cs.workflow_id = (o.job).workflow_id
+           AND cs.phase = (o.job).phase AND cs.position = (o.job).step
+      LEFT JOIN workflow.tasks ns ON ns.workflow_id = (o.job).workflow_id
+           AND ns.phase = (o.job).phase AND ns.position = (o.job).step + 1),
+run AS (
+    INSERT INTO workflow.task_runs
+        (job_id, job_attempt, phase, step, task, attempt, fallback, status, runner_id, lease,
+         started_at, finished_at, output)
+    SELECT c.id, (c.job).attempt, (c.job).phase, (c.job).step, c.task, (c.job).task_attempt,
+           (c.job).in_fallback, 'succeeded', (c.job).runner_id, (c.job).lease,
+           coalesce(c.started, (c.job).claimed_at, pg_catalog.now()),
+           coalesce(c.finished, pg_catalog.clock_timestamp()), c.output
+      FROM c ORDER BY c.n),
+moved AS (
+    UPDATE workflow.jobs j
+       SET execution = c.next_execution,
+           step = coalesce(c.next_step, j.step),
+           task_attempt = CASE WHEN c.next_step IS NULL THEN j.task_attempt ELSE 1 END,
+           in_fallback = false,
+           task_type = CASE WHEN c.next_execution = 'queued' THEN c.next_type END,
+           run_at = CASE WHEN c.next_execution = 'queued' THEN pg_catalog.now() ELSE j.run_at END,
+           runner_id = CASE WHEN c.next_execution = 'queued' THEN NULL ELSE j.runner_id END,
+           claimed_at = CASE c.next_execution WHEN 'queued' THEN NULL
+                             WHEN 'running' THEN pg_catalog.clock_timestamp()
+                             ELSE j.claimed_at END,
+           lease = CASE WHEN c.next_execution = 'running' THEN j.lease END,
+           lease_expires_at = NULL,
+           result = CASE WHEN c.next_execution = 'succeeded' THEN c.output ELSE j.result END,
+           error = CASE WHEN c.next_execution = 'succeeded' THEN NULL ELSE j.error END,
+           finished_at = CASE WHEN c.next_execution IN ('succeeded', 'canceled')
+                              THEN coalesce(c.finished, pg_catalog.clock_timestamp())
+                              ELSE j.finished_at END
+      FROM c
+     WHERE j.id = c.id AND c.next_execution IS NOT NULL),
+released AS (
+    DELETE FROM workflow.target_locks l
+     USING c
+     WHERE c.next_execution IN ('succeeded', 'canceled') AND (c.job).target IS NOT NULL
+       AND l.owner = (c.job).created_by AND l.target = (c.job).target AND l.job_id = c.id)
+SELECT c.n, c.id, (c.job).runner_id,
+       CASE WHEN c.next_execution IS NULL
+            THEN (workflow._job_failed(c.job, (c.job).error)).execution
+            ELSE c.next_execution END,
+       CASE WHEN c.next_execution = 'queued' THEN workflow._wake_at_commit(c.next_type)
+            WHEN c.next_execution IN ('succeeded', 'canceled') AND (c.job).target IS NOT NULL
+            THEN workflow._wake_at_commit(NULL)
+            ELSE 0 END
+  FROM c
+ ORDER BY c.n
+$$;
+COMMENT ON FUNCTION workflow._tasks_succeeded(bigint[], bigint[], jsonb[], timestamptz[], timestamptz[], boolean, boolean) IS
+    'internal: the current tasks of a set of locked jobs succeeded: record them and move each job on';
+
+-- The current task of a locked job succeeded with an output: the edge of
+-- _tasks_succeeded for one job, which returns the job as it is now.
+CREATE OR REPLACE FUNCTION workflow._task_succeeded(j workflow.jobs, output jsonb, started timestamptz,
                                                     keep_running boolean DEFAULT false)
 RETURNS workflow.jobs
 LANGUAGE plpgsql
 AS $$
-DECLARE
-    cur     workflow.steps;
-    nxt     workflow.steps;
 BEGIN
-    cur := workflow._current_step(j);
-    PERFORM workflow._record_run(j, cur.name, 'succeeded', started, output, NULL);
-
-    SELECT * INTO nxt FROM workflow.steps
-     WHERE workflow_id = j.workflow_id AND phase = j.phase AND position = j.step + 1;
-    IF FOUND THEN
-        IF keep_running AND nxt.kind = 'sql' THEN
-            UPDATE workflow.jobs
-               SET step = nxt.position, task_attempt = 1, in_fallback = false, task_type = NULL
-             WHERE id = j.id
-            RETURNING * INTO j;
-            RETURN j;
-        END IF;
-        RETURN workflow._enqueue_step(j, j.phase, nxt.position, 1, now());
+    PERFORM workflow._current_task(j);
+    PERFORM workflow._tasks_succeeded(ARRAY[j.id], ARRAY[j.lease], ARRAY[output], ARRAY[started],
+                                      NULL, keep_running, false);
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job % moved under the lock of its success', j.id
+            USING ERRCODE = 'internal_error';
     END IF;
-
-    -- end of a chain
-    CASE j.phase
-        WHEN 'chain' THEN
-            RETURN workflow._terminate(j, 'succeeded', output, NULL);
-        WHEN 'onerror' THEN
-            RETURN workflow._job_failed(j, j.error);
-        ELSE
-            RETURN workflow._terminate(j, 'canceled', NULL, j.error);
-    END CASE;
+    SELECT * INTO j FROM workflow.jobs WHERE id = j.id;
+    RETURN j;
 END
 $$;
-COMMENT ON FUNCTION workflow._step_succeeded(workflow.jobs, jsonb, timestamptz, boolean) IS
+COMMENT ON FUNCTION workflow._task_succeeded(workflow.jobs, jsonb, timestamptz, boolean) IS
     'internal: record a task success and advance the job to its next task or final state';
 
--- The current step of a locked job failed: retry it, run its fallback, or
--- fail the task for good (onerror chain, whole-job attempts, failed).
-CREATE OR REPLACE FUNCTION workflow._step_failed(j workflow.jobs, err jsonb, started timestamptz,
-                                                 retryable boolean DEFAULT true)
+-- The current task of a locked job failed for good (no attempt, no
+-- fallback left, or the job's time is up): in the main chain the onerror
+-- chain runs if there is one, else (and at the end of onerror) the job
+-- attempt fails; in oncancel the cancellation stands.
+CREATE OR REPLACE FUNCTION workflow._task_failed_for_good(j workflow.jobs, err jsonb)
 RETURNS workflow.jobs
 LANGUAGE plpgsql
 AS $$
-DECLARE
-    cur     workflow.steps;
 BEGIN
-    cur := workflow._current_step(j);
-    err := jsonb_build_object('task', cur.name, 'phase', j.phase, 'attempt', j.task_attempt) || coalesce(err, '{}');
-    PERFORM workflow._record_run(j, cur.name, 'failed', started, NULL, err);
-    UPDATE workflow.jobs SET error = err WHERE id = j.id RETURNING * INTO j;
-
-    -- another attempt of the same task
-    IF retryable AND NOT j.in_fallback AND j.task_attempt < cur.attempts THEN
-        RETURN workflow._enqueue_step(j, j.phase, j.step, j.task_attempt + 1,
-                   clock_timestamp() + workflow._backoff(cur.backoff, cur.delay, cur.max_delay, j.task_attempt));
-    END IF;
-    -- the fallback decides
-    IF cur.fallback IS NOT NULL AND NOT j.in_fallback THEN
-        RETURN workflow._enqueue_step(j, j.phase, j.step, j.task_attempt, now(), true);
-    END IF;
-
-    -- the task failed for good
     CASE j.phase
         WHEN 'chain' THEN
-            IF EXISTS (SELECT 1 FROM workflow.steps
+            IF EXISTS (SELECT 1 FROM workflow.tasks
                         WHERE workflow_id = j.workflow_id AND phase = 'onerror') THEN
-                RETURN workflow._enqueue_step(j, 'onerror', 0, 1, now());
+                RETURN workflow._enqueue_task(j, 'onerror', 0, 1, now());
             END IF;
             RETURN workflow._job_failed(j, err);
         WHEN 'onerror' THEN
@@ -338,7 +404,56 @@ BEGIN
     END CASE;
 END
 $$;
-COMMENT ON FUNCTION workflow._step_failed(workflow.jobs, jsonb, timestamptz, boolean) IS
+COMMENT ON FUNCTION workflow._task_failed_for_good(workflow.jobs, jsonb) IS
+    'internal: a task failed for good: the onerror chain, whole-job attempts, or the cancellation stands';
+
+-- Cancel a locked job in progress with an error: its oncancel chain runs
+-- if it has one, else it ends as canceled.
+CREATE OR REPLACE FUNCTION workflow._cancel(j workflow.jobs, err jsonb)
+RETURNS workflow.jobs
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    UPDATE workflow.jobs SET error = err WHERE id = j.id RETURNING * INTO j;
+    IF EXISTS (SELECT 1 FROM workflow.tasks s
+                WHERE s.workflow_id = j.workflow_id AND s.phase = 'oncancel') THEN
+        RETURN workflow._enqueue_task(j, 'oncancel', 0, 1, now());
+    END IF;
+    RETURN workflow._terminate(j, 'canceled', NULL, err);
+END
+$$;
+COMMENT ON FUNCTION workflow._cancel(workflow.jobs, jsonb) IS
+    'internal: cancel a job in progress: its oncancel chain, else canceled';
+
+-- The current step of a locked job failed: retry it, run its fallback, or
+-- fail the task for good (onerror chain, whole-job attempts, failed).
+CREATE OR REPLACE FUNCTION workflow._task_failed(j workflow.jobs, err jsonb, started timestamptz,
+                                                 retryable boolean DEFAULT true)
+RETURNS workflow.jobs
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    cur     workflow.tasks;
+BEGIN
+    cur := workflow._current_task(j);
+    err := jsonb_build_object('task', cur.name, 'phase', j.phase, 'attempt', j.task_attempt) || coalesce(err, '{}');
+    PERFORM workflow._record_run(j, cur.name, 'failed', started, NULL, err);
+    UPDATE workflow.jobs SET error = err WHERE id = j.id RETURNING * INTO j;
+
+    -- another attempt of the same task
+    IF retryable AND NOT j.in_fallback AND j.task_attempt < cur.attempts THEN
+        RETURN workflow._enqueue_task(j, j.phase, j.step, j.task_attempt + 1,
+                   clock_timestamp() + workflow._backoff(cur.backoff, cur.delay, cur.max_delay, j.task_attempt));
+    END IF;
+    -- the fallback decides
+    IF cur.fallback IS NOT NULL AND NOT j.in_fallback THEN
+        RETURN workflow._enqueue_task(j, j.phase, j.step, j.task_attempt, now(), true);
+    END IF;
+
+    RETURN workflow._task_failed_for_good(j, err);
+END
+$$;
+COMMENT ON FUNCTION workflow._task_failed(workflow.jobs, jsonb, timestamptz, boolean) IS
     'internal: record a task failure and apply retries, fallback, onerror and whole-job attempts';
 
 -------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
     w       workflow.workflows;
-    first   workflow.steps;
+    first   workflow.tasks;
     new_id  bigint;
 BEGIN
     IF _create_job.workflow IS NULL THEN
@@ -85,7 +85,7 @@ BEGIN
                   HINT = 'Create the job as a role with LOGIN.';
     END IF;
 
-    SELECT * INTO first FROM workflow.steps s
+    SELECT * INTO first FROM workflow.tasks s
      WHERE s.workflow_id = w.id AND s.phase = 'chain' AND s.position = 0;
 
     -- never a silent job that no worker of this server will run
@@ -156,7 +156,7 @@ BEGIN
     doc := to_jsonb(j) - 'workflow_id' - 'created_by';
     RETURN doc || jsonb_build_object(
         'created_by', j.created_by::text,
-        'task', (SELECT s.name FROM workflow.steps s
+        'task', (SELECT s.name FROM workflow.tasks s
                   WHERE s.workflow_id = j.workflow_id AND s.phase = j.phase AND s.position = j.step),
         'tasks', coalesce((
             SELECT jsonb_agg(jsonb_build_object(
@@ -201,14 +201,11 @@ BEGIN
     IF j.execution = 'running' THEN
         -- stop the SQL the runner executes for it, once this cancel commits
         PERFORM workflow._interrupt_at_commit(j.id);
+        -- the attempt in progress ends here (its executor's report, under
+        -- a lease that is no longer current, is refused)
+        PERFORM workflow._record_run(j, (workflow._task_of(j)).name, 'canceled', j.claimed_at, NULL, err);
     END IF;
-    UPDATE workflow.jobs SET error = err WHERE workflow.jobs.id = j.id RETURNING * INTO j;
-    IF EXISTS (SELECT 1 FROM workflow.steps s
-                WHERE s.workflow_id = j.workflow_id AND s.phase = 'oncancel') THEN
-        PERFORM workflow._enqueue_step(j, 'oncancel', 0, 1, now());
-    ELSE
-        PERFORM workflow._terminate(j, 'canceled', NULL, err);
-    END IF;
+    PERFORM workflow._cancel(j, err);
     RETURN true;
 END
 $$;
@@ -236,9 +233,9 @@ BEGIN
         PERFORM workflow._check_payload(to_jsonb(_resume_job.error), 'error');
     END IF;
     IF _resume_job.error IS NOT NULL THEN
-        PERFORM workflow._step_failed(j, jsonb_build_object('message', _resume_job.error), j.started_at);
+        PERFORM workflow._task_failed(j, jsonb_build_object('message', _resume_job.error), j.started_at);
     ELSE
-        PERFORM workflow._step_succeeded(j, _resume_job.result, j.started_at);
+        PERFORM workflow._task_succeeded(j, _resume_job.result, j.started_at);
     END IF;
     RETURN true;
 END
@@ -262,7 +259,7 @@ BEGIN
         PERFORM workflow._wrong_state(j, 'retry', 'failed or canceled');
     END IF;
     -- the first task of the chain without a success in this attempt
-    SELECT min(s.position) INTO from_step FROM workflow.steps s
+    SELECT min(s.position) INTO from_step FROM workflow.tasks s
      WHERE s.workflow_id = j.workflow_id AND s.phase = 'chain'
        AND NOT EXISTS (SELECT 1 FROM workflow.task_runs r
                         WHERE r.job_id = j.id AND r.job_attempt = j.attempt
@@ -272,7 +269,7 @@ BEGIN
        SET result = NULL, error = NULL, finished_at = NULL, deadline = NULL
      WHERE workflow.jobs.id = j.id
     RETURNING * INTO j;
-    PERFORM workflow._enqueue_step(j, 'chain', coalesce(from_step, 0), 1, now());
+    PERFORM workflow._enqueue_task(j, 'chain', coalesce(from_step, 0), 1, now());
     RETURN true;
 END
 $$;

@@ -29,7 +29,7 @@ COMMENT ON FUNCTION workflow._check_runner_id(text) IS
 -- is decided from the row read for the heartbeat anyway, so a heartbeat
 -- costs no extra lookup.  (Whether a runner is idle is not stored:
 -- workflow.runner_status derives it from the jobs it holds.)
-CREATE OR REPLACE FUNCTION workflow._runner_seen(p_id text, p_caller oid)
+CREATE OR REPLACE FUNCTION workflow._external_heartbeat(p_id text, p_caller oid)
 RETURNS void
 LANGUAGE plpgsql
 AS $$
@@ -64,7 +64,7 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION workflow._runner_seen(text, oid) IS
+COMMENT ON FUNCTION workflow._external_heartbeat(text, oid) IS
     'internal: register (as the caller''s) or heartbeat an external worker''s runner id without waiting for a concurrent heartbeat';
 
 -- Can a queued job run now as far as its target is concerned?  It can when
@@ -93,6 +93,29 @@ END
 $$;
 COMMENT ON FUNCTION workflow._target_free(bigint, regrole, text, integer, timestamptz, timestamptz) IS
     'internal: lock-by-target rule for a queued job';
+
+-- Take the target of a job being claimed, or tell that it is taken: the
+-- one acquisition of a target, shared by the three claims.  Atomic: a
+-- concurrent claim of the same target waits on the row, then sees it
+-- taken; a job that holds its target already (between two of its tasks)
+-- keeps it.
+CREATE OR REPLACE FUNCTION workflow._take_target(p_id bigint, p_owner regrole, p_target text)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    got     bigint;
+BEGIN
+    INSERT INTO workflow.target_locks AS l (owner, target, job_id)
+    VALUES (p_owner, p_target, p_id)
+        ON CONFLICT (owner, target) DO UPDATE SET locked_at = l.locked_at
+        WHERE l.job_id = EXCLUDED.job_id
+    RETURNING l.job_id INTO got;
+    RETURN got IS NOT NULL;
+END
+$$;
+COMMENT ON FUNCTION workflow._take_target(bigint, regrole, text) IS
+    'internal: lock by target: take a job''s target at its claim, or false when another job holds it';
 
 CREATE OR REPLACE FUNCTION workflow.next_jobs(start integer, stop integer, queue text DEFAULT NULL)
 RETURNS SETOF bigint
@@ -146,7 +169,6 @@ AS $$
 #variable_conflict use_column
 DECLARE
     j       workflow.jobs;
-    got     bigint;
 BEGIN
     IF _run_job.id IS NULL THEN
         RAISE EXCEPTION 'job id must not be null'
@@ -170,24 +192,22 @@ BEGIN
         IF NOT workflow._target_free(j.id, j.created_by, j.target, j.priority, j.run_at, now()) THEN
             RETURN NULL;
         END IF;
-        -- atomic: a concurrent claim of the same target waits here, then
-        -- sees the lock taken
-        INSERT INTO workflow.target_locks AS l (owner, target, job_id)
-        VALUES (j.created_by, j.target, j.id)
-            ON CONFLICT (owner, target) DO UPDATE SET locked_at = l.locked_at
-            WHERE l.job_id = EXCLUDED.job_id
-        RETURNING l.job_id INTO got;
-        IF got IS NULL THEN
+        IF NOT workflow._take_target(j.id, j.created_by, j.target) THEN
             RETURN NULL;
         END IF;
     END IF;
 
-    PERFORM workflow._runner_seen(_run_job.runner_id, p_caller);
+    PERFORM workflow._external_heartbeat(_run_job.runner_id, p_caller);
 
+    -- the job's time runs from its first claim, as for the other claims;
+    -- the claim lasts while the runner heartbeats (runner_active), until
+    -- the job's deadline (the sweeper then times the job out)
     UPDATE workflow.jobs jj
        SET execution = 'running', runner_id = _run_job.runner_id,
            lease = workflow._new_lease(), claimed_at = now(),
-           started_at = coalesce(jj.started_at, now())
+           started_at = coalesce(jj.started_at, now()),
+           deadline = coalesce(jj.deadline, now() + (SELECT w.timeout FROM workflow.workflows w
+                                                      WHERE w.id = jj.workflow_id))
      WHERE jj.id = j.id
     RETURNING * INTO j;
     RETURN j;
@@ -254,12 +274,42 @@ BEGIN
                                               jsonb_build_object('message', 'finished by runner as ' || _finish_job.execution))
                                  END);
     END IF;
-    PERFORM workflow._runner_seen(_finish_job.runner_id, p_caller);
+    PERFORM workflow._external_heartbeat(_finish_job.runner_id, p_caller);
     RETURN j;
 END
 $$;
 COMMENT ON FUNCTION workflow._finish_job(bigint, text, workflow.execution, jsonb, oid) IS
     'internal: implementation of workflow.finish_job, with the calling role (src/api.c)';
+
+-- Implementation of workflow.pause_job, with the calling role (src/api.c):
+-- the runner that claimed a job parks it as waiting (node-workflow's
+-- pauseJob), a 'waiting' run recorded, until resume_job (or a cancel).
+CREATE OR REPLACE FUNCTION workflow._pause_job(id bigint, runner_id text, p_caller oid)
+RETURNS workflow.jobs
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    j   workflow.jobs;
+BEGIN
+    PERFORM workflow._check_runner_id(_pause_job.runner_id);
+    PERFORM workflow._check_external_worker(_pause_job.runner_id, p_caller);
+    j := workflow._lock_job(_pause_job.id);
+    IF j.execution <> 'running' OR j.runner_id IS DISTINCT FROM _pause_job.runner_id THEN
+        RAISE EXCEPTION 'cannot pause job % because it is not running for runner "%"',
+                        j.id, _pause_job.runner_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('The job is %s.', j.execution);
+    END IF;
+    j := workflow._runner_record(j.id, j.lease, 'wait', NULL, NULL, j.claimed_at, NULL, NULL);
+    PERFORM workflow._external_heartbeat(_pause_job.runner_id, p_caller);
+    RETURN j;
+END
+$$;
+COMMENT ON FUNCTION workflow._pause_job(bigint, text, oid) IS
+    'internal: implementation of workflow.pause_job, with the calling role (src/api.c)';
 
 -- Implementation of workflow.register_runner, with the calling role
 -- (src/api.c).  An SQL caller registers an external worker under an id
@@ -297,12 +347,12 @@ BEGIN
                             me, _register_runner.runner_id, _register_runner.kind
                 USING ERRCODE = 'insufficient_privilege';
         END IF;
-        INSERT INTO workflow.runners AS r (id, kind, pid, started_at, active_at, idle, owner)
-        VALUES (_register_runner.runner_id, _register_runner.kind, pg_backend_pid(), now(), now(), true,
+        INSERT INTO workflow.runners AS r (id, kind, pid, started_at, active_at, owner)
+        VALUES (_register_runner.runner_id, _register_runner.kind, pg_backend_pid(), now(), now(),
                 (SELECT e.extowner FROM pg_extension e WHERE e.extname = 'workflow')::regrole)
         ON CONFLICT (id) DO UPDATE
            SET kind = EXCLUDED.kind, pid = EXCLUDED.pid, started_at = EXCLUDED.started_at,
-               active_at = EXCLUDED.active_at, idle = true, owner = EXCLUDED.owner;
+               active_at = EXCLUDED.active_at, owner = EXCLUDED.owner;
         RETURN;
     END IF;
     IF _register_runner.kind <> 'external' THEN
@@ -311,12 +361,12 @@ BEGIN
                   HINT = 'An external worker registers with kind external, the default.';
     END IF;
     PERFORM workflow._check_external_worker(_register_runner.runner_id, p_caller);
-    INSERT INTO workflow.runners AS r (id, kind, pid, started_at, active_at, idle, owner)
-    VALUES (_register_runner.runner_id, 'external', pg_backend_pid(), now(), now(), true,
+    INSERT INTO workflow.runners AS r (id, kind, pid, started_at, active_at, owner)
+    VALUES (_register_runner.runner_id, 'external', pg_backend_pid(), now(), now(),
             p_caller::regrole)
     ON CONFLICT (id) DO UPDATE
        SET pid = EXCLUDED.pid, started_at = EXCLUDED.started_at,
-           active_at = EXCLUDED.active_at, idle = true
+           active_at = EXCLUDED.active_at
      WHERE r.kind = 'external'
        AND (r.owner = EXCLUDED.owner OR pg_has_role(p_caller, 'workflow_admin', 'MEMBER'))
     RETURNING true INTO done;
@@ -347,7 +397,7 @@ BEGIN
             USING ERRCODE = 'undefined_object',
                   HINT = 'Call workflow.register_runner() first.';
     END IF;
-    PERFORM workflow._runner_seen(_runner_active.runner_id, p_caller);
+    PERFORM workflow._external_heartbeat(_runner_active.runner_id, p_caller);
 END
 $$;
 COMMENT ON FUNCTION workflow._runner_active(text, oid) IS
@@ -420,6 +470,13 @@ LANGUAGE c
 AS 'MODULE_PATHNAME', 'workflow_api_call';
 COMMENT ON FUNCTION workflow.finish_job(bigint, text, workflow.execution, jsonb) IS
     'guarded terminal transition of a running job by the runner that claims it; a repeated identical call returns the job unchanged';
+
+CREATE OR REPLACE FUNCTION workflow.pause_job(id bigint, runner_id text)
+RETURNS workflow.jobs
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'workflow_api_call';
+COMMENT ON FUNCTION workflow.pause_job(bigint, text) IS
+    'park a job the runner claimed as waiting (a waiting run), until resume_job';
 
 CREATE OR REPLACE FUNCTION workflow.register_runner(runner_id text, kind text DEFAULT 'external')
 RETURNS void

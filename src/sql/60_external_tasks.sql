@@ -39,7 +39,6 @@ SET plan_cache_mode = force_generic_plan  -- see _runner_claim
 AS $$
 DECLARE
     j           workflow.jobs;
-    got         bigint;
     ids         bigint[] := '{}';
     remaining   integer := p_count;
     pass        integer;
@@ -79,15 +78,8 @@ BEGIN
         LOOP
             FETCH cur INTO j;
             EXIT WHEN NOT FOUND;
-            IF j.target IS NOT NULL THEN
-                got := NULL;
-                INSERT INTO workflow.target_locks AS l (owner, target, job_id)
-                VALUES (j.created_by, j.target, j.id)
-                    ON CONFLICT (owner, target) DO UPDATE SET locked_at = l.locked_at
-                    WHERE l.job_id = EXCLUDED.job_id
-                RETURNING l.job_id INTO got;
-                CONTINUE WHEN got IS NULL;
-            END IF;
+            CONTINUE WHEN j.target IS NOT NULL
+                      AND NOT workflow._take_target(j.id, j.created_by, j.target);
             ids := ids || j.id;
             remaining := remaining - 1;
         END LOOP;
@@ -114,7 +106,7 @@ BEGIN
                                        clock_timestamp()
                                        + CASE WHEN w.timeout > interval '100 years'
                                               THEN interval '100 years' ELSE w.timeout END)
-              FROM workflow.steps s, workflow.workflows w
+              FROM workflow.tasks s, workflow.workflows w
              WHERE cj.id = ANY (ids)
                AND s.workflow_id = cj.workflow_id AND s.phase = cj.phase AND s.position = cj.step
                AND w.id = cj.workflow_id
@@ -196,20 +188,6 @@ $$;
 COMMENT ON FUNCTION workflow._check_external_worker(text, oid) IS
     'internal: refuse a runner id that belongs to another role (unless the caller is an administrator) or to an in-server worker';
 
--- Register or heartbeat an external worker, as the caller's.
-CREATE OR REPLACE FUNCTION workflow._touch_worker(p_worker text, p_caller oid)
-RETURNS void
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM workflow._runner_seen(p_worker, p_caller);
-END
-$$;
-COMMENT ON FUNCTION workflow._touch_worker(text, oid) IS
-    'internal: register or heartbeat an external worker, as the caller''s';
-
 CREATE OR REPLACE FUNCTION workflow._poll_tasks(task_type text, worker_id text, count integer,
                                                 wait interval, domain text, p_caller oid)
 RETURNS SETOF workflow.task
@@ -239,6 +217,13 @@ BEGIN
     j := workflow._lock_job(p_job);
     IF j.execution = 'running' AND j.lease = p_lease THEN
         PERFORM workflow._check_external_worker(j.runner_id, p_caller);
+        IF j.task_type IS NULL THEN
+            -- an SQL or wait task (or a fallback), claimed with run_job
+            RAISE EXCEPTION 'job % is not at an external task', p_job
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = 'Its current task runs inside the database.',
+                      HINT = 'A job claimed with run_job is ended with finish_job.';
+        END IF;
         RETURN j;
     END IF;
     IF p_status IS NOT NULL THEN
@@ -293,7 +278,7 @@ BEGIN
         recorded := false;
         RETURN;
     END IF;
-    PERFORM workflow._step_succeeded(j, _complete_task_general.output, j.claimed_at);
+    PERFORM workflow._task_succeeded(j, _complete_task_general.output, j.claimed_at);
     recorded := true;
     worker := j.runner_id;
 END
@@ -341,10 +326,10 @@ BEGIN
     IF j IS NULL THEN
         RETURN false;       -- reported before under this lease
     END IF;
-    PERFORM workflow._step_failed(j, jsonb_build_object('message', _fail_task.error,
+    PERFORM workflow._task_failed(j, jsonb_build_object('message', _fail_task.error,
                                                         'worker', j.runner_id),
                                   j.claimed_at, _fail_task.retryable);
-    PERFORM workflow._runner_seen(j.runner_id, p_caller);
+    PERFORM workflow._external_heartbeat(j.runner_id, p_caller);
     RETURN true;
 END
 $$;
@@ -364,7 +349,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
     j       workflow.jobs;
-    s       workflow.steps;
+    s       workflow.tasks;
     length  interval;
 BEGIN
     IF _extend_task.by IS NOT NULL
@@ -373,7 +358,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     j := workflow._leased_job(_extend_task.job_id, _extend_task.lease, NULL, p_caller);
-    s := workflow._step(j);
+    s := workflow._task_of(j);
     length := coalesce(_extend_task.by, s.timeout, current_setting('workflow.task_lease')::interval);
     IF length > interval '100 years' THEN
         length := interval '100 years';
@@ -382,7 +367,7 @@ BEGIN
        SET lease_expires_at = clock_timestamp() + length
      WHERE jj.id = j.id
     RETURNING * INTO j;
-    PERFORM workflow._runner_seen(j.runner_id, p_caller);
+    PERFORM workflow._external_heartbeat(j.runner_id, p_caller);
     RETURN j.lease_expires_at;
 END
 $$;
@@ -400,7 +385,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
     j       workflow.jobs;
-    s       workflow.steps;
+    s       workflow.tasks;
 BEGIN
     IF _requeue_task."after" IS NULL THEN
         RAISE EXCEPTION 'after must not be null'
@@ -414,9 +399,9 @@ BEGIN
     IF j IS NULL THEN
         RETURN false;
     END IF;
-    s := workflow._step(j);
+    s := workflow._task_of(j);
     PERFORM workflow._record_run(j, s.name, 'requeued', j.claimed_at, NULL, NULL);
-    PERFORM workflow._enqueue_step(j, j.phase, j.step, j.task_attempt,
+    PERFORM workflow._enqueue_task(j, j.phase, j.step, j.task_attempt,
                                    clock_timestamp() + _requeue_task."after", j.in_fallback);
     RETURN true;
 END

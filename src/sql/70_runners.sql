@@ -43,7 +43,6 @@ AS $$
 DECLARE
     cand    record;
     ids     bigint[] := '{}';
-    got     bigint;
 BEGIN
     FOR cand IN
         SELECT j.id, j.created_by, j.target FROM workflow.jobs j
@@ -54,16 +53,9 @@ BEGIN
          LIMIT p_limit
            FOR NO KEY UPDATE SKIP LOCKED
     LOOP
-        IF cand.target IS NOT NULL THEN
-            -- atomic; also refuses a second job of the same target in this batch
-            got := NULL;
-            INSERT INTO workflow.target_locks AS l (owner, target, job_id)
-            VALUES (cand.created_by, cand.target, cand.id)
-                ON CONFLICT (owner, target) DO UPDATE SET locked_at = l.locked_at
-                WHERE l.job_id = EXCLUDED.job_id
-            RETURNING l.job_id INTO got;
-            CONTINUE WHEN got IS NULL;
-        END IF;
+        -- also refuses a second job of the same target in this batch
+        CONTINUE WHEN cand.target IS NOT NULL
+                  AND NOT workflow._take_target(cand.id, cand.created_by, cand.target);
         ids := ids || cand.id;
     END LOOP;
     IF cardinality(ids) = 0 THEN
@@ -93,7 +85,7 @@ COMMENT ON FUNCTION workflow._runner_claim(text, integer) IS
 -- are rolled back.  Only jobs claimed by the live incarnation of a runner
 -- (p_live, running since p_since, from shared memory) are taken: the jobs
 -- of a runner that died are stale, and the sweeper's.
-CREATE OR REPLACE FUNCTION workflow._runner_steal(p_runner text, p_limit integer, p_busy bigint[],
+CREATE OR REPLACE FUNCTION workflow._runner_takeover(p_runner text, p_limit integer, p_busy bigint[],
                                                   p_after interval, p_live text[], p_since timestamptz[])
 RETURNS SETOF workflow.jobs
 LANGUAGE plpgsql
@@ -118,7 +110,7 @@ BEGIN
         RETURNING j.*;
 END
 $$;
-COMMENT ON FUNCTION workflow._runner_steal(text, integer, bigint[], interval, text[], timestamptz[]) IS
+COMMENT ON FUNCTION workflow._runner_takeover(text, integer, bigint[], interval, text[], timestamptz[]) IS
     'internal: an idle runner takes over jobs a busy runner claimed but has not started';
 
 -- The job ran out of its whole-job time: the current task fails for good
@@ -129,23 +121,17 @@ RETURNS workflow.jobs
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    cur     workflow.steps;
+    cur     workflow.tasks;
     err     jsonb;
 BEGIN
-    cur := workflow._step(j);
+    cur := workflow._task_of(j);
     err := jsonb_build_object('task', cur.name, 'phase', j.phase, 'attempt', j.task_attempt,
                               'sqlstate', '57014', 'message', 'job timed out',
                               'detail', format('The job did not finish within its timeout of %s.',
                                                (SELECT w.timeout FROM workflow.workflows w WHERE w.id = j.workflow_id)));
     PERFORM workflow._record_run(j, cur.name, 'failed', started, NULL, err);
     UPDATE workflow.jobs SET error = err, deadline = 'infinity' WHERE id = j.id RETURNING * INTO j;
-    IF j.phase = 'chain' AND EXISTS (SELECT 1 FROM workflow.steps
-                                      WHERE workflow_id = j.workflow_id AND phase = 'onerror') THEN
-        RETURN workflow._enqueue_step(j, 'onerror', 0, 1, now());
-    ELSIF j.phase = 'oncancel' THEN
-        RETURN workflow._terminate(j, 'canceled', NULL, err);
-    END IF;
-    RETURN workflow._job_failed(j, err);
+    RETURN workflow._task_failed_for_good(j, err);
 END
 $$;
 COMMENT ON FUNCTION workflow._job_timed_out(workflow.jobs, timestamptz) IS
@@ -162,9 +148,9 @@ COMMENT ON FUNCTION workflow._job_timed_out(workflow.jobs, timestamptz) IS
 --
 -- p_outcome (workflow.outcome; WorkflowOutcome in src/workflow.h), and the
 -- edge of the state machine it takes (src/README.md):
---   succeeded  _step_succeeded, keeping a next SQL task claimed
---   failed     _step_failed: retry, fallback, onerror, whole-job retry, failed
---   fatal      _step_failed without retries (the creator cannot log in)
+--   succeeded  _task_succeeded, keeping a next SQL task claimed
+--   failed     _task_failed: retry, fallback, onerror, whole-job retry, failed
+--   fatal      _task_failed without retries (the creator cannot log in)
 --   requeue    workflow.requeue(): a 'requeued' run, queued at the same task
 --   wait       workflow.wait(): a 'waiting' run, waiting until resume_job
 --   wait_step  a wait task reached: waiting for a signal or its timer
@@ -182,7 +168,7 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     j       workflow.jobs;
-    cur     workflow.steps;
+    cur     workflow.tasks;
     status  text;
 BEGIN
     -- "(...) IS TRUE": the same test, in a form that does not match the
@@ -195,7 +181,7 @@ BEGIN
         RETURN NULL;
     END IF;
     IF p_outcome = 'return' THEN
-        RETURN workflow._enqueue_step(j, j.phase, j.step, j.task_attempt, clock_timestamp(),
+        RETURN workflow._enqueue_task(j, j.phase, j.step, j.task_attempt, clock_timestamp(),
                                       j.in_fallback);
     END IF;
     IF p_info IS NOT NULL THEN
@@ -204,15 +190,15 @@ BEGIN
 
     CASE p_outcome
         WHEN 'succeeded' THEN
-            RETURN workflow._step_succeeded(j, p_output, p_started, true);
+            RETURN workflow._task_succeeded(j, p_output, p_started, true);
         WHEN 'failed' THEN
-            RETURN workflow._step_failed(j, p_error, p_started, true);
+            RETURN workflow._task_failed(j, p_error, p_started, true);
         WHEN 'fatal' THEN
-            RETURN workflow._step_failed(j, p_error, p_started, false);
+            RETURN workflow._task_failed(j, p_error, p_started, false);
         WHEN 'timeout' THEN
             RETURN workflow._job_timed_out(j, p_started);
         WHEN 'wait_step' THEN
-            cur := workflow._step(j);
+            cur := workflow._task_of(j);
             UPDATE workflow.jobs
                SET execution = 'waiting', lease = NULL, runner_id = NULL,
                    run_at = CASE WHEN cur.wait_for IS NULL THEN 'infinity'
@@ -221,7 +207,7 @@ BEGIN
             RETURNING * INTO j;
             RETURN j;
         WHEN 'requeue', 'wait', 'release' THEN
-            cur := workflow._step(j);
+            cur := workflow._task_of(j);
             status := CASE p_outcome WHEN 'wait' THEN 'waiting' ELSE 'requeued' END;
             PERFORM workflow._record_run(j, cur.name, status, p_started, p_output, p_error);
             IF p_outcome = 'wait' THEN
@@ -231,7 +217,7 @@ BEGIN
                 RETURNING * INTO j;
                 RETURN j;
             END IF;
-            RETURN workflow._enqueue_step(j, j.phase, j.step, j.task_attempt,
+            RETURN workflow._enqueue_task(j, j.phase, j.step, j.task_attempt,
                                           clock_timestamp() + coalesce(p_delay, interval '0'), j.in_fallback);
         ELSE
             RAISE EXCEPTION 'unknown task outcome "%"', p_outcome

@@ -4,7 +4,7 @@
 
 -- Heartbeats of the in-server workers, written by the sweeper from shared
 -- memory (a runner inside a long task cannot write its own).
-CREATE OR REPLACE FUNCTION workflow._heartbeat(p_ids text[], p_pids integer[], p_idle boolean[])
+CREATE OR REPLACE FUNCTION workflow._in_server_heartbeat(p_ids text[], p_pids integer[])
 RETURNS void
 LANGUAGE plpgsql
 AS $$
@@ -14,12 +14,12 @@ BEGIN
     WITH k AS (SELECT l.id FROM workflow.runners l WHERE l.id = ANY (p_ids)
                   FOR NO KEY UPDATE SKIP LOCKED)
     UPDATE workflow.runners r
-       SET active_at = now(), idle = v.idle, pid = v.pid
-      FROM k, unnest(p_ids, p_pids, p_idle) AS v(id, pid, idle)
+       SET active_at = now(), pid = v.pid
+      FROM k, unnest(p_ids, p_pids) AS v(id, pid)
      WHERE r.id = k.id AND v.id = k.id;
 END
 $$;
-COMMENT ON FUNCTION workflow._heartbeat(text[], integer[], boolean[]) IS
+COMMENT ON FUNCTION workflow._in_server_heartbeat(text[], integer[]) IS
     'internal: heartbeat of the in-server workers, from shared memory';
 
 -- One pass of the sweeper; returns what it did: how many timers, timeouts,
@@ -90,7 +90,7 @@ BEGIN
         LOOP
             handled := handled + 1;
             BEGIN
-                PERFORM workflow._step_succeeded(j, NULL, j.run_at);
+                PERFORM workflow._task_succeeded(j, NULL, j.run_at);
             EXCEPTION WHEN OTHERS THEN
                 failed := failed || j.id;
                 PERFORM workflow._sweep_failed('end the timer of', j.id, SQLSTATE, SQLERRM);
@@ -165,11 +165,17 @@ COMMENT ON FUNCTION workflow._sweep_timeouts(integer, bigint[]) IS
     'internal: the sweeper''s job timeouts of running and waiting jobs, each job in a subtransaction of its own';
 
 -- The sweeper's stale jobs: a task whose lease expired (its worker died or
--- hung) is a failed attempt; the job of a runner that stopped reporting
--- follows its workflow's on_stale policy, or p_stale_action
--- (workflow.stale_job_action): "retry" runs the task again, anything else
--- cancels the job (its oncancel chain, if any).  Returns how many it took
--- on, and the ids of the jobs it could not handle.
+-- hung) is a failed attempt.  A job an in-server runner claimed and had not
+-- started when it stopped (the server crashed in the middle of its batch:
+-- src/crashrecord.c) is handed back, no attempt counted: nothing of it
+-- ran, or what ran was rolled back with the batch.  Any other job of a
+-- runner that stopped reporting -- the one whose task an in-server runner
+-- was executing at a crash, or one an external worker claimed with
+-- run_job -- gets a failed run and follows its workflow's on_stale
+-- policy, or p_stale_action (workflow.stale_job_action): "retry" runs the
+-- task again, anything else cancels the job (its oncancel chain, if any).
+-- Returns how many it took on, and the ids of the jobs it could not
+-- handle.
 CREATE OR REPLACE FUNCTION workflow._sweep_stale(p_stale_action text, p_batch integer, p_skip bigint[],
                                                  OUT handled integer, OUT failed bigint[])
 LANGUAGE plpgsql
@@ -180,6 +186,8 @@ DECLARE
     stale       workflow.jobs;
     action      text;
     err         jsonb;
+    in_server   boolean;
+    crashes     bigint;
 BEGIN
     handled := 0;
     failed := '{}';
@@ -199,30 +207,53 @@ BEGIN
                 IF j.lease_expires_at < now() THEN
                     -- a failed attempt, handed out again per the task's
                     -- attempts and backoff
-                    PERFORM workflow._step_failed(j,
+                    PERFORM workflow._task_failed(j,
                         jsonb_build_object('sqlstate', '57014',
                                            'message', format('lease of worker "%s" expired', j.runner_id),
                                            'lease_expired', true),
                         j.claimed_at, true);
                     CONTINUE;
                 END IF;
+                in_server := EXISTS (SELECT 1 FROM workflow.runners r
+                                      WHERE r.id = j.runner_id AND r.kind = 'runner');
+                IF in_server AND NOT workflow._interrupted_by_crash(j.id, j.lease) THEN
+                    -- claimed, never started: the hand-back of a runner
+                    PERFORM workflow._runner_record(j.id, j.lease, 'release', NULL,
+                        jsonb_build_object('message', format('runner "%s" stopped before the task started', j.runner_id),
+                                           'stale', true),
+                        j.claimed_at, NULL, NULL);
+                    CONTINUE;
+                END IF;
                 action := coalesce((SELECT w.on_stale FROM workflow.workflows w WHERE w.id = j.workflow_id),
                                    p_stale_action);
-                err := jsonb_build_object('message', format('runner "%s" stopped reporting', j.runner_id),
-                                          'stale', true);
+                err := jsonb_build_object('message',
+                                          CASE WHEN in_server
+                                               THEN format('the server crashed while runner "%s" ran the task', j.runner_id)
+                                               ELSE format('runner "%s" stopped reporting', j.runner_id) END,
+                                          'stale', true)
+                       || CASE WHEN in_server THEN '{"crashed": true}'::jsonb ELSE '{}'::jsonb END;
+                IF in_server AND action = 'retry' THEN
+                    -- no crash loop: the third crash during the same task
+                    -- (in this attempt of the job) fails the task for good,
+                    -- without retry (then its fallback, onerror, failed)
+                    crashes := 1 + (SELECT count(*) FROM workflow.task_runs r
+                                     WHERE r.job_id = j.id AND r.job_attempt = j.attempt
+                                       AND r.phase = j.phase AND r.step = j.step
+                                       AND coalesce((r.error ->> 'crashed')::boolean, false));
+                    IF crashes >= 3 THEN
+                        PERFORM workflow._task_failed(j, err || jsonb_build_object('crashes', crashes),
+                                                      j.claimed_at, false);
+                        CONTINUE;
+                    END IF;
+                END IF;
+                -- the attempt that was interrupted
+                PERFORM workflow._record_run(j, (workflow._task_of(j)).name, 'failed', j.claimed_at, NULL, err);
                 IF action = 'retry' THEN
-                    PERFORM workflow._record_run(j, (workflow._step(j)).name, 'failed', now(), NULL, err);
-                    PERFORM workflow._enqueue_step(j, j.phase, j.step, j.task_attempt + 1, now(), j.in_fallback);
+                    PERFORM workflow._enqueue_task(j, j.phase, j.step, j.task_attempt + 1, now(), j.in_fallback);
                 ELSIF j.phase = 'oncancel' THEN
                     PERFORM workflow._terminate(j, 'canceled', NULL, err);
                 ELSE
-                    UPDATE workflow.jobs SET error = err WHERE id = j.id RETURNING * INTO j;
-                    IF EXISTS (SELECT 1 FROM workflow.steps s
-                                WHERE s.workflow_id = j.workflow_id AND s.phase = 'oncancel') THEN
-                        PERFORM workflow._enqueue_step(j, 'oncancel', 0, 1, now());
-                    ELSE
-                        PERFORM workflow._terminate(j, 'canceled', NULL, err);
-                    END IF;
+                    PERFORM workflow._cancel(j, err);
                 END IF;
             EXCEPTION WHEN OTHERS THEN
                 failed := failed || stale.id;
@@ -321,3 +352,42 @@ COMMENT ON FUNCTION workflow._sweep_failed(text, bigint, text, text) IS
     'internal: log an item or a section of a sweeper pass that failed';
 
 -------------------------------------------------------------------------------
+
+-- The sweeper's pruning of external runners: the rows of external workers
+-- not heard from for longer than p_retention (workflow.runner_retention;
+-- none when it is not positive) that hold no running job, oldest first, a
+-- batch at a time, skipping a row a worker's call holds.  A worker whose
+-- row went gets its id again, as its own, at its next register_runner,
+-- poll_tasks or run_job.  Returns how many rows it removed; an error is
+-- logged and ends only this part of the pass.
+CREATE OR REPLACE FUNCTION workflow._sweep_runners(p_retention interval, p_batch integer)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    removed     integer := 0;
+BEGIN
+    IF p_retention IS NULL OR p_retention <= interval '0' THEN
+        RETURN 0;
+    END IF;
+    BEGIN
+        WITH gone AS (
+            SELECT r.id FROM workflow.runners r
+             WHERE r.kind = 'external' AND r.active_at < now() - p_retention
+               AND NOT EXISTS (SELECT 1 FROM workflow.jobs j
+                                WHERE j.execution = 'running' AND j.runner_id = r.id)
+             ORDER BY r.active_at
+             LIMIT p_batch
+               FOR UPDATE SKIP LOCKED)
+        DELETE FROM workflow.runners r USING gone WHERE r.id = gone.id;
+        GET DIAGNOSTICS removed = ROW_COUNT;
+    EXCEPTION WHEN OTHERS THEN
+        removed := 0;
+        PERFORM workflow._sweep_failed('prune external runners', NULL, SQLSTATE, SQLERRM);
+    END;
+    RETURN removed;
+END
+$$;
+COMMENT ON FUNCTION workflow._sweep_runners(interval, integer) IS
+    'internal: the sweeper''s pruning of external runners not heard from for longer than workflow.runner_retention that hold no running job';

@@ -23,27 +23,49 @@ SELECT j.workflow,
 COMMENT ON VIEW workflow.job_summary IS
     'per workflow and state: job counts, and over the last hour queue wait (created to started) and run duration percentiles';
 
+-- The in-server workers as shared memory records them (src/launcher.c):
+-- runner_status reads their liveness there, since pg_stat_activity hides
+-- the start of other roles' backends from a role that is no superuser (nor
+-- a member of pg_read_all_stats), and the workers that should run and
+-- could not be started.
+CREATE OR REPLACE FUNCTION workflow._in_server_workers(OUT id text, OUT kind text, OUT pid integer,
+                                                       OUT started_at timestamptz, OUT problem text)
+RETURNS SETOF record
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'workflow_in_server_workers';
+COMMENT ON FUNCTION workflow._in_server_workers() IS
+    'internal: the in-server workers of this database from shared memory: pid and start of each live one, and why each one that should run is not running (for workflow.runner_status)';
+
+-- alive: a heartbeat within workflow.stale_after and, for an in-server
+-- worker, its process: the one in its slot of shared memory, started
+-- before it registered, or else a backend of pg_stat_activity that the
+-- reader may see.  Workers that should run and could not be started are
+-- rows of their own, with the reason in problem.
 CREATE OR REPLACE VIEW workflow.runner_status WITH (security_invoker = true) AS
-SELECT r.id,
-       r.kind,
+SELECT coalesce(r.id, w.id) AS id,
+       coalesce(r.kind, w.kind) AS kind,
        r.pid,
        r.started_at,
        r.active_at AS last_heartbeat,
-       -- idle: holds no job now (runners.idle is only what an in-server
-       -- runner reported at its last heartbeat)
+       -- idle: holds no job now
        h.running_jobs = 0 AS idle,
-       (r.active_at >= now() - current_setting('workflow.stale_after')::interval
-        AND (r.kind = 'external'
-             OR EXISTS (SELECT 1 FROM pg_stat_activity a
-                         WHERE a.pid = r.pid AND a.backend_start <= r.started_at))) AS alive,
+       coalesce(r.active_at >= now() - current_setting('workflow.stale_after')::interval
+                AND (r.kind = 'external'
+                     OR (w.pid = r.pid AND w.started_at <= r.started_at)
+                     OR EXISTS (SELECT 1 FROM pg_stat_activity a
+                                 WHERE a.pid = r.pid AND a.backend_start <= r.started_at)),
+                false) AS alive,
        h.current_job,
-       h.running_jobs
+       h.running_jobs,
+       w.problem
   FROM workflow.runners r
+  FULL JOIN workflow._in_server_workers() w ON w.id = r.id
  CROSS JOIN LATERAL (SELECT min(j.id) AS current_job, count(*) AS running_jobs
                        FROM workflow.jobs j
-                      WHERE j.execution = 'running' AND j.runner_id = r.id) h;
+                      WHERE j.execution = 'running' AND j.runner_id = r.id) h
+ WHERE r.id IS NOT NULL OR w.problem IS NOT NULL;
 COMMENT ON VIEW workflow.runner_status IS
-    'every runner: kind, pid, last heartbeat, whether it is alive, and the job it is running';
+    'every runner: kind, pid, last heartbeat, whether it is alive, the job it is running, and why an in-server worker that should run is not running';
 
 CREATE OR REPLACE VIEW workflow.failed_jobs WITH (security_invoker = true) AS
 SELECT j.id,
@@ -72,7 +94,7 @@ SELECT j.id,
        j.finished_at,
        coalesce(j.finished_at, now()) - j.started_at AS duration,
        j.runner_id,
-       (SELECT s.name FROM workflow.steps s
+       (SELECT s.name FROM workflow.tasks s
          WHERE s.workflow_id = j.workflow_id AND s.phase = j.phase AND s.position = j.step) AS task
   FROM workflow.jobs j
  WHERE j.started_at IS NOT NULL

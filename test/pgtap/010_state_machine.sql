@@ -1,7 +1,7 @@
 -- 010_state_machine.sql: the job state machine, driven through the internal
 -- transition functions exactly as an executor does it: claim a job with
 -- workflow.run_job(id, runner), then record the outcome of its current task
--- on the locked row with workflow._step_succeeded() / workflow._step_failed().
+-- on the locked row with workflow._task_succeeded() / workflow._task_failed().
 --
 -- No background runner runs in the pgTAP cluster (workflow.runners = 0), so
 -- nothing moves unless this file moves it.  The whole file is one
@@ -27,14 +27,14 @@ $$;
 -- the current task of the locked job succeeded with p_out
 CREATE FUNCTION pg_temp.succeed(p_id bigint, p_out jsonb, p_keep boolean DEFAULT false)
 RETURNS void LANGUAGE sql AS $$
-    SELECT FROM (SELECT workflow._step_succeeded(j, p_out, now(), p_keep)
+    SELECT FROM (SELECT workflow._task_succeeded(j, p_out, now(), p_keep)
                    FROM workflow.jobs j WHERE j.id = p_id FOR UPDATE) s
 $$;
 
 -- the current task of the locked job failed with message p_msg
 CREATE FUNCTION pg_temp.fail(p_id bigint, p_msg text, p_retryable boolean DEFAULT true)
 RETURNS void LANGUAGE sql AS $$
-    SELECT FROM (SELECT workflow._step_failed(j, jsonb_build_object('message', p_msg), now(), p_retryable)
+    SELECT FROM (SELECT workflow._task_failed(j, jsonb_build_object('message', p_msg), now(), p_retryable)
                    FROM workflow.jobs j WHERE j.id = p_id FOR UPDATE) s
 $$;
 
@@ -415,7 +415,7 @@ SELECT is(pg_temp.st(:j) || ' ' || coalesce((SELECT runner_id FROM workflow.jobs
 -- the same success reported twice: the second report must not complete task b
 SELECT workflow.create_job('sm_chain3') AS j \gset
 SELECT pg_temp.run_ok(:j, '"a"') \gset
-SELECT pg_temp.try(format('SELECT workflow._step_succeeded(j, %L, now()) FROM workflow.jobs j WHERE id = %s FOR UPDATE',
+SELECT pg_temp.try(format('SELECT workflow._task_succeeded(j, %L, now()) FROM workflow.jobs j WHERE id = %s FOR UPDATE',
                           '"duplicate"', :j)) AS dummy \gset
 SELECT is(pg_temp.st(:j), 'queued chain/1 a1 t1',
           'guard: a duplicated success for a job no longer running does not advance it');
@@ -425,7 +425,7 @@ SELECT is((SELECT count(*)::int FROM workflow.task_runs WHERE job_id = :j AND ta
 -- a late failure of a job that already succeeded
 SELECT workflow.create_job('sm_noretry') AS j \gset
 SELECT pg_temp.run_ok(:j, '"done"') \gset
-SELECT pg_temp.try(format('SELECT workflow._step_failed(j, %L, now()) FROM workflow.jobs j WHERE id = %s FOR UPDATE',
+SELECT pg_temp.try(format('SELECT workflow._task_failed(j, %L, now()) FROM workflow.jobs j WHERE id = %s FOR UPDATE',
                           '{"message": "late"}', :j)) AS dummy \gset
 SELECT is(pg_temp.st(:j) || ' ' || (SELECT result FROM workflow.jobs WHERE id = :j)::text,
           'succeeded chain/0 a1 t1 "done"', 'guard: a late failure does not touch a succeeded job');

@@ -33,13 +33,13 @@ $$;
 
 CREATE FUNCTION pg_temp.succeed(p_id bigint, p_out jsonb)
 RETURNS void LANGUAGE sql AS $$
-    SELECT FROM (SELECT workflow._step_succeeded(j, p_out, now())
+    SELECT FROM (SELECT workflow._task_succeeded(j, p_out, now())
                    FROM workflow.jobs j WHERE j.id = p_id FOR UPDATE) s
 $$;
 
 CREATE FUNCTION pg_temp.fail(p_id bigint, p_msg text)
 RETURNS void LANGUAGE sql AS $$
-    SELECT FROM (SELECT workflow._step_failed(j, jsonb_build_object('message', p_msg), now())
+    SELECT FROM (SELECT workflow._task_failed(j, jsonb_build_object('message', p_msg), now())
                    FROM workflow.jobs j WHERE j.id = p_id FOR UPDATE) s
 $$;
 

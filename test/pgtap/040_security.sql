@@ -552,16 +552,18 @@ SELECT is(pg_temp.try_as('carol', $$SELECT count(*) FROM workflow.poll_tasks('se
 -- implementation functions: none is executable but the deliberately
 -- granted helpers, for any of the roles
 -- (granted to workflow_user for workflow.schedule and the schedules view,
--- which run with the caller's rights; harmless helpers without a caller)
+-- which run with the caller's rights; harmless helpers without a caller;
+-- _in_server_workers, read by the runner_status view, also to
+-- workflow_worker)
 SELECT is(ARRAY(SELECT p.proname::text FROM pg_proc p
                  WHERE p.pronamespace = 'workflow'::regnamespace AND p.proname LIKE '\_%'
                    AND has_function_privilege(r.rolname, p.oid, 'EXECUTE')
                  ORDER BY 1),
           CASE WHEN r.helpers
-               THEN '{_check_name,_check_payload,_cron_field,_cron_next,_jsonb_or_null,_name_pattern,_require_pg_cron,_schedules}'::text[]
-               ELSE '{}'::text[] END,
+               THEN '{_check_name,_check_payload,_cron_field,_cron_next,_in_server_workers,_jsonb_or_null,_name_pattern,_require_pg_cron,_schedules}'::text[]
+               ELSE '{_in_server_workers}'::text[] END,
           format('"_" functions: %s may execute %s', r.rolname,
-                 CASE WHEN r.helpers THEN 'exactly the helpers granted to workflow_user' ELSE 'none' END))
+                 CASE WHEN r.helpers THEN 'exactly the helpers granted to workflow_user' ELSE 'only _in_server_workers' END))
   FROM (VALUES ('alice', true), ('bob', true), ('carol', true), ('nolog', true), ('wally', false),
                ('workflow_user', true), ('workflow_worker', false), ('workflow_admin', true))
        AS r(rolname, helpers);

@@ -6,7 +6,7 @@
 -- target -- is one statement that records the task run and either ends the
 -- job as succeeded or queues it at its next task; every other case goes to
 -- the PL/pgSQL workflow._complete_task.  Both paths are covered here, and
--- both must behave as workflow._step_succeeded does:
+-- both must behave as workflow._task_succeeded does:
 --
 --   (1) the last task of a one-task workflow: the job succeeds with the
 --       output as its result; the task_runs row; a NULL output;
@@ -195,10 +195,10 @@ SELECT results_eq(
            :la, :'ca', :lb, :'cb'),
     'three tasks: one task run per completed task, each with its worker, lease, claim time and output');
 
--- the in-server runner does the SQL task (run_job + _step_succeeded, as it does)
+-- the in-server runner does the SQL task (run_job + _task_succeeded, as it does)
 SELECT r.execution::text AS rx FROM workflow.run_job(:t, 'r1') r \gset
 SELECT is(:'rx'::text, 'running', 'three tasks: an in-server runner claims the SQL task');
-SELECT count(*) AS _ FROM (SELECT workflow._step_succeeded(j, '3', now())
+SELECT count(*) AS _ FROM (SELECT workflow._task_succeeded(j, '3', now())
                               FROM workflow.jobs j WHERE j.id = :t FOR UPDATE) s \gset
 SELECT is(pg_temp.st(:t) || ' ' || (SELECT result FROM workflow.jobs WHERE id = :t)::text,
           'succeeded chain/2 t1 3', 'three tasks: after the SQL task the job succeeded');

@@ -64,7 +64,7 @@ BEGIN;
 
 SET LOCAL search_path = public, pg_catalog, pg_temp;
 
-SELECT plan(544);
+SELECT plan(568);
 
 -------------------------------------------------------------------------------
 -- Roles, the schema, the hit counter
@@ -731,7 +731,7 @@ BEGIN
         (38, 'mallory', 'the slow_jobs view',
             $q$SELECT count(*) >= 0 FROM workflow.slow_jobs$q$, '^ok: true$'),
         (39, 'mallory', 'the tables',
-            $q$SELECT (SELECT count(*) FROM workflow.workflows) + (SELECT count(*) FROM workflow.steps)
+            $q$SELECT (SELECT count(*) FROM workflow.workflows) + (SELECT count(*) FROM workflow.tasks)
                     + (SELECT count(*) FROM workflow.jobs) + (SELECT count(*) FROM workflow.task_runs)
                     + (SELECT count(*) FROM workflow.job_info) + (SELECT count(*) FROM workflow.runners)
                     + (SELECT count(*) FROM workflow.task_types) > 0$q$, '^ok: true$'),
@@ -835,7 +835,16 @@ BEGIN
                     + (SELECT count(*) FROM workflow.failed_jobs) + (SELECT count(*) FROM workflow.slow_jobs)
                     + (SELECT count(*) FROM workflow.schedules) > 0$q$, '^ok: true$'),
         (87, 'mallory', 'drop_workflow of the external workflow with force',
-            format($q$SELECT workflow.drop_workflow('shd_ext_%s', force => true)$q$, t), '^ok: $')
+            format($q$SELECT workflow.drop_workflow('shd_ext_%s', force => true)$q$, t), '^ok: $'),
+        -- pause_job (runner protocol), then resume_job
+        (88, 'mallory', 'create_job to pause (runner protocol)',
+            format($q$SELECT workflow.create_job('shd_sql_%s', '{"n": 3}')$q$, t), '^ok: \d+$'),
+        (89, 'mallory_w', 'run_job of the job to pause',
+            format($q$SELECT (workflow.run_job(J88, 'shd-r-%s')).execution$q$, t), '^ok: running$'),
+        (90, 'mallory_w', 'pause_job',
+            format($q$SELECT (workflow.pause_job(J88, 'shd-r-%s')).execution$q$, t), '^ok: waiting$'),
+        (91, 'mallory', 'resume_job of the paused job',
+            $q$SELECT workflow.resume_job(J88)$q$, '^ok: true$')
         ) AS v(n, role, label, sql, expected)
         ORDER BY n
     LOOP
@@ -931,7 +940,7 @@ SELECT is(ARRAY(SELECT DISTINCT p.proname::text FROM pg_catalog.pg_proc p
                    AND has_function_privilege(r.rolname, p.oid, 'EXECUTE')
                 EXCEPT
                 SELECT unnest('{create_workflow,drop_workflow,create_job,get_job,cancel_job,resume_job,retry_job,
-                                add_info,job_info,schedule,unschedule,requeue,wait,next_jobs,run_job,finish_job,
+                                add_info,job_info,schedule,unschedule,requeue,wait,next_jobs,run_job,finish_job,pause_job,
                                 register_runner,runner_active,poll_tasks,complete_task,complete_tasks,fail_task,
                                 extend_task,requeue_task,pause_task_type,resume_task_type,inactive_runners,
                                 stale_jobs,job_context}'::text[])

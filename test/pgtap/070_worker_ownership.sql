@@ -286,7 +286,7 @@ SELECT is(pg_temp.as_role('wa', format($$SELECT workflow.requeue_task(%s, %s, '1
 -- its job's deadline saturate at 100 years instead of failing the claim
 -- of every task of the type
 SELECT workflow.create_job('own_ext', '{"n": "far"}') AS far \gset
-UPDATE workflow.steps SET timeout = interval '200000 years'
+UPDATE workflow.tasks SET timeout = interval '200000 years'
  WHERE workflow_id = (SELECT workflow_id FROM workflow.jobs WHERE id = :far);
 UPDATE workflow.workflows SET timeout = interval '200000 years'
  WHERE id = (SELECT workflow_id FROM workflow.jobs WHERE id = :far);

@@ -8,7 +8,7 @@
 --
 -- No background runner runs in the pgTAP cluster (workflow.enabled = off,
 -- workflow.runners = 0): this file plays the runners (_runner_claim,
--- _runner_steal, _runner_record), the external workers (poll_tasks,
+-- _runner_takeover, _runner_record), the external workers (poll_tasks,
 -- complete_task, ...), the users (cancel_job, ...) and the sweeper
 -- (_sweep).  One transaction: now() is constant; time passing is a
 -- backdated run_at, deadline or lease.  Sections that claim whatever is
@@ -157,8 +157,8 @@ SELECT is((SELECT string_agg(id::text || ' ' || execution || ' ' || runner_id, '
              FROM workflow._runner_claim('runner-1', 10)),
           :j || ' running runner-1', 'queued --claim (runner)--> running (_runner_claim)');
 SELECT is((SELECT string_agg(id::text || ' ' || execution || ' ' || runner_id, ',')
-             FROM workflow._runner_steal('runner-2', 10, '{}', '0', '{runner-1}', ARRAY[now() - interval '1 hour'])),
-          :j || ' running runner-2', 'running --takeover--> running under another runner (_runner_steal)');
+             FROM workflow._runner_takeover('runner-2', 10, '{}', '0', '{runner-1}', ARRAY[now() - interval '1 hour'])),
+          :j || ' running runner-2', 'running --takeover--> running under another runner (_runner_takeover)');
 
 SELECT workflow.create_job('e_ext') AS j \gset
 SELECT is((SELECT t.job_id FROM workflow.poll_tasks('e.ext', 'w1') t), :j::bigint,
@@ -181,16 +181,16 @@ SELECT pg_temp.claim(:j) AS lease \gset
 SELECT pg_temp.rec(:j, 'succeeded', '"a"') \gset
 SELECT is(pg_temp.st(:j) || ' ' || ((SELECT lease FROM workflow.jobs WHERE id = :j) = :lease),
           'running chain/1 a1 t1 true',
-          'running --task succeeded, next task same executor--> running at the next task, same claim (_step_succeeded, keep_running)');
+          'running --task succeeded, next task same executor--> running at the next task, same claim (_task_succeeded, keep_running)');
 SELECT pg_temp.rec(:j, 'succeeded', '"b"') \gset
 SELECT is(pg_temp.st(:j) || ' ' || (SELECT result FROM workflow.jobs WHERE id = :j)::text,
-          'succeeded chain/1 a1 t1 "b"', 'running --task succeeded, end of chain--> succeeded (_step_succeeded)');
+          'succeeded chain/1 a1 t1 "b"', 'running --task succeeded, end of chain--> succeeded (_task_succeeded)');
 
 SELECT workflow.create_job('e_mixed') AS j \gset
 SELECT pg_temp.run(:j, 'succeeded') \gset
 SELECT is(pg_temp.st(:j) || ' ' || (SELECT task_type FROM workflow.jobs WHERE id = :j),
           'queued chain/1 a1 t1 e.pay',
-          'running --task succeeded, next task other executor--> queued at the next task, in its queue (_step_succeeded)');
+          'running --task succeeded, next task other executor--> queued at the next task, in its queue (_task_succeeded)');
 SELECT lease AS lease FROM workflow.poll_tasks('e.pay', 'w1') \gset
 SELECT ok(workflow.complete_task(:j, :lease, '"paid"'), 'complete_task records the external task');
 SELECT is(pg_temp.st(:j) || ' ' || coalesce((SELECT task_type FROM workflow.jobs WHERE id = :j), 'runners'),
@@ -222,7 +222,7 @@ SELECT workflow.create_job('e_cancel') AS j \gset
 SELECT workflow.cancel_job(:j) \gset
 SELECT pg_temp.run(:j, 'succeeded') \gset
 SELECT is(pg_temp.st(:j), 'canceled oncancel/0 a1 t1',
-          'running --task succeeded, end of oncancel--> canceled (_step_succeeded)');
+          'running --task succeeded, end of oncancel--> canceled (_task_succeeded)');
 
 -------------------------------------------------------------------------------
 -- Task failed
@@ -231,38 +231,38 @@ SELECT is(pg_temp.st(:j), 'canceled oncancel/0 a1 t1',
 SELECT workflow.create_job('e_retry') AS j \gset
 SELECT pg_temp.run(:j, 'failed', NULL, '{"message": "x"}') \gset
 SELECT is(pg_temp.st(:j) || ' ' || pg_temp.last_run(:j),
-          'queued chain/0 a1 t2 failed', 'running --task failed, attempts left--> queued (retry) (_step_failed)');
+          'queued chain/0 a1 t2 failed', 'running --task failed, attempts left--> queued (retry) (_task_failed)');
 SELECT pg_temp.run(:j, 'failed', NULL, '{"message": "x"}') \gset
 SELECT is(pg_temp.st(:j), 'failed chain/0 a1 t2',
-          'running --task failed, no attempts left, no fallback, no onerror, no job attempts--> failed (_step_failed)');
+          'running --task failed, no attempts left, no fallback, no onerror, no job attempts--> failed (_task_failed)');
 
 SELECT workflow.create_job('e_retry') AS j \gset
 SELECT pg_temp.run(:j, 'fatal', NULL, '{"message": "x"}') \gset
 SELECT is(pg_temp.st(:j), 'failed chain/0 a1 t1',
-          'running --task failed, not retryable (fatal)--> failed, attempts left unused (_step_failed)');
+          'running --task failed, not retryable (fatal)--> failed, attempts left unused (_task_failed)');
 
 SELECT workflow.create_job('e_retry') AS j \gset
 SELECT pg_temp.claim(:j) \gset
 SELECT pg_temp.rec(:j, 'failed', NULL, '{"sqlstate": "57014", "message": "canceling statement due to statement timeout"}') \gset
 SELECT is(pg_temp.st(:j), 'queued chain/0 a1 t2',
-          'running --task timeout (the body''s statement timeout)--> queued (retry), as any failure (_step_failed)');
+          'running --task timeout (the body''s statement timeout)--> queued (retry), as any failure (_task_failed)');
 
 SELECT workflow.create_job('e_fallback') AS j \gset
 SELECT pg_temp.run(:j, 'failed', NULL, '{"message": "x"}') \gset
 SELECT is(pg_temp.st(:j) || ' ' || coalesce((SELECT task_type FROM workflow.jobs WHERE id = :j), 'runners'),
           'queued chain/0 a1 t1 fallback runners',
-          'running --task failed, fallback--> queued at its fallback, for the runners (_step_failed)');
+          'running --task failed, fallback--> queued at its fallback, for the runners (_task_failed)');
 SELECT pg_temp.run(:j, 'succeeded') \gset
 SELECT is(pg_temp.st(:j), 'succeeded chain/0 a1 t1',
-          'running (fallback) --task succeeded, end of chain--> succeeded (_step_succeeded)');
+          'running (fallback) --task succeeded, end of chain--> succeeded (_task_succeeded)');
 
 SELECT workflow.create_job('e_onerror') AS j \gset
 SELECT pg_temp.run(:j, 'failed', NULL, '{"message": "x"}') \gset
 SELECT is(pg_temp.st(:j), 'queued onerror/0 a1 t1',
-          'running --task failed, onerror--> queued at the onerror chain (_step_failed)');
+          'running --task failed, onerror--> queued at the onerror chain (_task_failed)');
 SELECT pg_temp.run(:j, 'failed', NULL, '{"message": "y"}') \gset
 SELECT is(pg_temp.st(:j), 'failed onerror/0 a1 t1',
-          'running (onerror) --task failed, no job attempts--> failed (_step_failed, _job_failed)');
+          'running (onerror) --task failed, no job attempts--> failed (_task_failed, _job_failed)');
 
 SELECT workflow.create_job('e_whole') AS j \gset
 SELECT pg_temp.run(:j, 'failed', NULL, '{"message": "x"}') \gset
@@ -273,7 +273,7 @@ SELECT workflow.create_job('e_cancel') AS j \gset
 SELECT workflow.cancel_job(:j) \gset
 SELECT pg_temp.run(:j, 'failed', NULL, '{"message": "x"}') \gset
 SELECT is(pg_temp.st(:j), 'canceled oncancel/0 a1 t1',
-          'running (oncancel) --task failed--> canceled (_step_failed)');
+          'running (oncancel) --task failed--> canceled (_task_failed)');
 
 SELECT workflow.create_job('e_ext') AS j \gset
 SELECT lease AS lease FROM workflow.poll_tasks('e.ext', 'w1') \gset
@@ -320,7 +320,7 @@ SELECT is(pg_temp.st(:j) || ' ' || pg_temp.last_run(:j) || ' '
           'running --wait (workflow.wait())--> waiting for resume_job (_runner_record wait)');
 SELECT ok(workflow.resume_job(:j, '"resumed"'), 'resume_job: the waiting job resumes');
 SELECT is(pg_temp.st(:j) || ' ' || (SELECT result FROM workflow.jobs WHERE id = :j)::text,
-          'succeeded chain/0 a1 t1 "resumed"', 'waiting --resume (result)--> succeeded at the end of the chain (_resume_job, _step_succeeded)');
+          'succeeded chain/0 a1 t1 "resumed"', 'waiting --resume (result)--> succeeded at the end of the chain (_resume_job, _task_succeeded)');
 
 SELECT workflow.create_job('e_signal') AS j \gset
 SELECT pg_temp.run(:j, 'wait_step') \gset
@@ -328,12 +328,12 @@ SELECT is(pg_temp.st(:j) || ' ' || (SELECT run_at FROM workflow.jobs WHERE id = 
           'waiting chain/0 a1 t1 infinity',
           'running --wait task reached (signal)--> waiting (_runner_record wait_step)');
 SELECT ok(workflow.resume_job(:j, '"sig"'), 'resume_job: the signal arrives');
-SELECT is(pg_temp.st(:j), 'queued chain/1 a1 t1', 'waiting --resume (result)--> queued at the next task (_resume_job, _step_succeeded)');
+SELECT is(pg_temp.st(:j), 'queued chain/1 a1 t1', 'waiting --resume (result)--> queued at the next task (_resume_job, _task_succeeded)');
 
 SELECT workflow.create_job('e_retry') AS j \gset
 SELECT pg_temp.run(:j, 'wait') \gset
 SELECT ok(workflow.resume_job(:j, NULL, 'refused'), 'resume_job with an error');
-SELECT is(pg_temp.st(:j), 'queued chain/0 a1 t2', 'waiting --resume (error), attempts left--> queued (retry) (_resume_job, _step_failed)');
+SELECT is(pg_temp.st(:j), 'queued chain/0 a1 t2', 'waiting --resume (error), attempts left--> queued (retry) (_resume_job, _task_failed)');
 
 SELECT pg_temp.reset() \gset
 SELECT workflow.create_job('e_timer') AS j \gset
@@ -344,7 +344,7 @@ SELECT is(pg_temp.st(:j) || ' '
 UPDATE workflow.jobs SET run_at = now() - interval '1 second' WHERE id = :j;
 SELECT workflow._sweep('cancel', '0', 100) \gset
 SELECT is(pg_temp.st(:j) || ' ' || pg_temp.last_run(:j), 'queued chain/1 a1 t1 succeeded',
-          'waiting --timer elapsed--> queued at the next task (_sweep, _step_succeeded)');
+          'waiting --timer elapsed--> queued at the next task (_sweep, _task_succeeded)');
 
 -------------------------------------------------------------------------------
 -- Cancel
@@ -419,7 +419,7 @@ SELECT lease AS lease FROM workflow.poll_tasks('e.ext', 'w1') \gset
 UPDATE workflow.jobs SET lease_expires_at = now() - interval '1 second' WHERE id = :j;
 SELECT workflow._sweep('cancel', '0', 100) \gset
 SELECT is(pg_temp.st(:j) || ' ' || pg_temp.last_run(:j), 'queued chain/0 a1 t2 failed',
-          'running --lease expired, attempts left--> queued (retry) (_sweep, _step_failed)');
+          'running --lease expired, attempts left--> queued (retry) (_sweep, _task_failed)');
 
 -- runners that stopped reporting: backdated beyond workflow.stale_after
 CREATE FUNCTION pg_temp.go_stale(p_id bigint)
@@ -517,7 +517,7 @@ SELECT is(pg_temp.refused(:q, format('SELECT workflow.retry_job(%s)', :q)), '550
           'queued --retry_job--> refused');
 SELECT is(pg_temp.refused(:q, format('SELECT workflow.finish_job(%s, %L, %L)', :q, 'r1', 'succeeded')), '55000, job unchanged',
           'queued --finish_job--> refused (not running for that runner)');
-SELECT is(pg_temp.refused(:q, format('SELECT workflow._step_succeeded(j, NULL, now()) FROM workflow.jobs j WHERE id = %s FOR UPDATE', :q)),
+SELECT is(pg_temp.refused(:q, format('SELECT workflow._task_succeeded(j, NULL, now()) FROM workflow.jobs j WHERE id = %s FOR UPDATE', :q)),
           '55000, job unchanged', 'queued --task succeeded--> refused (no task in progress)');
 
 SELECT workflow.create_job('e_two') AS r \gset
@@ -567,7 +567,6 @@ SELECT is(pg_temp.refused(:x, format('SELECT workflow._runner_record(%s, %s, %L,
 -- complete_task of a job at its SQL task
 SELECT is(pg_temp.refused(:q, format('SELECT workflow.complete_task(%s, %s, %L)', :q, :rlease, '"x"')), '55000, job unchanged',
           'queued (SQL task) --complete_task--> refused');
-SELECT todo('complete_task does not check that the current task is external: a job claimed with run_job at its SQL task is completed (src/README.md, "The job state machine")', 1);
 SELECT is(pg_temp.refused(:r, format('SELECT workflow.complete_task(%s, %s, %L)', :r, :rlease, '"x"')), '55000, job unchanged',
           'running (SQL task, run_job) --complete_task--> refused');
 

@@ -154,7 +154,8 @@ is($node->wait_state($cxo), 'canceled', 'oncancel: the job ends canceled');
 ok($node->left_sleep($pid), 'oncancel: the runner backend left pg_sleep');
 is($node->q("SELECT string_agg(what, ',') FROM fx WHERE job_id = $cxo"),
 	'oncancel:undo', 'oncancel: the oncancel task ran (and the chain task\'s insert was rolled back)');
-is($node->runs($cxo, @run_fields), 'oncancel:undo:succeeded', 'oncancel: task_runs has the oncancel run');
+is($node->runs($cxo, @run_fields), 'chain:slow:canceled oncancel:undo:succeeded',
+	'oncancel: task_runs has the canceled attempt of the running task, then the oncancel run');
 is($node->q("SELECT error->>'message' FROM workflow.jobs WHERE id = $cxo"),
 	'job canceled', 'oncancel: job.error says canceled');
 

@@ -1,5 +1,5 @@
 # 120_plan_cache.pl: the runners keep task definitions and the plans of the
-# tasks' SQL between jobs (src/steps.c); what they keep must never change
+# tasks' SQL between jobs (src/task_cache.c); what they keep must never change
 # what a task does.
 #
 # One runner, so that every job below runs in the same session and meets

@@ -1,6 +1,6 @@
 # 130_takeover.pl: an idle runner takes over the jobs a busy runner claimed
 # in its batch but has not started, so that one slow task does not hold
-# back the quick jobs claimed with it (src/runner.c, steal_jobs).
+# back the quick jobs claimed with it (src/runner.c, take_over_jobs).
 #
 # A commit of 6 jobs wakes one runner (one per workflow.batch_size jobs),
 # which claims them all; the first is slow (pg_sleep).  The other runner,

@@ -45,6 +45,32 @@ DROP FUNCTION workflow._runner_seen(text, text);               -- (text, oid)
 DROP FUNCTION workflow._sweep(text, interval, integer);        -- (..., bigint[])
 DROP FUNCTION workflow._target_free(bigint, text, integer, timestamptz, timestamptz);  -- (..., regrole, ...)
 DROP FUNCTION workflow._touch_worker(text);                    -- (text, oid)
+DROP FUNCTION workflow._wake_at_commit(text, integer);          -- returns integer
+DROP FUNCTION workflow._heartbeat(text[], integer[], boolean[]);  -- _in_server_heartbeat
+DROP FUNCTION workflow._runner_steal(text, integer, bigint[], interval, text[], timestamptz[]);  -- _runner_takeover
+-- "task" for a task of a chain everywhere: the table workflow.steps is
+-- workflow.tasks, and the functions of the state machine are named after it
+DROP FUNCTION workflow._step(workflow.jobs);                    -- _task_of
+DROP FUNCTION workflow._current_step(workflow.jobs);            -- _current_task
+DROP FUNCTION workflow._enqueue_step(workflow.jobs, workflow.phase, integer, integer, timestamptz, boolean);  -- _enqueue_task
+DROP FUNCTION workflow._step_succeeded(workflow.jobs, jsonb, timestamptz, boolean);  -- _task_succeeded
+DROP FUNCTION workflow._step_failed(workflow.jobs, jsonb, timestamptz, boolean);     -- _task_failed
+ALTER TABLE workflow.steps RENAME TO tasks;
+-- its constraints (and the primary key's index) as a fresh install names
+-- them: steps_pkey, steps_kind_check, ..., and from PostgreSQL 18 on the
+-- named NOT NULL constraints steps_<column>_not_null
+DO $$
+DECLARE
+    c   name;
+BEGIN
+    FOR c IN SELECT k.conname FROM pg_catalog.pg_constraint k
+              WHERE k.conrelid = 'workflow.tasks'::regclass AND k.conname LIKE 'steps\_%'
+    LOOP
+        EXECUTE format('ALTER TABLE workflow.tasks RENAME CONSTRAINT %I TO %I',
+                       c, 'tasks' || pg_catalog.substr(c, 6));
+    END LOOP;
+END
+$$;
 
 -------------------------------------------------------------------------------
 -- The outcome of a task a runner ran is a type (as in 01_types.sql); the
@@ -119,6 +145,15 @@ SELECT j.created_by, l.target, l.job_id, l.locked_at
 
 DROP TABLE workflow.target_locks_1_0;
 
+-- Readable with row-level security (as in 03_row_security.sql): a role
+-- sees the targets its jobs hold, administrators see all.
+ALTER TABLE workflow.target_locks ENABLE ROW LEVEL SECURITY;
+CREATE POLICY target_locks_own ON workflow.target_locks FOR SELECT
+    USING (owner = (SELECT pg_catalog.to_regrole(pg_catalog.quote_ident(current_user)))
+           OR pg_catalog.pg_has_role(current_user, 'workflow_admin', 'MEMBER'));
+COMMENT ON POLICY target_locks_own ON workflow.target_locks IS
+    'a role sees the targets its jobs hold; members of workflow_admin see all';
+
 -------------------------------------------------------------------------------
 -- Runner ids belong to a role (workflow.runners.owner, NOT NULL)
 --
@@ -152,5 +187,12 @@ UPDATE workflow.runners r
              WHERE e.extname = 'workflow')::regrole);
 
 ALTER TABLE workflow.runners ALTER COLUMN owner SET NOT NULL;
+-- whether a runner is idle is derived from the jobs it holds
+-- (workflow.runner_status), not stored
+ALTER TABLE workflow.runners DROP COLUMN idle;
 COMMENT ON COLUMN workflow.runners.owner IS
     'the role that registered the runner id (the extension owner for the in-server workers): only it, or a member of workflow_admin, may use the id';
+
+-- pg_dump keeps the ids external workers registered, with their owners (as
+-- in 02_tables.sql)
+SELECT pg_catalog.pg_extension_config_dump('workflow.runners', 'WHERE kind = ''external''');

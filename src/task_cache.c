@@ -1,11 +1,11 @@
 /*-------------------------------------------------------------------------
  *
- * steps.c
+ * task_cache.c
  *		The runner's cache of task definitions, and of the prepared plans of
  *		their SQL.
  *
  * A stored workflow version is immutable (workflow.workflows and
- * workflow.steps are only ever inserted into, and deleted by
+ * workflow.tasks are only ever inserted into, and deleted by
  * drop_workflow(), whose ids are never reused), so a runner may keep what
  * it read of a task for as long as the extension it read it from exists.
  * The cache is emptied when the extension's OID changes (DROP and CREATE
@@ -36,30 +36,30 @@
 #include "compat.h"
 #include "workflow.h"
 
-static HTAB *step_cache = NULL;
-static MemoryContext step_cache_context = NULL;
+static HTAB *task_cache = NULL;
+static MemoryContext task_cache_context = NULL;
 
 /*
  * Forget every cached task and free the plans.
  */
 void
-workflow_step_cache_reset(void)
+workflow_task_cache_reset(void)
 {
 	HASH_SEQ_STATUS status;
-	WorkflowStep *entry;
+	WorkflowTaskDef *entry;
 
-	if (step_cache == NULL)
+	if (task_cache == NULL)
 		return;
-	hash_seq_init(&status, step_cache);
+	hash_seq_init(&status, task_cache);
 	while ((entry = hash_seq_search(&status)) != NULL)
 	{
 		if (entry->plan != NULL)
 			SPI_freeplan(entry->plan);
 		entry->plan = NULL;
 	}
-	hash_destroy(step_cache);
-	step_cache = NULL;
-	MemoryContextReset(step_cache_context);
+	hash_destroy(task_cache);
+	task_cache = NULL;
+	MemoryContextReset(task_cache_context);
 }
 
 /*
@@ -70,7 +70,7 @@ cache_string(HeapTuple row, TupleDesc desc, int col)
 {
 	char	   *value = SPI_getvalue(row, desc, col);
 
-	return value == NULL ? NULL : MemoryContextStrdup(step_cache_context, value);
+	return value == NULL ? NULL : MemoryContextStrdup(task_cache_context, value);
 }
 
 /*
@@ -79,12 +79,12 @@ cache_string(HeapTuple row, TupleDesc desc, int col)
  * through SPI (the caller is connected) the first time.  Returns NULL when
  * the workflow has no such task.
  */
-WorkflowStep *
-workflow_step_lookup(int64 workflow_id, int phase, int position, bool fallback, Oid owner)
+WorkflowTaskDef *
+workflow_task_lookup(int64 workflow_id, int phase, int position, bool fallback, Oid owner)
 {
 	static SPIPlanPtr plan = NULL;
-	WorkflowStepKey key;
-	WorkflowStep *entry;
+	WorkflowTaskKey key;
+	WorkflowTaskDef *entry;
 	bool		found;
 	Datum		values[3];
 	HeapTuple	row;
@@ -92,19 +92,19 @@ workflow_step_lookup(int64 workflow_id, int phase, int position, bool fallback, 
 	bool		isnull;
 	Datum		timeout;
 
-	if (step_cache == NULL)
+	if (task_cache == NULL)
 	{
 		HASHCTL		ctl;
 
-		if (step_cache_context == NULL)
-			step_cache_context = AllocSetContextCreate(TopMemoryContext,
+		if (task_cache_context == NULL)
+			task_cache_context = AllocSetContextCreate(TopMemoryContext,
 													   "workflow step cache",
 													   ALLOCSET_DEFAULT_SIZES);
 		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(WorkflowStepKey);
-		ctl.entrysize = sizeof(WorkflowStep);
-		ctl.hcxt = step_cache_context;
-		step_cache = hash_create("workflow step cache", 64, &ctl,
+		ctl.keysize = sizeof(WorkflowTaskKey);
+		ctl.entrysize = sizeof(WorkflowTaskDef);
+		ctl.hcxt = task_cache_context;
+		task_cache = hash_create("workflow step cache", 64, &ctl,
 								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
 
@@ -114,7 +114,7 @@ workflow_step_lookup(int64 workflow_id, int phase, int position, bool fallback, 
 	key.position = position;
 	key.fallback = fallback;
 	key.owner = owner;
-	entry = hash_search(step_cache, &key, HASH_FIND, NULL);
+	entry = hash_search(task_cache, &key, HASH_FIND, NULL);
 	if (entry != NULL)
 		return entry;
 
@@ -126,9 +126,9 @@ workflow_step_lookup(int64 workflow_id, int phase, int position, bool fallback, 
 						   "       LEAST(extract(epoch FROM s.timeout) * 1000000, "
 						   "             3110400000000000)::bigint, " /* 100 years */
 						   "       n.kind "
-						   "  FROM workflow.steps s "
+						   "  FROM workflow.tasks s "
 						   "  JOIN workflow.workflows w ON w.id = s.workflow_id "
-						   "  LEFT JOIN workflow.steps n ON n.workflow_id = s.workflow_id "
+						   "  LEFT JOIN workflow.tasks n ON n.workflow_id = s.workflow_id "
 						   "       AND n.phase = s.phase AND n.position = s.position + 1 "
 						   " WHERE s.workflow_id = $1 AND s.phase = $2::workflow.phase "
 						   "   AND s.position = $3", 3, argtypes);
@@ -143,10 +143,10 @@ workflow_step_lookup(int64 workflow_id, int phase, int position, bool fallback, 
 
 	row = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	entry = hash_search(step_cache, &key, HASH_ENTER, &found);
+	entry = hash_search(task_cache, &key, HASH_ENTER, &found);
 	Assert(!found);
-	memset(((char *) entry) + sizeof(WorkflowStepKey), 0,
-		   sizeof(WorkflowStep) - sizeof(WorkflowStepKey));
+	memset(((char *) entry) + sizeof(WorkflowTaskKey), 0,
+		   sizeof(WorkflowTaskDef) - sizeof(WorkflowTaskKey));
 	/* the kinds are compared as enums from here on (names.c) */
 	entry->kind = workflow_task_kind_from_name(SPI_getvalue(row, desc, 1));
 	entry->body = cache_string(row, desc, fallback ? 3 : 2);
