@@ -36,6 +36,25 @@
 #define WF_MY_PROC_NUMBER		(MyProc->pgprocno)
 #endif
 
+/*
+ * The local id of this backend's current top-level transaction: in
+ * MyProc->vxid from 17 on.
+ */
+#if PG_VERSION_NUM >= 170000
+#define WF_MY_LXID				(MyProc->vxid.lxid)
+#else
+#define WF_MY_LXID				(MyProc->lxid)
+#endif
+
+/* whether a role owns a database: object_ownercheck from 16 on */
+#if PG_VERSION_NUM >= 160000
+#define WF_DATABASE_OWNERCHECK(dboid, roleid) \
+	object_ownercheck(DatabaseRelationId, (dboid), (roleid))
+#else
+#define WF_DATABASE_OWNERCHECK(dboid, roleid) \
+	pg_database_ownercheck((dboid), (roleid))
+#endif
+
 /* varatt.h was split out of postgres.h in 16 */
 #if PG_VERSION_NUM >= 160000
 #include "varatt.h"

@@ -124,6 +124,9 @@ workflow_poll_tasks(PG_FUNCTION_ARGS)
 	check_poll_arguments(fcinfo, &req);
 
 	workflow_require_shmem();
+	/* the database of an external worker gets its sweeper (lease expiry) */
+	workflow_database_note_listed();
+	workflow_database_touch(false);
 	InitMaterializedSRF(fcinfo, 0);
 
 	req.deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), req.wait_ms);

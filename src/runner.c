@@ -59,6 +59,12 @@
  * jobs of the batch are handed back, before the process exits
  * (runner_exit_handback).  SIGHUP reloads the configuration.
  *
+ * Databases.  A runner serves the database it was started for (bgw_extra)
+ * until the launcher gives its slot to another database (src/launcher.c):
+ * asked to leave (its slot's `leave'), it finishes the task it runs, hands
+ * back untouched the jobs of its batch it has not started, and exits.
+ * Everything it compares with other slots (takeovers) is of its database.
+ *
  * Copyright (c) 2026, the workflow developers
  *
  *-------------------------------------------------------------------------
@@ -231,7 +237,8 @@ static void flush_successes(void);
 static int	take_over_jobs(ClaimedJob *jobs, int limit);
 static void publish_batch(ClaimedJob *jobs, int n);
 static int	run_batch(ClaimedJob *jobs, int n, ClaimedJob *next);
-static void release_jobs(ClaimedJob *jobs, int n);
+static void release_jobs(ClaimedJob *jobs, int n, WorkflowOutcome outcome);
+static bool leaving(void);
 static StepNext run_step(ClaimedJob *job);
 static StepNext run_step_guarded(ClaimedJob *job);
 static bool ready_to_run(ClaimedJob *job, WorkflowTaskDef *step, TimestampTz started,
@@ -360,7 +367,7 @@ workflow_runner_main(Datum main_arg)
 	pqsignal(SIGINT, runner_sigint);
 	BackgroundWorkerUnblockSignals();
 
-	my_slot = workflow_worker_attach(slot);
+	my_slot = workflow_worker_attach(slot, dboid);
 	my_slot_number = slot;
 	workflow_worker_connect(dboid);
 	watchdog_timeout = RegisterTimeout(USER_TIMEOUT, cancel_watchdog);
@@ -383,6 +390,24 @@ workflow_runner_main(Datum main_arg)
 
 		if (ndeferred > 0)
 			retry_deferred();
+
+		/*
+		 * Asked to leave for another database: hand back the jobs not
+		 * started, and go once no row of ours is left locked by someone else
+		 * (the deferred jobs), so that nothing is left to the stale policy.
+		 */
+		if (leaving())
+		{
+			if (nbatch > 0)
+				release_jobs(batch, nbatch, WF_OUTCOME_RETURN);
+			nbatch = 0;
+			if (ndeferred == 0)
+				break;
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 workflow_run_interval, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			continue;
+		}
 
 		if (!workflow_enabled && nbatch == 0)
 		{
@@ -409,14 +434,16 @@ workflow_runner_main(Datum main_arg)
 		}
 
 		/* jobs still ours at their next SQL task make the next batch */
+		workflow_worker_set_idle(my_slot, false);
 		nbatch = run_batch(batch, nbatch, next);
 		memcpy(batch, next, sizeof(ClaimedJob) * nbatch);
+		workflow_worker_set_idle(my_slot, nbatch == 0);
 		pgstat_report_activity(STATE_IDLE, NULL);
 	}
 
 	/* hand back what we still hold */
 	if (nbatch > 0)
-		release_jobs(batch, nbatch);
+		release_jobs(batch, nbatch, WF_OUTCOME_RELEASE);
 	if (ndeferred > 0)
 		retry_deferred();
 	proc_exit(0);
@@ -585,21 +612,26 @@ take_over_jobs(ClaimedJob *jobs, int limit)
 	Interval   *after;
 	int			i;
 
-	for (i = 1; i < WF_NUM_SLOTS; i++)
+	/* the runners of this database (job ids and runner ids are per database) */
+	for (i = WF_FIRST_RUNNER_SLOT; i <= WF_MAX_RUNNERS; i++)
 	{
 		WorkflowWorkerSlot *slot = &WorkflowShmem->slots[i];
 		uint64		job_id = pg_atomic_read_u64(&slot->job_id);
 		uint64		batch_since = pg_atomic_read_u64(&slot->batch_claimed_at);
 		pid_t		pid;
+		Oid			dboid;
 		TimestampTz started_at;
 		char		id[NAMEDATALEN];
 
-		if (job_id != 0)
-			busy[nbusy++] = Int64GetDatum((int64) job_id);
 		SpinLockAcquire(&WorkflowShmem->mutex);
 		pid = slot->pid;
+		dboid = slot->dboid;
 		started_at = slot->started_at;
 		SpinLockRelease(&WorkflowShmem->mutex);
+		if (dboid != MyDatabaseId)
+			continue;
+		if (job_id != 0)
+			busy[nbusy++] = Int64GetDatum((int64) job_id);
 		if (pid == 0 || pid == MyProcPid)
 			continue;
 		/* a batch of this runner has waited long enough (publish_batch) */
@@ -674,12 +706,14 @@ run_batch(ClaimedJob *jobs, int n, ClaimedJob *next)
 			/* starting the last one: nothing left to take over */
 			if (i == n - 1)
 				pg_atomic_write_u64(&my_slot->batch_claimed_at, 0);
-			if (shutdown_requested)
+			if (shutdown_requested || leaving())
 			{
-				/* not started: hand it back */
+				/* not started: hand it back (untouched, when leaving) */
 				bool		still_running;
 
-				(void) record_isolated(&jobs[i], WF_OUTCOME_RELEASE, 0, &still_running);
+				(void) record_isolated(&jobs[i], shutdown_requested ?
+									   WF_OUTCOME_RELEASE : WF_OUTCOME_RETURN,
+									   0, &still_running);
 				continue;
 			}
 			if (run_step(&jobs[i]) == STEP_CONTINUE)
@@ -761,18 +795,29 @@ run_batch(ClaimedJob *jobs, int n, ClaimedJob *next)
 }
 
 /*
- * On shutdown: hand jobs that are still ours back to the queue.
+ * On shutdown (release) or when leaving for another database (return):
+ * hand jobs that are still ours back to the queue.
  */
 static void
-release_jobs(ClaimedJob *jobs, int n)
+release_jobs(ClaimedJob *jobs, int n, WorkflowOutcome outcome)
 {
 	int			i;
 	bool		still_running;
 
 	workflow_begin_spi();
 	for (i = 0; i < n; i++)
-		(void) record_isolated(&jobs[i], WF_OUTCOME_RELEASE, 0, &still_running);
+		(void) record_isolated(&jobs[i], outcome, 0, &still_running);
 	workflow_end_spi(true);
+}
+
+/*
+ * Whether the launcher asked this runner to leave its database, so that
+ * the slot goes to another one (src/launcher.c).
+ */
+static bool
+leaving(void)
+{
+	return pg_atomic_read_u32(&my_slot->leave) != 0;
 }
 
 /*

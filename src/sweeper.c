@@ -1,14 +1,22 @@
 /*-------------------------------------------------------------------------
  *
  * sweeper.c
- *		The sweeper background worker: every workflow.activity_interval it
- *		writes the heartbeats of the in-server workers (from shared memory,
- *		so a runner busy with a long task never looks dead), ends elapsed
- *		wait timers, enforces job timeouts, applies the on_stale policy to
- *		the jobs of runners that stopped reporting and whose process is
- *		gone, prunes finished jobs older than workflow.retention, and
- *		removes the rows of external runners not heard from for
- *		workflow.runner_retention that hold no running job.
+ *		The sweeper background worker, one per served database: every
+ *		workflow.activity_interval it writes the heartbeats of the database's
+ *		in-server workers (from shared memory, so a runner busy with a long
+ *		task never looks dead), ends elapsed wait timers, enforces job
+ *		timeouts, applies the on_stale policy to the jobs of runners that
+ *		stopped reporting and whose process is gone, prunes finished jobs
+ *		older than workflow.retention, and counts the jobs waiting for a
+ *		runner for the launcher; and it removes the rows of external runners
+ *		not heard from for workflow.runner_retention that hold no running
+ *		job.
+ *
+ * It is also the launcher's probe: started in a database, it finds out
+ * whether the extension is there.  If it is, the database is served (the
+ * entry of src/databases.c says so) and the sweeper stays; if not (or not
+ * any more, after DROP EXTENSION), it says so and exits, and the launcher
+ * forgets the database until the extension is created there.
  *
  * With workflow.enabled = off it only writes heartbeats: a paused system
  * neither runs nor cancels anything.
@@ -44,6 +52,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
@@ -75,18 +84,28 @@ typedef struct SweepFailure
 static Oid	registered_extension = InvalidOid;
 static HTAB *failed_jobs = NULL;
 
-static bool sweep_once(void);
+/* this sweeper's entry in the table of served databases */
+static int	my_entry = -1;
+/* the entry says the database is served (the extension was found) */
+static bool served = false;
+
+static bool sweep_once(bool *present);
+static void database_found(WorkflowDatabase *e, bool present, uint32 pokes);
+static void count_queued(WorkflowDatabase *e);
 static bool prune_runners(void);
 static void heartbeat(void);
 static Datum skip_list(void);
 static void remember_failures(Datum failed);
 
 /*
- * Entry point of the sweeper.
+ * Entry point of the sweeper of one database: bgw_main_arg is its slot,
+ * WF_SWEEPER_SLOT(entry) for its database's entry in the table of
+ * src/databases.c, bgw_extra the database's OID.
  */
 void
 workflow_sweeper_main(Datum main_arg)
 {
+	int			slot = DatumGetInt32(main_arg);
 	Oid			dboid;
 	MemoryContext loop_context;
 
@@ -96,7 +115,10 @@ workflow_sweeper_main(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	(void) workflow_worker_attach(WF_SWEEPER_SLOT);
+	if (!WF_IS_SWEEPER_SLOT(slot))
+		elog(FATAL, "workflow sweeper started with invalid slot %d", slot);
+	(void) workflow_worker_attach(slot, dboid);
+	my_entry = slot - WF_SWEEPER_SLOT(0);
 	workflow_worker_connect(dboid);
 	pgstat_report_appname("workflow sweeper");
 
@@ -105,6 +127,13 @@ workflow_sweeper_main(Datum main_arg)
 	for (;;)
 	{
 		bool		more;
+		bool		present;
+		uint32		pokes;
+		WorkflowDatabase *e = workflow_database_entry(my_entry, MyDatabaseId);
+
+		/* the launcher forgot the database: nothing to do here any more */
+		if (e == NULL)
+			proc_exit(0);
 
 		CHECK_FOR_INTERRUPTS();
 		workflow_worker_reload_if_needed();
@@ -112,9 +141,21 @@ workflow_sweeper_main(Datum main_arg)
 		MemoryContextSwitchTo(loop_context);
 		ResetLatch(MyLatch);
 
+		/* read before looking: a CREATE EXTENSION committed later pokes */
+		pokes = pg_atomic_read_u32(&e->pokes);
+		pg_memory_barrier();
+
 		pgstat_report_activity(STATE_RUNNING, "workflow sweep");
-		more = sweep_once();
+		more = sweep_once(&present);
 		pgstat_report_activity(STATE_IDLE, NULL);
+
+		if (!present)
+		{
+			/* no extension (or not any more): the launcher forgets us */
+			database_found(e, false, pokes);
+			proc_exit(0);
+		}
+		database_found(e, true, pokes);
 
 		if (!more)
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -123,20 +164,94 @@ workflow_sweeper_main(Datum main_arg)
 }
 
 /*
+ * Tell the launcher, through the database's entry, whether the extension is
+ * there: the first time it is (the database is served), or that it is not
+ * (when `pokes' pokes had been counted: one more since means someone has
+ * just created it, and the launcher starts the sweeper again).
+ */
+static void
+database_found(WorkflowDatabase *e, bool present, uint32 pokes)
+{
+	bool		changed = false;
+
+	if (present && served)
+		return;
+	LWLockAcquire(WorkflowShmem->lock, LW_EXCLUSIVE);
+	if (e->dboid == MyDatabaseId)
+	{
+		if (present)
+			e->served = true;
+		else
+		{
+			e->absent = true;
+			e->absent_pokes = pokes;
+			pg_atomic_write_u32(&e->queued, 0);
+		}
+		changed = true;
+	}
+	LWLockRelease(WorkflowShmem->lock);
+	served = present;
+	if (changed)
+		workflow_poke_launcher();
+}
+
+/*
+ * Count the runnable jobs of the runners' queue (at most WF_QUEUED_CAP) for
+ * the launcher, which sends a runner to a database where jobs wait and no
+ * runner of it is idle, and poke it when that is the case now.
+ */
+static void
+count_queued(WorkflowDatabase *e)
+{
+	static SPIPlanPtr plan = NULL;
+	bool		isnull;
+	int64		n;
+	int			i;
+
+	if (plan == NULL)
+		workflow_keep_plan(&plan,
+						   "SELECT pg_catalog.count(*) FROM (SELECT 1 FROM workflow.jobs "
+						   "WHERE execution = 'queued' AND task_type IS NULL AND run_at <= pg_catalog.now() "
+						   "LIMIT " CppAsString2(WF_QUEUED_CAP) ") q", 0, NULL);
+	if (SPI_execute_plan(plan, NULL, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "workflow sweeper could not count the queued jobs");
+	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	pg_atomic_write_u32(&e->queued, (uint32) n);
+	if (n == 0)
+		return;
+
+	for (i = WF_FIRST_RUNNER_SLOT; i <= WF_MAX_RUNNERS; i++)
+	{
+		WorkflowWorkerSlot *s = &WorkflowShmem->slots[i];
+		bool		idle_runner;
+
+		SpinLockAcquire(&WorkflowShmem->mutex);
+		idle_runner = s->pid != 0 && s->dboid == MyDatabaseId && s->idle;
+		SpinLockRelease(&WorkflowShmem->mutex);
+		if (idle_runner)
+			return;
+	}
+	workflow_poke_launcher();
+}
+
+/*
  * One pass in one transaction.  Returns true when a batch was full and the
- * sweeper should go on at once.
+ * sweeper should go on at once; *present is false when the extension does
+ * not exist in the database (nothing was done).
  */
 static bool
-sweep_once(void)
+sweep_once(bool *present)
 {
 	Oid			extoid;
 	Oid			argtypes[4] = {TEXTOID, INTERVALOID, INT4OID, INT8ARRAYOID};
 	Datum		values[4];
 	Interval   *retention;
 	bool		more = false;
+	WorkflowDatabase *e;
 
 	workflow_begin_spi();
 	extoid = workflow_extension_ready();
+	*present = OidIsValid(extoid);
 	if (!OidIsValid(extoid))
 	{
 		registered_extension = InvalidOid;
@@ -158,6 +273,9 @@ sweep_once(void)
 	}
 
 	heartbeat();
+	e = workflow_database_entry(my_entry, MyDatabaseId);
+	if (e != NULL)
+		count_queued(e);
 
 	/* workflow.enabled = off pauses the sweeper's changes to jobs too */
 	if (!workflow_enabled)
@@ -322,7 +440,10 @@ remember_failures(Datum failed)
 }
 
 /*
- * Write the heartbeats of every live in-server worker from shared memory.
+ * Write the heartbeats of every live in-server worker of this database from
+ * shared memory.  A runner that left for another database gets none here
+ * any more: its row ages into an inactive runner (whose jobs it handed
+ * back before leaving).
  */
 static void
 heartbeat(void)
@@ -341,11 +462,11 @@ heartbeat(void)
 		char		id[NAMEDATALEN];
 
 		SpinLockAcquire(&WorkflowShmem->mutex);
-		pid = s->pid;
+		pid = s->dboid == MyDatabaseId ? s->pid : 0;
 		SpinLockRelease(&WorkflowShmem->mutex);
 		if (pid == 0)
 			continue;
-		if (i == WF_SWEEPER_SLOT)
+		if (WF_IS_SWEEPER_SLOT(i))
 			strlcpy(id, "sweeper", sizeof(id));
 		else
 			workflow_runner_id(i, id, sizeof(id));

@@ -11,17 +11,19 @@
  *		preparing backend).
  *
  * Protocol.  Shared memory holds one WorkflowWaiter per PGPROC.  A backend
- * about to sleep for work stores the hash of its queue (0 = the in-server
- * runners' queue, otherwise the hash of an external task type) and then
- * sets `waiting'; it resets its latch, checks for work, and only then
- * sleeps, so a wake-up between its check and its sleep is never lost.
- * A transaction that makes work runnable records (queue, count) in
- * TopTransactionContext; the XACT_EVENT_COMMIT callback, which runs after
- * the commit is visible to other snapshots, claims up to `count' waiters of
- * each queue by an atomic exchange of `waiting' and sets their latches.
- * The callback runs in post-commit cleanup where an ERROR is not allowed,
- * so it does nothing but atomics, SetLatch and kill().  On abort the
- * record is simply dropped.
+ * about to sleep for work stores its database and the hash of its queue
+ * (0 = the in-server runners' queue, otherwise the hash of an external
+ * task type) and then sets `waiting'; it resets its latch, checks for
+ * work, and only then sleeps, so a wake-up between its check and its sleep
+ * is never lost.  A transaction that makes work runnable records (queue,
+ * count) in TopTransactionContext; the XACT_EVENT_COMMIT callback, which
+ * runs after the commit is visible to other snapshots, claims up to
+ * `count' waiters of each queue of its database by an atomic exchange of
+ * `waiting' and sets their latches.  When it finds fewer idle runners of
+ * its database than it wanted, it pokes the launcher, which sends one
+ * (src/databases.c, src/launcher.c).  The callback runs in post-commit
+ * cleanup where an ERROR is not allowed, so it does nothing but atomics,
+ * a lock, SetLatch and kill().  On abort the record is simply dropped.
  *
  * Interrupts.  cancel_job() (and the sweeper, for timeouts of SQL tasks)
  * records the job ids whose running SQL must stop, as many as it likes.
@@ -105,7 +107,7 @@ static void wakeup_subxact_callback(SubXactEvent event, SubTransactionId mySubid
 									SubTransactionId parentSubid, void *arg);
 static void forget_pending(void);
 static void *grow_array(void *array, int *max, Size entry_size);
-static void wake_waiters(uint32 queue, int count);
+static int	wake_waiters(uint32 queue, int count);
 static int	runners_to_wake(PendingWake wake);
 static void interrupt_jobs(void);
 static void register_callback(void);
@@ -132,15 +134,37 @@ workflow_wakeup_shmem_init(WorkflowShared *shared)
 
 	SpinLockInit(&shared->mutex);
 	shared->launcher = NULL;
+	shared->lock = NULL;
 	for (i = 0; i < WF_NUM_SLOTS; i++)
 	{
 		WorkflowWorkerSlot *slot = &shared->slots[i];
 
 		slot->pid = 0;
 		slot->started_at = 0;
+		slot->dboid = InvalidOid;
+		slot->proc = NULL;
+		slot->idle = true;
+		slot->idle_since = 0;
+		pg_atomic_init_u32(&slot->leave, 0);
 		pg_atomic_init_u64(&slot->job_id, 0);
 		pg_atomic_init_u64(&slot->interrupt_job, 0);
 		pg_atomic_init_u64(&slot->batch_claimed_at, 0);
+	}
+	for (i = 0; i < WF_MAX_DATABASES; i++)
+	{
+		WorkflowDatabase *db = &shared->databases[i];
+
+		db->dboid = InvalidOid;
+		db->served = false;
+		db->absent = false;
+		db->absent_pokes = 0;
+		db->paused = false;
+		db->released = false;
+		db->paused_by = NULL;
+		db->paused_pid = 0;
+		pg_atomic_init_u32(&db->pokes, 0);
+		pg_atomic_init_u32(&db->poke_pending, 0);
+		pg_atomic_init_u32(&db->queued, 0);
 	}
 	workflow_crash_records_load(shared->interrupted);
 	shared->nwaiters = MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
@@ -148,6 +172,7 @@ workflow_wakeup_shmem_init(WorkflowShared *shared)
 	{
 		pg_atomic_init_u32(&shared->waiters[i].waiting, 0);
 		shared->waiters[i].queue = 0;
+		shared->waiters[i].dboid = InvalidOid;
 		shared->waiters[i].proc = NULL;
 	}
 }
@@ -211,6 +236,10 @@ workflow_wake_queue_at_commit(uint32 queue, int count)
 		return;
 	if (!IsTransactionState())
 		elog(ERROR, "workflow wake-up requested outside a transaction");
+
+	/* the commit callback will need to know whether the database is served */
+	if (npending == 0)
+		workflow_database_note_listed();
 
 	/* add to this level's entry of the queue, if there is one */
 	level = GetCurrentTransactionNestLevel();
@@ -315,8 +344,9 @@ interrupt_jobs(void)
 				break;
 		if (k == ninterrupts)
 			continue;
+		/* job ids are per database */
 		SpinLockAcquire(&WorkflowShmem->mutex);
-		pid = slot->pid;
+		pid = slot->dboid == MyDatabaseId ? slot->pid : 0;
 		SpinLockRelease(&WorkflowShmem->mutex);
 		if (pid == 0)
 			continue;
@@ -341,28 +371,31 @@ workflow_wake_at_commit(PG_FUNCTION_ARGS)
 }
 
 /*
- * Set the latches of up to `count' waiters of `queue'.  Runs in a commit
- * callback: no ERROR, no allocation, no locks but the atomics.
+ * Set the latches of up to `count' waiters of `queue' of this database;
+ * returns how many.  Runs in a commit callback: no ERROR, no allocation,
+ * no locks but the atomics.
  */
-static void
+static int
 wake_waiters(uint32 queue, int count)
 {
 	int			i;
+	int			woken = 0;
 
-	for (i = 0; i < WorkflowShmem->nwaiters && count > 0; i++)
+	for (i = 0; i < WorkflowShmem->nwaiters && woken < count; i++)
 	{
 		WorkflowWaiter *w = &WorkflowShmem->waiters[i];
 
 		if (pg_atomic_read_u32(&w->waiting) == 0)
 			continue;
-		if (w->queue != queue)
+		if (w->queue != queue || w->dboid != MyDatabaseId)
 			continue;
 		/* claim this waiter so that two committers do not wake the same one */
 		if (pg_atomic_exchange_u32(&w->waiting, 0) == 0)
 			continue;
 		SetLatch(&w->proc->procLatch);
-		count--;
+		woken++;
 	}
+	return woken;
 }
 
 /*
@@ -426,9 +459,20 @@ wakeup_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (WorkflowShmem != NULL)
 			{
+				bool		want_runner = false;
+
 				interrupt_jobs();
 				for (i = 0; i < npending; i++)
-					wake_waiters(pending[i].queue, runners_to_wake(pending[i]));
+				{
+					int			wanted = runners_to_wake(pending[i]);
+
+					if (wake_waiters(pending[i].queue, wanted) < wanted &&
+						pending[i].queue == 0)
+						want_runner = true;
+				}
+				/* no idle runner here to wake: the launcher sends one */
+				if (npending > 0)
+					workflow_database_touch(want_runner);
 			}
 			forget_pending();
 			break;
@@ -517,8 +561,9 @@ wakeup_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 
 /*
  * Announce that this backend is about to sleep on its latch waiting for
- * work of `queue'.  The caller then resets its latch, checks for work, and
- * sleeps only if it found none; it calls workflow_wait_end() afterwards.
+ * work of `queue' of its database.  The caller then resets its latch,
+ * checks for work, and sleeps only if it found none; it calls
+ * workflow_wait_end() afterwards.
  */
 void
 workflow_wait_begin(uint32 queue)
@@ -528,6 +573,7 @@ workflow_wait_begin(uint32 queue)
 	my_waiter = &WorkflowShmem->waiters[WF_MY_PROC_NUMBER];
 	my_waiter->proc = MyProc;
 	my_waiter->queue = queue;
+	my_waiter->dboid = MyDatabaseId;
 	pg_write_barrier();
 	pg_atomic_write_u32(&my_waiter->waiting, 1);
 }

@@ -6,10 +6,10 @@
  *		configuration, and checking quietly whether the extension exists.
  *
  * A worker takes the slot the launcher gave it (bgw_main_arg), records its
- * pid there, and clears it when it exits (on_shmem_exit), so that the
- * launcher, cancel_job() and the sweeper can find it.  A job left `running'
- * by a worker that died without handing it back is reconciled by the
- * sweeper.
+ * pid and its database there (bgw_extra), and clears the pid when it exits
+ * (on_shmem_exit), so that the launcher, cancel_job() and the sweeper can
+ * find it.  A job left `running' by a worker that died without handing it
+ * back is reconciled by the sweeper.
  *
  * Copyright (c) 2026, the workflow developers
  *
@@ -37,21 +37,28 @@ static int	my_slot = -1;
 static void worker_slot_release(int code, Datum arg);
 
 /*
- * Take slot `slot' for this process.
+ * Take slot `slot' for this process, which serves database `dboid'.
  */
 WorkflowWorkerSlot *
-workflow_worker_attach(int slot)
+workflow_worker_attach(int slot, Oid dboid)
 {
 	WorkflowWorkerSlot *s;
+	TimestampTz now = GetCurrentTimestamp();
 
 	workflow_require_shmem();
 	if (slot < 0 || slot >= WF_NUM_SLOTS)
 		elog(FATAL, "workflow worker started with invalid slot %d", slot);
 
 	s = &WorkflowShmem->slots[slot];
+	/* before the pid: the launcher asks only a live worker to leave */
+	pg_atomic_write_u32(&s->leave, 0);
 	SpinLockAcquire(&WorkflowShmem->mutex);
 	s->pid = MyProcPid;
-	s->started_at = GetCurrentTimestamp();
+	s->started_at = now;
+	s->dboid = dboid;
+	s->proc = MyProc;
+	s->idle = true;
+	s->idle_since = now;
 	SpinLockRelease(&WorkflowShmem->mutex);
 	pg_atomic_write_u64(&s->job_id, 0);
 	pg_atomic_write_u64(&s->interrupt_job, 0);
@@ -60,6 +67,23 @@ workflow_worker_attach(int slot)
 	my_slot = slot;
 	on_shmem_exit(worker_slot_release, Int32GetDatum(slot));
 	return s;
+}
+
+/*
+ * Publish whether this worker is idle (waiting for work) and since when:
+ * the sweeper writes it into the heartbeat, and the launcher takes a slot
+ * from a runner idle for long enough when another database needs one.
+ */
+void
+workflow_worker_set_idle(WorkflowWorkerSlot *slot, bool idle)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&WorkflowShmem->mutex);
+	if (idle && !slot->idle)
+		slot->idle_since = now;
+	slot->idle = idle;
+	SpinLockRelease(&WorkflowShmem->mutex);
 }
 
 /*

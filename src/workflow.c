@@ -5,13 +5,15 @@
  *		shared memory, and (from shared_preload_libraries) the background
  *		workers.
  *
- * From shared_preload_libraries the library reserves its shared memory and
- * registers the launcher (src/launcher.c), which starts the sweeper and
- * the runners.  The library is meant to be loaded that way.  Loaded
- * any other way (CREATE EXTENSION or LOAD in a server that did not preload
- * it) it still defines its configuration variables, so that SHOW and
- * postgresql.conf behave, but it has no shared memory: every function that
- * needs it raises an error with a hint instead of misbehaving.
+ * From shared_preload_libraries the library reserves its shared memory,
+ * installs the hook that keeps the workers out of the way of DROP DATABASE
+ * (src/databases.c) and registers the launcher (src/launcher.c), which
+ * starts the sweepers and the runners.  The library is meant to be loaded
+ * that way.  Loaded any other way (CREATE EXTENSION or LOAD in a server
+ * that did not preload it) it still defines its configuration variables,
+ * so that SHOW and postgresql.conf behave, but it has no shared memory:
+ * every function that needs it raises an error with a hint instead of
+ * misbehaving.
  *
  * Copyright (c) 2026, the workflow developers
  *
@@ -82,35 +84,29 @@ _PG_init(void)
 	shmem_request_hook = workflow_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = workflow_shmem_startup;
+	workflow_install_utility_hook();
 
 	workflow_register_launcher();
 }
 
 /*
  * The configuration variables (README "Configuration").
- * Everything a running server may change is reloadable (PGC_SIGHUP); only
- * the database the workers connect to needs a restart.
+ * Everything a running server may change is reloadable (PGC_SIGHUP).
  */
 static void
 workflow_define_gucs(void)
 {
-	/*
-	 * A PGC_POSTMASTER variable can only be created while the postmaster
-	 * starts; loaded later, the library goes without it (it has no workers
-	 * to point at a database anyway).
-	 */
-	if (process_shared_preload_libraries_in_progress)
-		DefineCustomStringVariable("workflow.database",
-								   "Database whose jobs the background workers run.",
-								   NULL,
-								   &workflow_database,
-								   "postgres",
-								   PGC_POSTMASTER,
-								   0,
-								   NULL, NULL, NULL);
+	DefineCustomStringVariable("workflow.database",
+							   "Databases whose jobs the background workers run.",
+							   "* serves every database where the extension is installed; else a comma-separated list of database names. Templates and databases that do not allow connections are never served.",
+							   &workflow_database,
+							   "*",
+							   PGC_SIGHUP,
+							   GUC_LIST_INPUT,
+							   workflow_check_database_list, NULL, NULL);
 
 	DefineCustomIntVariable("workflow.runners",
-							"Number of runner background workers (node-workflow forks).",
+							"Number of runner background workers (node-workflow forks), shared by the served databases.",
 							"Zero starts no runner; jobs then only run through the SQL runner protocol.",
 							&workflow_runners,
 							2, 0, 64,
@@ -245,6 +241,7 @@ workflow_shmem_request(void)
 		prev_shmem_request_hook();
 
 	RequestAddinShmemSpace(workflow_wakeup_shmem_size());
+	RequestNamedLWLockTranche("workflow", 1);
 }
 
 /*
@@ -264,7 +261,10 @@ workflow_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	WorkflowShmem = ShmemInitStruct("workflow", workflow_wakeup_shmem_size(), &found);
 	if (!found)
+	{
 		workflow_wakeup_shmem_init(WorkflowShmem);
+		WorkflowShmem->lock = &(GetNamedLWLockTranche("workflow"))->lock;
+	}
 	LWLockRelease(AddinShmemInitLock);
 }
 

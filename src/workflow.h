@@ -20,6 +20,7 @@
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/spin.h"
+#include "utils/guc.h"
 #include "utils/timestamp.h"
 
 /* stale_job_action values */
@@ -46,35 +47,59 @@ extern int	workflow_batch_size;
 
 /*
  * One entry per PGPROC: a backend (runner or long-polling worker) that is
- * waiting for work announces here which queue it waits on, so that a
- * committing transaction can set exactly the latches that matter.
+ * waiting for work announces here which queue of which database it waits
+ * on, so that a committing transaction can set exactly the latches that
+ * matter.
  */
 typedef struct WorkflowWaiter
 {
 	pg_atomic_uint32 waiting;	/* 1 while the backend sleeps for work */
 	uint32		queue;			/* hash of the queue waited on; 0 = runners */
+	Oid			dboid;			/* the database of that queue */
 	PGPROC	   *proc;			/* whose latch to set */
 } WorkflowWaiter;
 
 /* most runner workers (the upper bound of workflow.runners) */
 #define WF_MAX_RUNNERS 64
 
-/* slot 0 is the sweeper, 1..WF_MAX_RUNNERS the runners */
-#define WF_SWEEPER_SLOT 0
-#define WF_NUM_SLOTS (WF_MAX_RUNNERS + 1)
+/*
+ * Most databases served at once (src/databases.c): a database where the
+ * extension is installed beyond this many is not served, and create_job
+ * there warns.
+ */
+#define WF_MAX_DATABASES 64
 
 /*
- * One slot per in-server worker.  pid and started_at are written by the
- * worker under `mutex' when it starts, and pid cleared when it exits; job_id is
- * the job whose task the worker executes right now (0 = none), readable
- * without a lock; interrupt_job is set by a committing cancel_job() (or the
- * sweeper) before it signals the worker, so the worker can tell a cancel
- * from a timeout or an administrator's pg_cancel_backend().
+ * Worker slots: runner N (runner-N, 1..WF_MAX_RUNNERS) has slot N; the
+ * sweeper of database entry K has slot WF_SWEEPER_SLOT(K).  Slot 0 is never
+ * used.
+ */
+#define WF_FIRST_RUNNER_SLOT 1
+#define WF_SWEEPER_SLOT(db) (WF_MAX_RUNNERS + 1 + (db))
+#define WF_NUM_SLOTS (WF_MAX_RUNNERS + 1 + WF_MAX_DATABASES)
+#define WF_IS_SWEEPER_SLOT(i) ((i) >= WF_SWEEPER_SLOT(0) && (i) < WF_NUM_SLOTS)
+
+/*
+ * One slot per in-server worker.  pid, started_at, dboid, proc, idle and
+ * idle_since are written under `mutex' (by the worker when it starts and
+ * when it becomes idle or busy, pid cleared when it exits); dboid is the
+ * database the worker is connected to, for life.  job_id is the job whose
+ * task the worker executes right now (0 = none), readable without a lock;
+ * interrupt_job is set by a committing cancel_job() (or the sweeper) before
+ * it signals the worker, so the worker can tell a cancel from a timeout or
+ * an administrator's pg_cancel_backend().  `leave' is set by the launcher
+ * to ask a runner to hand its slot over to another database: the runner
+ * hands back the jobs it has not started and exits.
  */
 typedef struct WorkflowWorkerSlot
 {
 	pid_t		pid;			/* 0 when free */
 	TimestampTz started_at;
+	Oid			dboid;			/* the database it serves */
+	PGPROC	   *proc;			/* its latch */
+	bool		idle;
+	TimestampTz idle_since;		/* when it last became idle */
+	pg_atomic_uint32 leave;		/* the launcher wants the slot back */
 	pg_atomic_uint64 job_id;
 	pg_atomic_uint64 interrupt_job;
 	pg_atomic_uint64 batch_claimed_at;	/* a runner's batch in progress: when
@@ -86,6 +111,43 @@ typedef struct WorkflowWorkerSlot
 								 * under `mutex', written by the launcher
 								 * only */
 } WorkflowWorkerSlot;
+
+/*
+ * One entry per database the workers serve or are about to serve
+ * (src/databases.c; InvalidOid: a free entry).  `lock' protects dboid,
+ * served, absent, absent_pokes, paused, released, paused_by and
+ * paused_pid; the counters are atomics.
+ *
+ *	served		its sweeper found the extension: runners may go there
+ *	absent		its sweeper found no extension when `pokes' was
+ *				absent_pokes, and exits: the launcher forgets the entry
+ *				unless a poke came since
+ *	paused		a DROP DATABASE (or a command like it) of the backend
+ *				paused_by (paused_pid) needs the database without our
+ *				workers; the launcher stops them, starts none, and sets
+ *				`released'
+ *	pokes		commits that made runners' work runnable here and found
+ *				no idle runner of the database to wake
+ *	poke_pending  1 from such a commit until the launcher looked
+ *	queued		runnable jobs of the runners' queue at the sweeper's
+ *				last pass (at most WF_QUEUED_CAP)
+ */
+typedef struct WorkflowDatabase
+{
+	Oid			dboid;
+	bool		served;
+	bool		absent;
+	uint32		absent_pokes;
+	bool		paused;
+	bool		released;
+	PGPROC	   *paused_by;
+	pid_t		paused_pid;		/* paused_by's pid (it may have exited) */
+	pg_atomic_uint32 pokes;
+	pg_atomic_uint32 poke_pending;
+	pg_atomic_uint32 queued;
+} WorkflowDatabase;
+
+#define WF_QUEUED_CAP 10000
 
 /*
  * What a runner executes, as noted in the crash record file
@@ -102,10 +164,13 @@ typedef struct WorkflowCrashRecord
 /* the shared-memory area of the extension */
 typedef struct WorkflowShared
 {
-	slock_t		mutex;			/* protects the slots' pid, started_at and the
+	slock_t		mutex;			/* protects the slots' pid, started_at,
+								 * dboid, proc, idle, idle_since and the
 								 * launcher */
 	PGPROC	   *launcher;		/* to poke the launcher, or NULL */
+	LWLock	   *lock;			/* protects the databases (see above) */
 	WorkflowWorkerSlot slots[WF_NUM_SLOTS];
+	WorkflowDatabase databases[WF_MAX_DATABASES];
 	/* what each slot's runner executed when the server last crashed */
 	WorkflowCrashRecord interrupted[WF_NUM_SLOTS];
 	int			nwaiters;		/* entries in waiters[] */
@@ -127,6 +192,25 @@ extern void workflow_check_payload_size(Datum value, const char *what);
 /* src/launcher.c */
 extern void workflow_register_launcher(void);
 extern PGDLLEXPORT void workflow_launcher_main(Datum main_arg);
+extern void workflow_poke_launcher(void);
+
+/* src/databases.c: which databases the workers serve */
+typedef enum WorkflowUnserved
+{
+	WF_SERVED,					/* served (or about to be) */
+	WF_UNSERVED_UNLISTED,		/* not in workflow.database */
+	WF_UNSERVED_TEMPLATE,		/* a template database */
+	WF_UNSERVED_NO_CONNECTIONS, /* datallowconn = false */
+	WF_UNSERVED_FULL			/* WF_MAX_DATABASES others are served */
+} WorkflowUnserved;
+
+extern bool workflow_check_database_list(char **newval, void **extra, GucSource source);
+extern bool workflow_database_listed(const char *name);
+extern void workflow_database_note_listed(void);
+extern void workflow_database_touch(bool want_runner);
+extern int	workflow_database_add(Oid dboid, bool *full);
+extern WorkflowDatabase *workflow_database_entry(int index, Oid dboid);
+extern void workflow_install_utility_hook(void);
 
 /* src/runner.c */
 extern PGDLLEXPORT void workflow_runner_main(Datum main_arg);
@@ -136,7 +220,8 @@ extern void workflow_runner_id(int slot, char *buf, size_t len);
 extern PGDLLEXPORT void workflow_sweeper_main(Datum main_arg);
 
 /* src/worker.c: what runners and the sweeper share */
-extern WorkflowWorkerSlot *workflow_worker_attach(int slot);
+extern WorkflowWorkerSlot *workflow_worker_attach(int slot, Oid dboid);
+extern void workflow_worker_set_idle(WorkflowWorkerSlot *slot, bool idle);
 extern void workflow_worker_connect(Oid dboid);
 extern Oid	workflow_extension_ready(void);
 extern void workflow_begin_spi(void);

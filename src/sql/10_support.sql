@@ -50,3 +50,10 @@ LANGUAGE c STABLE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'workflow_in_server_worker';
 COMMENT ON FUNCTION workflow._in_server_worker() IS
     'internal: the runner id of the in-server worker this process is (runner-N, sweeper), NULL for every other backend';
+
+CREATE OR REPLACE FUNCTION workflow._warn_unserved()
+RETURNS void
+LANGUAGE c PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'workflow_warn_unserved';
+COMMENT ON FUNCTION workflow._warn_unserved() IS
+    'internal: warn (once per transaction) when no worker of this server serves the current database (workflow.database), whose jobs would then stay queued';

@@ -88,6 +88,9 @@ BEGIN
     SELECT * INTO first FROM workflow.tasks s
      WHERE s.workflow_id = w.id AND s.phase = 'chain' AND s.position = 0;
 
+    -- never a silent job that no worker of this server will run
+    PERFORM workflow._warn_unserved();
+
     IF _create_job.idempotency_key IS NULL THEN
         -- no key: a plain insert (no speculative insertion)
         INSERT INTO workflow.jobs AS j

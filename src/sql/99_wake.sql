@@ -1,5 +1,5 @@
 -- runners already connected to this database notice the new extension (or its
--- new version) now
+-- new version) now, and the launcher serves the database from the commit on
 -- (nothing to wake when the library is not preloaded)
 DO $$
 BEGIN

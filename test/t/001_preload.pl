@@ -86,7 +86,7 @@ is( $node->safe_psql(
 
 # the documented defaults (runners as configured here)
 my %defaults = (
-	'workflow.database' => 'postgres',
+	'workflow.database' => '*',
 	'workflow.runners' => '0',
 	'workflow.run_interval' => '250ms',
 	'workflow.activity_interval' => '1s',
