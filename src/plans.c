@@ -111,7 +111,13 @@ workflow_keep_function_plan(WorkflowFunctionPlan *slot, const char *signature)
 	source = SysCacheGetAttr(PROCOID, tuple, Anum_pg_proc_prosrc, &isnull);
 	if (proc->prolang != SQLlanguageId || isnull)
 		elog(ERROR, "function %s is not a SQL function with a body in prosrc", signature);
-	plan = SPI_prepare(TextDatumGetCString(source), proc->pronargs, proc->proargtypes.values);
+	/*
+	 * A generic plan: the body's arrays of jobs give custom plans nothing
+	 * better, and planning a statement of several CTEs at every execution
+	 * would cost more than executing it.
+	 */
+	plan = SPI_prepare_cursor(TextDatumGetCString(source), proc->pronargs,
+							  proc->proargtypes.values, CURSOR_OPT_GENERIC_PLAN);
 	ReleaseSysCache(tuple);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the body of function %s: %s", signature,
