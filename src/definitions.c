@@ -26,6 +26,7 @@
 #include "workflow.h"
 
 PG_FUNCTION_INFO_V1(workflow_check_sql);
+PG_FUNCTION_INFO_V1(workflow_check_query);
 PG_FUNCTION_INFO_V1(workflow_check_search_path);
 PG_FUNCTION_INFO_V1(workflow_check_payload);
 
@@ -111,6 +112,51 @@ workflow_check_sql(PG_FUNCTION_ARGS)
 	}
 
 	PG_RETURN_VOID();
+}
+
+/*
+ * workflow._check_query(body text, field text): parse the SQL of a
+ * control-flow expression (a switch, a foreach list, a sub-workflow's
+ * params, a signal key), which must be one query returning rows: SELECT,
+ * VALUES, TABLE or WITH ... SELECT, without INTO.  Returns the query's
+ * text without a trailing semicolon or surrounding blanks, so that the
+ * caller may use it as a subquery.  Errors as for _check_sql.
+ */
+Datum
+workflow_check_query(PG_FUNCTION_ARGS)
+{
+	char	   *body = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *field = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	CheckSqlContext ctx;
+	ErrorContextCallback errcallback;
+	List	   *stmts;
+	RawStmt    *raw;
+	int			len;
+
+	ctx.field = field;
+	ctx.body = body;
+	errcallback.callback = check_sql_error_callback;
+	errcallback.arg = &ctx;
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
+
+	stmts = raw_parser(body, RAW_PARSE_DEFAULT);
+
+	error_context_stack = errcallback.previous;
+
+	if (list_length(stmts) != 1 ||
+		!IsA(linitial_node(RawStmt, stmts)->stmt, SelectStmt) ||
+		((SelectStmt *) linitial_node(RawStmt, stmts)->stmt)->intoClause != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid workflow definition: field \"%s\" must be a single query returning rows",
+						field),
+				 errhint("Use one SELECT, VALUES or WITH ... SELECT statement, without INTO.")));
+
+	/* the statement alone: stmt_len 0 means "to the end of the string" */
+	raw = linitial_node(RawStmt, stmts);
+	len = raw->stmt_len > 0 ? raw->stmt_len : (int) strlen(body) - raw->stmt_location;
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(body + raw->stmt_location, len));
 }
 
 /*

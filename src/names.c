@@ -51,7 +51,11 @@ const char *const WorkflowTaskKindNames[] = {
 	[WF_KIND_NONE] = "none",
 	[WF_KIND_SQL] = "sql",
 	[WF_KIND_EXTERNAL] = "external",
-	[WF_KIND_WAIT] = "wait"
+	[WF_KIND_WAIT] = "wait",
+	[WF_KIND_PARALLEL] = "parallel",
+	[WF_KIND_SWITCH] = "switch",
+	[WF_KIND_WORKFLOW] = "workflow",
+	[WF_KIND_FOREACH] = "foreach"
 };
 
 StaticAssertDecl(lengthof(WorkflowTaskKindNames) == WF_NUM_TASK_KINDS,

@@ -982,7 +982,9 @@ job_context(ClaimedJob *job, WorkflowTaskDef *step, bool *holds)
 	{
 		Oid			argtypes[4] = {INT8OID, INT8OID, TEXTOID, BOOLOID};
 
-		workflow_keep_plan(&plan, "SELECT pg_catalog.jsonb_build_object("
+		/* a child job's context is workflow.job_context()'s alone */
+		workflow_keep_plan(&plan, "SELECT CASE WHEN j.parent_id IS NOT NULL THEN workflow.job_context(j) "
+						   "ELSE pg_catalog.jsonb_build_object("
 						   "  'job', pg_catalog.jsonb_build_object('id', j.id, 'workflow', j.workflow, "
 						   "        'version', j.version, 'params', j.params, 'target', j.target, "
 						   "        'attempt', j.attempt), "
@@ -992,7 +994,7 @@ job_context(ClaimedJob *job, WorkflowTaskDef *step, bool *holds)
 						   "           FROM workflow.task_runs r "
 						   "          WHERE r.job_id = j.id AND r.job_attempt = j.attempt "
 						   "            AND r.status = 'succeeded'), '{}'::jsonb) "
-						   "        ELSE '{}'::jsonb END) "
+						   "        ELSE '{}'::jsonb END) END "
 						   "  FROM workflow.jobs j "
 						   " WHERE " JOB_IS_OURS, 4, argtypes);
 	}
@@ -1057,7 +1059,7 @@ hold_success(ClaimedJob *job, WorkflowTaskDef *step, Datum output,
 	p->started = started;
 	p->finished = GetCurrentTimestamp();
 
-	if (step->next_kind == WF_KIND_SQL)
+	if (WF_KIND_IN_SERVER(step->next_kind))
 	{
 		job->step++;
 		job->task_attempt = 1;
@@ -1185,7 +1187,7 @@ ready_to_run(ClaimedJob *job, WorkflowTaskDef *step, TimestampTz started,
 
 	*context = (Datum) 0;
 	*next = STEP_DONE;
-	if (step != NULL && step->uses_context && step->kind == WF_KIND_SQL)
+	if (step != NULL && step->uses_context)
 	{
 		bool		holds;
 
@@ -1213,7 +1215,7 @@ ready_to_run(ClaimedJob *job, WorkflowTaskDef *step, TimestampTz started,
 		workflow_task_finish(false);
 		return false;			/* its workflow was dropped meanwhile */
 	}
-	if (step->kind == WF_KIND_WAIT && step->body == NULL)
+	if (WF_KIND_WAITS(step->kind) && step->body == NULL)
 	{
 		*next = record_here(job, WF_OUTCOME_WAIT_STEP, 0, started);
 		return false;
@@ -1359,7 +1361,10 @@ run_step_guarded(ClaimedJob *job)
 
 		outcome = res.request == WF_TASK_REQUEUE ? WF_OUTCOME_REQUEUE :
 			res.request == WF_TASK_WAIT ? WF_OUTCOME_WAIT : WF_OUTCOME_SUCCEEDED;
-		if (res.request == WF_TASK_DONE && res.info == (Datum) 0)
+		/* the SQL of a wait or a control-flow entry gave its value */
+		if (WF_KIND_WAITS(step->kind))
+			outcome = WF_OUTCOME_WAIT_STEP;
+		if (outcome == WF_OUTCOME_SUCCEEDED && res.info == (Datum) 0)
 			kept = hold_success(job, step, res.output, started, &still_running);
 		else
 			kept = record_outcome(job, outcome, res.output, res.error, started,

@@ -41,6 +41,7 @@ int			workflow_stale_after = 10;
 int			workflow_stale_job_action = WF_STALE_CANCEL;
 int			workflow_retention = 7 * 24 * 3600;
 int			workflow_runner_retention = 24 * 3600;
+int			workflow_signal_retention = 3600;
 bool		workflow_enabled = true;
 int			workflow_max_payload_size = 1024;
 int			workflow_task_lease = 60;
@@ -165,6 +166,15 @@ workflow_define_gucs(void)
 							"A worker whose runner id was removed gets it again, as its own, at its next register_runner, poll_tasks or run_job call.",
 							&workflow_runner_retention,
 							24 * 3600, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("workflow.signal_retention",
+							"A signal that resumes no job is kept this long for the first job of its role that waits on its key; 0 keeps none.",
+							NULL,
+							&workflow_signal_retention,
+							3600, 0, INT_MAX,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);

@@ -39,6 +39,7 @@ extern int	workflow_stale_after;
 extern int	workflow_stale_job_action;
 extern int	workflow_retention;
 extern int	workflow_runner_retention;
+extern int	workflow_signal_retention;
 extern bool workflow_enabled;
 extern int	workflow_max_payload_size;
 extern int	workflow_max_user_priority;
@@ -301,16 +302,29 @@ typedef enum WorkflowPhase
 extern const char *const WorkflowPhaseNames[];
 extern WorkflowPhase workflow_phase_from_name(const char *name);
 
-/* what executes a task: workflow.tasks.kind (NONE: no such task) */
+/*
+ * What a task is: workflow.tasks.kind (NONE: no such task).  The runners
+ * execute every kind but EXTERNAL.  WAIT and the control-flow kinds after
+ * it end in waiting (outcome wait_step), after their SQL, if they have
+ * one, gave its value: a signal's key, a switch's value, a foreach list,
+ * a sub-workflow's params.
+ */
 typedef enum WorkflowTaskKind
 {
 	WF_KIND_NONE,
 	WF_KIND_SQL,
 	WF_KIND_EXTERNAL,
-	WF_KIND_WAIT
+	WF_KIND_WAIT,
+	WF_KIND_PARALLEL,
+	WF_KIND_SWITCH,
+	WF_KIND_WORKFLOW,
+	WF_KIND_FOREACH
 } WorkflowTaskKind;
 
-#define WF_NUM_TASK_KINDS (WF_KIND_WAIT + 1)
+#define WF_NUM_TASK_KINDS (WF_KIND_FOREACH + 1)
+/* kinds a runner executes, and kinds that end in waiting */
+#define WF_KIND_IN_SERVER(kind) ((kind) != WF_KIND_NONE && (kind) != WF_KIND_EXTERNAL)
+#define WF_KIND_WAITS(kind) ((kind) >= WF_KIND_WAIT)
 extern const char *const WorkflowTaskKindNames[];
 extern WorkflowTaskKind workflow_task_kind_from_name(const char *name);
 

@@ -16,6 +16,10 @@ CREATE TABLE workflow.workflows (
     max_delay       interval NOT NULL,
     on_stale        text,                -- NULL = workflow.stale_job_action
     search_path     text NOT NULL,       -- pinned for the SQL of its tasks
+    -- a chain of a control-flow entry (a parallel branch, a switch case, a
+    -- foreach body) is stored as a workflow of its own, named
+    -- "<workflow>/<entry>/<branch>", part of the version that defines it
+    part_of         bigint,
     UNIQUE (name, version),
     CHECK (version > 0),
     CHECK (on_stale IN ('cancel', 'retry'))
@@ -28,7 +32,7 @@ CREATE TABLE workflow.tasks (
     phase           workflow.phase NOT NULL,
     position        integer NOT NULL,     -- 0-based within its phase
     name            text NOT NULL,
-    kind            text NOT NULL,        -- sql | external | wait
+    kind            text NOT NULL,        -- sql | external | wait | parallel | switch | workflow | foreach
     sql             text,
     task_type       text,
     wait_for        interval,             -- timer wait; NULL with kind wait = signal
@@ -38,8 +42,10 @@ CREATE TABLE workflow.tasks (
     max_delay       interval,
     timeout         interval,
     fallback        text,
+    -- control-flow entries: what they start (src/sql/35_control_flow.sql)
+    spawn           jsonb,
     PRIMARY KEY (workflow_id, phase, position),
-    CHECK (kind IN ('sql', 'external', 'wait')),
+    CHECK (kind IN ('sql', 'external', 'wait', 'parallel', 'switch', 'workflow', 'foreach')),
     CHECK (backoff IN ('fixed', 'linear', 'exponential'))
 );
 COMMENT ON TABLE workflow.tasks IS
@@ -82,7 +88,17 @@ CREATE TABLE workflow.jobs (
     finished_at     timestamptz,
     deadline        timestamptz,          -- job timeout of this attempt; infinity once timed out
     result          jsonb,
-    error           jsonb
+    error           jsonb,
+    -- a child job of a control-flow entry of another job (its parent)
+    parent_id       bigint,
+    root_id         bigint,               -- the job at the root of its tree (itself for a root)
+    parent_task     text,                 -- the parent's entry that started it
+    parent_lease    bigint,               -- the parent's lease while it waits for its children
+    branch          text,                 -- the parallel branch, or the switch case it runs
+    child_index     integer,              -- its place among the children of the entry (0-based)
+    item            jsonb,                -- foreach: its item
+    waiting_for     text,                 -- waiting: children, turn (foreach), signal; NULL: resume or timer
+    signal_key      text                  -- waiting for workflow.signal(signal_key)
 ) WITH (fillfactor = 70);
 COMMENT ON TABLE workflow.jobs IS
     'jobs: one run of a workflow version each, live and finished';
@@ -114,9 +130,17 @@ CREATE INDEX jobs_running ON workflow.jobs (runner_id)
 -- role's own, so no role can take or pre-empt another role's key
 CREATE UNIQUE INDEX jobs_idempotency ON workflow.jobs (workflow, created_by, idempotency_key)
     WHERE idempotency_key IS NOT NULL AND execution IN ('queued', 'running', 'waiting');
--- retention pruning
+-- retention pruning (of roots: children go with their root)
 CREATE INDEX jobs_finished ON workflow.jobs (finished_at)
-    WHERE finished_at IS NOT NULL;
+    WHERE finished_at IS NOT NULL AND parent_id IS NULL;
+-- the children of a job, in order; the trees by root
+CREATE INDEX jobs_children ON workflow.jobs (parent_id, parent_task, child_index)
+    WHERE parent_id IS NOT NULL;
+CREATE INDEX jobs_tree ON workflow.jobs (root_id)
+    WHERE parent_id IS NOT NULL;
+-- jobs waiting for a signal
+CREATE INDEX jobs_signal ON workflow.jobs (signal_key)
+    WHERE execution = 'waiting' AND signal_key IS NOT NULL;
 
 -- Lock by target: a row exists while a job holding the target is in
 -- progress (from its first claim until it ends).  The primary key makes the
@@ -170,6 +194,37 @@ CREATE TABLE workflow.job_info (
 COMMENT ON TABLE workflow.job_info IS
     'progress information added by tasks or clients (node-workflow info)';
 
+-- A job at a control-flow entry waits for its children: one row per such
+-- job, guarded by the lease the parent waits under (a child of an older
+-- wait finds no row).  Its children's ends count here, so that the last
+-- one continues the parent exactly once.
+CREATE TABLE workflow.joins (
+    job_id          bigint PRIMARY KEY,
+    lease           bigint NOT NULL,
+    task            text NOT NULL,        -- the entry
+    total           integer NOT NULL,     -- children started or held
+    pending         integer NOT NULL,     -- not ended yet
+    failed          integer NOT NULL DEFAULT 0,
+    next_child      integer NOT NULL,     -- foreach: the next held child to release
+    fail_fast       boolean NOT NULL,
+    started_at      timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+) WITH (fillfactor = 50);
+COMMENT ON TABLE workflow.joins IS
+    'jobs waiting at a control-flow entry for their children, and the count of children not ended';
+
+-- Signals that found no job waiting on their key, kept for
+-- workflow.signal_retention for the first job that waits on it (one per
+-- role and key: a newer signal replaces an older one).
+CREATE TABLE workflow.signals (
+    owner           regrole NOT NULL,
+    key             text NOT NULL,
+    payload         jsonb,
+    sent_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (owner, key)
+);
+COMMENT ON TABLE workflow.signals IS
+    'signals sent before any job waited on their key, kept for workflow.signal_retention';
+
 -------------------------------------------------------------------------------
 -- Runners
 -------------------------------------------------------------------------------
@@ -206,6 +261,8 @@ SELECT pg_catalog.pg_extension_config_dump('workflow.jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.target_locks', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.task_runs', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.job_info', '');
+SELECT pg_catalog.pg_extension_config_dump('workflow.joins', '');
+SELECT pg_catalog.pg_extension_config_dump('workflow.signals', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workflow.workflows', 'id'), '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workflow.jobs', 'id'), '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workflow.task_runs', 'id'), '');

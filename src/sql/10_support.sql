@@ -9,6 +9,13 @@ AS 'MODULE_PATHNAME', 'workflow_check_sql';
 COMMENT ON FUNCTION workflow._check_sql(text, text) IS
     'internal: parse (not run) the SQL of a task and raise a syntax error naming the field';
 
+CREATE OR REPLACE FUNCTION workflow._check_query(body text, field text)
+RETURNS text
+LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'workflow_check_query';
+COMMENT ON FUNCTION workflow._check_query(text, text) IS
+    'internal: parse (not run) the query of a control-flow expression, which must be one query returning rows; returns it without a trailing semicolon';
+
 CREATE OR REPLACE FUNCTION workflow._check_search_path(value text)
 RETURNS text
 LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE

@@ -113,29 +113,72 @@ RETURN '^[A-Za-z0-9_.-]{1,128}$';
 COMMENT ON FUNCTION workflow._name_pattern() IS
     'internal: the pattern of workflow names, task names and task types';
 
--- Validate one task of a chain, at position pos of phase (f: its path in
--- the definition, for the messages), and return it compiled, as a jsonb
--- row of workflow.tasks.
-CREATE OR REPLACE FUNCTION workflow._compile_task(task jsonb, phase workflow.phase, pos integer, f text)
-RETURNS jsonb
+-- The fields every chain entry may have, and those of its kind.
+CREATE OR REPLACE FUNCTION workflow._entry_fields(kind text)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN ARRAY['name', 'description', 'attempts', 'backoff', 'delay', 'max_delay', 'timeout']
+       || CASE kind
+              WHEN 'sql' THEN ARRAY['sql', 'fallback']
+              WHEN 'external' THEN ARRAY['task_type', 'fallback']
+              WHEN 'wait' THEN ARRAY['wait', 'key']
+              WHEN 'parallel' THEN ARRAY['parallel', 'fail_fast']
+              WHEN 'switch' THEN ARRAY['switch', 'cases', 'default']
+              WHEN 'workflow' THEN ARRAY['workflow', 'version', 'params']
+              WHEN 'foreach' THEN ARRAY['foreach', 'do', 'concurrency', 'fail_fast']
+          END;
+COMMENT ON FUNCTION workflow._entry_fields(text) IS
+    'internal: the fields a chain entry of a kind may have';
+
+-- Validate one entry of a chain, at position pos of phase (f: its path in
+-- the definition, for the messages; sub: the chain it belongs to, '' for
+-- the workflow's own chains, else "<entry>/<branch>"; depth: how deep the
+-- chain is nested), and return it compiled as a jsonb row of
+-- workflow.tasks with the chain's "sub", followed by the entries of the
+-- chains it holds (a parallel entry's branches, a switch's cases, a
+-- foreach body), each chain stored as a workflow of its own.
+CREATE OR REPLACE FUNCTION workflow._compile_task(task jsonb, phase workflow.phase, pos integer, f text,
+                                                 sub text, depth integer)
+RETURNS SETOF jsonb
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     key         text;
     kind        text;
+    kinds       text[];
     wait_for    interval;
     body        text;
     attempts    integer;
     backoff     text;
     fallback    text;
+    spawn       jsonb;
+    nested      jsonb[] := '{}';
+    n           integer;
+    branch      record;
+    concurrency integer;
 BEGIN
     IF jsonb_typeof(task) <> 'object' THEN
         PERFORM workflow._invalid(f, format('must be a task object, not %s', task));
     END IF;
+    kinds := ARRAY(SELECT k FROM unnest(ARRAY['sql', 'task_type', 'wait', 'parallel', 'switch',
+                                              'workflow', 'foreach']) k
+                    WHERE task ? k);
+    IF cardinality(kinds) <> 1 THEN
+        PERFORM workflow._invalid(f, 'must have exactly one of "sql", "task_type", "wait", "parallel", "switch", "workflow" or "foreach"');
+    END IF;
+    kind := CASE kinds[1] WHEN 'task_type' THEN 'external' ELSE kinds[1] END;
     FOR key IN SELECT jsonb_object_keys(task) LOOP
-        IF key NOT IN ('name', 'sql', 'task_type', 'wait', 'attempts', 'backoff',
-                       'delay', 'max_delay', 'timeout', 'fallback', 'description') THEN
+        IF key <> ALL (workflow._entry_fields(kind)) THEN
+            IF key = ANY (ARRAY['sql', 'task_type', 'wait', 'attempts', 'backoff', 'delay', 'max_delay',
+                                'timeout', 'fallback', 'key', 'parallel', 'fail_fast', 'switch',
+                                'cases', 'default', 'workflow', 'version', 'params', 'foreach', 'do',
+                                'concurrency']) THEN
+                PERFORM workflow._invalid(f || '.' || key,
+                    format('is not allowed on %s', CASE kind
+                        WHEN 'sql' THEN 'an SQL task' WHEN 'external' THEN 'an external task'
+                        WHEN 'wait' THEN 'a wait task' ELSE format('a %s entry', kind) END));
+            END IF;
             PERFORM workflow._invalid(f || '.' || key, 'is not a known task field');
         END IF;
     END LOOP;
@@ -146,30 +189,109 @@ BEGIN
                              '1 to 128 letters, digits, "_", "-" or "."');
     PERFORM workflow._string(task -> 'description', f || '.description', NULL, NULL);
 
-    IF (task ? 'sql')::integer + (task ? 'task_type')::integer + (task ? 'wait')::integer <> 1 THEN
-        PERFORM workflow._invalid(f, 'must have exactly one of "sql", "task_type" or "wait"');
-    END IF;
-
-    IF task ? 'sql' THEN
-        kind := 'sql';
+    CASE kind
+    WHEN 'sql' THEN
         body := workflow._string(task -> 'sql', f || '.sql', '\S', 'a non-empty SQL command');
         IF body IS NULL THEN
             PERFORM workflow._invalid(f || '.sql', 'must be a non-empty SQL command');
         END IF;
         PERFORM workflow._check_sql(body, f || '.sql');
-    ELSIF task ? 'task_type' THEN
-        kind := 'external';
+    WHEN 'external' THEN
         IF workflow._string(task -> 'task_type', f || '.task_type', workflow._name_pattern(),
                             '1 to 128 letters, digits, "_", "-" or "."') IS NULL THEN
             PERFORM workflow._invalid(f || '.task_type', 'must be a task type name');
         END IF;
-    ELSE
-        kind := 'wait';
+    WHEN 'wait' THEN
         wait_for := workflow._compile_wait(task -> 'wait', f || '.wait');
-        IF task ? 'fallback' THEN
-            PERFORM workflow._invalid(f || '.fallback', 'is not allowed on a wait task');
+        IF task ? 'key' THEN
+            IF wait_for IS NOT NULL THEN
+                PERFORM workflow._invalid(f || '.key', 'is allowed only with "wait": "signal"');
+            END IF;
+            body := workflow._compile_query(task -> 'key', f || '.key');
         END IF;
-    END IF;
+    WHEN 'parallel' THEN
+        IF jsonb_typeof(task -> 'parallel') <> 'object' OR task -> 'parallel' = '{}' THEN
+            PERFORM workflow._invalid(f || '.parallel', 'must be an object of branches, each a non-empty array of tasks');
+        END IF;
+        IF (SELECT count(*) FROM jsonb_object_keys(task -> 'parallel')) > 100 THEN
+            PERFORM workflow._invalid(f || '.parallel', 'must not have more than 100 branches');
+        END IF;
+        FOR branch IN SELECT e.key, e.value FROM jsonb_each(task -> 'parallel') e LOOP
+            IF branch.key !~ workflow._name_pattern() THEN
+                PERFORM workflow._invalid(f || '.parallel', format('has an invalid branch name "%s": a branch name is 1 to 128 letters, digits, "_", "-" or "."', left(branch.key, 200)));
+            END IF;
+            nested := nested || ARRAY(SELECT workflow._compile_chain(branch.value, 'chain',
+                          format('%s/%s', task ->> 'name', branch.key),
+                          format('%s.parallel.%s', f, branch.key), depth + 1));
+        END LOOP;
+        IF task ? 'fail_fast' AND jsonb_typeof(task -> 'fail_fast') <> 'boolean' THEN
+            PERFORM workflow._invalid(f || '.fail_fast', format('must be true or false, not %s', task -> 'fail_fast'));
+        END IF;
+        spawn := jsonb_build_object('branches', (SELECT jsonb_agg(k ORDER BY o)
+                                                   FROM jsonb_object_keys(task -> 'parallel') WITH ORDINALITY AS b(k, o)),
+                                    'fail_fast', coalesce((task -> 'fail_fast')::boolean, true));
+    WHEN 'switch' THEN
+        body := workflow._compile_query(task -> 'switch', f || '.switch');
+        IF task ? 'cases' AND jsonb_typeof(task -> 'cases') <> 'object' THEN
+            PERFORM workflow._invalid(f || '.cases', 'must be an object of cases, each a non-empty array of tasks');
+        END IF;
+        IF coalesce(task -> 'cases', '{}') = '{}' AND NOT task ? 'default' THEN
+            PERFORM workflow._invalid(f, 'must have "cases" or a "default"');
+        END IF;
+        IF (SELECT count(*) FROM jsonb_object_keys(coalesce(task -> 'cases', '{}'))) > 100 THEN
+            PERFORM workflow._invalid(f || '.cases', 'must not have more than 100 cases');
+        END IF;
+        n := 0;
+        FOR branch IN SELECT e.key, e.value FROM jsonb_each(coalesce(task -> 'cases', '{}')) e LOOP
+            IF length(branch.key) > 1000 THEN
+                PERFORM workflow._invalid(f || '.cases', 'has a case value longer than 1000 characters');
+            END IF;
+            nested := nested || ARRAY(SELECT workflow._compile_chain(branch.value, 'chain',
+                          format('%s/%s', task ->> 'name', n),
+                          format('%s.cases.%s', f, branch.key), depth + 1));
+            n := n + 1;
+        END LOOP;
+        IF task ? 'default' THEN
+            nested := nested || ARRAY(SELECT workflow._compile_chain(task -> 'default', 'chain',
+                          format('%s/default', task ->> 'name'), f || '.default', depth + 1));
+        END IF;
+        spawn := jsonb_build_object('cases', coalesce((SELECT jsonb_agg(k ORDER BY o)
+                                                         FROM jsonb_object_keys(task -> 'cases') WITH ORDINALITY AS c(k, o)), '[]'),
+                                    'default', task ? 'default');
+    WHEN 'workflow' THEN
+        spawn := workflow._compile_child_workflow(task, f);
+        IF task ? 'params' THEN
+            body := workflow._compile_query(task -> 'params', f || '.params');
+        END IF;
+    WHEN 'foreach' THEN
+        body := workflow._compile_query(task -> 'foreach', f || '.foreach');
+        -- every row is an item: collected into one array (a single row
+        -- holding an array is the list itself: _spawn unwraps it)
+        body := format('SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(t.item)) FROM (%s) AS t(item)', body);
+        IF NOT task ? 'do' THEN
+            PERFORM workflow._invalid(f || '.do', 'is required');
+        END IF;
+        IF jsonb_typeof(task -> 'do') = 'array' THEN
+            nested := ARRAY(SELECT workflow._compile_chain(task -> 'do', 'chain',
+                          format('%s/do', task ->> 'name'), f || '.do', depth + 1));
+            spawn := jsonb_build_object('chain', true);
+        ELSIF jsonb_typeof(task -> 'do') = 'object' THEN
+            FOR key IN SELECT jsonb_object_keys(task -> 'do') LOOP
+                IF key NOT IN ('workflow', 'version') THEN
+                    PERFORM workflow._invalid(f || '.do.' || key, 'is not a known field of a sub-workflow');
+                END IF;
+            END LOOP;
+            spawn := workflow._compile_child_workflow(task -> 'do', f || '.do');
+        ELSE
+            PERFORM workflow._invalid(f || '.do', format('must be an array of tasks or {"workflow": "<name>"}, not %s', task -> 'do'));
+        END IF;
+        concurrency := workflow._integer(task -> 'concurrency', f || '.concurrency', 1, 100000);
+        IF task ? 'fail_fast' AND jsonb_typeof(task -> 'fail_fast') <> 'boolean' THEN
+            PERFORM workflow._invalid(f || '.fail_fast', format('must be true or false, not %s', task -> 'fail_fast'));
+        END IF;
+        spawn := spawn || jsonb_build_object('concurrency', concurrency,
+                                             'fail_fast', coalesce((task -> 'fail_fast')::boolean, true));
+    END CASE;
 
     attempts := coalesce(workflow._integer(task -> 'attempts', f || '.attempts', 1, 1000), 1);
     backoff := coalesce(workflow._string(task -> 'backoff', f || '.backoff',
@@ -183,21 +305,65 @@ BEGIN
         PERFORM workflow._invalid(f || '.timeout', 'must be greater than zero');
     END IF;
 
-    RETURN jsonb_build_object(
-        'phase', phase, 'position', pos, 'name', task ->> 'name', 'kind', kind,
+    RETURN NEXT jsonb_build_object(
+        'sub', sub, 'phase', phase, 'position', pos, 'name', task ->> 'name', 'kind', kind,
         'sql', body, 'task_type', task ->> 'task_type', 'wait_for', wait_for,
         'attempts', attempts, 'backoff', backoff,
         'delay', coalesce(workflow._interval(task -> 'delay', f || '.delay'), interval '0'),
         'max_delay', workflow._interval(task -> 'max_delay', f || '.max_delay'),
         'timeout', workflow._interval(task -> 'timeout', f || '.timeout'),
-        'fallback', fallback);
+        'fallback', fallback, 'spawn', spawn, 'path', f);
+    RETURN QUERY SELECT unnest(nested);
 END
 $$;
-COMMENT ON FUNCTION workflow._compile_task(jsonb, workflow.phase, integer, text) IS
-    'internal: validate one task of a definition and compile it';
+COMMENT ON FUNCTION workflow._compile_task(jsonb, workflow.phase, integer, text, text, integer) IS
+    'internal: validate one entry of a definition and compile it, with the chains it holds';
 
--- The "wait" of a wait task: "signal" (NULL: until resume_job) or the
--- interval of its timer.
+-- The SQL of a control-flow expression: one query returning rows.
+CREATE OR REPLACE FUNCTION workflow._compile_query(value jsonb, f text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    body    text;
+BEGIN
+    body := workflow._string(value, f, '\S', 'a non-empty SQL query');
+    IF body IS NULL THEN
+        PERFORM workflow._invalid(f, 'must be a non-empty SQL query');
+    END IF;
+    RETURN workflow._check_query(body, f);
+END
+$$;
+COMMENT ON FUNCTION workflow._compile_query(jsonb, text) IS
+    'internal: validate the SQL query of a control-flow expression';
+
+-- The workflow a sub-workflow entry (or a foreach body) starts: its name
+-- and optional version, which must exist (checked by _create_workflow,
+-- which knows the name being stored).
+CREATE OR REPLACE FUNCTION workflow._compile_child_workflow(entry jsonb, f text)
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    child   text;
+BEGIN
+    child := workflow._string(entry -> 'workflow', f || '.workflow', workflow._name_pattern(),
+                              'a workflow name');
+    IF child IS NULL THEN
+        PERFORM workflow._invalid(f || '.workflow', 'must be a workflow name');
+    END IF;
+    RETURN jsonb_build_object('workflow', child,
+                              'version', workflow._integer(entry -> 'version', f || '.version', 1, 2147483647),
+                              'path', f);
+END
+$$;
+COMMENT ON FUNCTION workflow._compile_child_workflow(jsonb, text) IS
+    'internal: validate the workflow a sub-workflow entry starts';
+
+-- The "wait" of a wait task: "signal" (NULL: until resume_job, or until
+-- workflow.signal() of its key) or the interval of its timer.
 CREATE OR REPLACE FUNCTION workflow._compile_wait(wait jsonb, f text)
 RETURNS interval
 LANGUAGE plpgsql IMMUTABLE
@@ -226,8 +392,42 @@ $$;
 COMMENT ON FUNCTION workflow._compile_wait(jsonb, text) IS
     'internal: validate the wait of a wait task: NULL for a signal, else its timer';
 
--- Validate one chain and return its compiled tasks as jsonb rows.
-CREATE OR REPLACE FUNCTION workflow._compile_chain(chain jsonb, phase workflow.phase, required boolean)
+-- Validate one chain (f: its path in the definition; sub and depth as for
+-- _compile_task) and return its compiled entries, with those of the
+-- chains they hold, as jsonb rows.
+CREATE OR REPLACE FUNCTION workflow._compile_chain(chain jsonb, phase workflow.phase, sub text, f text,
+                                                  depth integer)
+RETURNS SETOF jsonb
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF depth > 8 THEN
+        PERFORM workflow._invalid(f, 'nests control-flow entries more than 8 levels deep');
+    END IF;
+    IF jsonb_typeof(chain) IS DISTINCT FROM 'array' THEN
+        PERFORM workflow._invalid(f, format('must be an array of tasks, not %s', chain));
+    END IF;
+    IF sub <> '' AND jsonb_array_length(chain) = 0 THEN
+        PERFORM workflow._invalid(f, 'must contain at least one task');
+    END IF;
+    IF jsonb_array_length(chain) > 1000 THEN
+        PERFORM workflow._invalid(f, 'must not contain more than 1000 tasks');
+    END IF;
+    RETURN QUERY
+        SELECT s
+          FROM jsonb_array_elements(chain) WITH ORDINALITY AS e(task, n),
+               workflow._compile_task(e.task, phase, (e.n - 1)::integer, format('%s[%s]', f, e.n - 1),
+                                      sub, depth) WITH ORDINALITY AS c(s, o)
+         ORDER BY e.n, c.o;
+END
+$$;
+COMMENT ON FUNCTION workflow._compile_chain(jsonb, workflow.phase, text, text, integer) IS
+    'internal: validate one chain of a definition and compile its entries, with the chains they hold';
+
+-- A top-level chain of a definition: chain (required, not empty),
+-- onerror or oncancel.
+CREATE OR REPLACE FUNCTION workflow._compile_phase(chain jsonb, phase workflow.phase, required boolean)
 RETURNS SETOF jsonb
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -245,17 +445,11 @@ BEGIN
     IF required AND jsonb_array_length(chain) = 0 THEN
         PERFORM workflow._invalid(phase::text, 'must contain at least one task');
     END IF;
-    IF jsonb_array_length(chain) > 1000 THEN
-        PERFORM workflow._invalid(phase::text, 'must not contain more than 1000 tasks');
-    END IF;
-    RETURN QUERY
-        SELECT workflow._compile_task(e.task, phase, (e.n - 1)::integer, format('%s[%s]', phase, e.n - 1))
-          FROM jsonb_array_elements(chain) WITH ORDINALITY AS e(task, n)
-         ORDER BY e.n;
+    RETURN QUERY SELECT workflow._compile_chain(chain, phase, '', phase::text, 1);
 END
 $$;
-COMMENT ON FUNCTION workflow._compile_chain(jsonb, workflow.phase, boolean) IS
-    'internal: validate one chain of a definition and compile its tasks';
+COMMENT ON FUNCTION workflow._compile_phase(jsonb, workflow.phase, boolean) IS
+    'internal: validate one of the chains of a definition (chain, onerror, oncancel) and compile it';
 
 -------------------------------------------------------------------------------
 -- Definitions API
@@ -278,6 +472,7 @@ DECLARE
     v_timeout   interval;
     v_attempts  integer;
     v_search_path text;
+    v_version   integer;
 BEGIN
     IF definition IS NULL THEN
         RAISE EXCEPTION 'workflow definition must not be null'
@@ -303,20 +498,39 @@ BEGIN
     PERFORM workflow._string(definition -> 'description', 'description', NULL, NULL);
 
     steps := ARRAY(
-        SELECT s FROM workflow._compile_chain(definition -> 'chain', 'chain', true) s
+        SELECT s FROM workflow._compile_phase(definition -> 'chain', 'chain', true) s
         UNION ALL
-        SELECT s FROM workflow._compile_chain(definition -> 'onerror', 'onerror', false) s
+        SELECT s FROM workflow._compile_phase(definition -> 'onerror', 'onerror', false) s
         UNION ALL
-        SELECT s FROM workflow._compile_chain(definition -> 'oncancel', 'oncancel', false) s);
+        SELECT s FROM workflow._compile_phase(definition -> 'oncancel', 'oncancel', false) s);
 
-    SELECT format('%s[%s].name', d.phase, d.position), d.name INTO dup_field, dup
-      FROM (SELECT s ->> 'phase' AS phase, s ->> 'position' AS position, s ->> 'name' AS name,
+    -- entry names are unique in the whole definition, branches included
+    SELECT d.path || '.name', d.name INTO dup_field, dup
+      FROM (SELECT s ->> 'path' AS path, s ->> 'name' AS name,
                    row_number() OVER (PARTITION BY s ->> 'name' ORDER BY o) AS n
               FROM unnest(steps) WITH ORDINALITY AS u(s, o)) d
      WHERE d.n = 2
      LIMIT 1;
     IF dup IS NOT NULL THEN
         PERFORM workflow._invalid(dup_field, format('repeats the task name "%s"; task names must be unique within a workflow', dup));
+    END IF;
+    -- the workflows that sub-workflow entries start must exist (this one
+    -- included: a workflow may start a new job of itself)
+    SELECT c.path || '.workflow', c.child, c.version INTO dup_field, dup, v_version
+      FROM (SELECT s -> 'spawn' ->> 'path' AS path, s -> 'spawn' ->> 'workflow' AS child,
+                   (s -> 'spawn' ->> 'version')::integer AS version, o
+              FROM unnest(steps) WITH ORDINALITY AS u(s, o)
+             WHERE s -> 'spawn' ? 'workflow') c
+     WHERE NOT EXISTS (SELECT 1 FROM workflow.workflows w
+                        WHERE w.name = c.child AND w.part_of IS NULL
+                          AND (c.version IS NULL OR w.version = c.version))
+       AND (c.child <> wf_name OR c.version IS NOT NULL)
+     ORDER BY c.o
+     LIMIT 1;
+    IF dup IS NOT NULL THEN
+        PERFORM workflow._invalid(dup_field, CASE WHEN v_version IS NULL
+            THEN format('names workflow "%s", which does not exist', dup)
+            ELSE format('names version %s of workflow "%s", which does not exist', v_version, dup) END);
     END IF;
 
     v_timeout := coalesce(workflow._interval(definition -> 'timeout', 'timeout'), interval '3600 s');
@@ -356,14 +570,28 @@ BEGIN
             v_search_path)
     RETURNING w.id INTO new_id;
 
+    -- the chains of control-flow entries: a workflow each, part of this one
+    INSERT INTO workflow.workflows AS w
+        (name, version, definition, owner, timeout, max_attempts, initial_delay, max_delay,
+         on_stale, search_path, part_of)
+    SELECT format('%s/%s', wf_name, c.sub), new_version,
+           jsonb_build_object('name', format('%s/%s', wf_name, c.sub), 'part_of', wf_name),
+           p_caller::regrole, NULL, 1, interval '1 s', interval '5 min',
+           (SELECT w0.on_stale FROM workflow.workflows w0 WHERE w0.id = new_id),
+           v_search_path, new_id
+      FROM (SELECT DISTINCT s ->> 'sub' AS sub FROM unnest(steps) s WHERE s ->> 'sub' <> '') c;
+
     INSERT INTO workflow.tasks
         (workflow_id, phase, position, name, kind, sql, task_type, wait_for,
-         attempts, backoff, delay, max_delay, timeout, fallback)
-    SELECT new_id, (s ->> 'phase')::workflow.phase, (s ->> 'position')::integer, s ->> 'name',
-           s ->> 'kind', s ->> 'sql', s ->> 'task_type', (s ->> 'wait_for')::interval,
+         attempts, backoff, delay, max_delay, timeout, fallback, spawn)
+    SELECT coalesce(w.id, new_id), (s ->> 'phase')::workflow.phase, (s ->> 'position')::integer,
+           s ->> 'name', s ->> 'kind', s ->> 'sql', s ->> 'task_type', (s ->> 'wait_for')::interval,
            (s ->> 'attempts')::integer, s ->> 'backoff', (s ->> 'delay')::interval,
-           (s ->> 'max_delay')::interval, (s ->> 'timeout')::interval, s ->> 'fallback'
-      FROM unnest(steps) s;
+           (s ->> 'max_delay')::interval, (s ->> 'timeout')::interval, s ->> 'fallback',
+           nullif(s -> 'spawn', 'null') - 'path'
+      FROM unnest(steps) s
+      LEFT JOIN workflow.workflows w ON s ->> 'sub' <> '' AND w.part_of = new_id
+           AND w.name = format('%s/%s', wf_name, s ->> 'sub') AND w.version = new_version;
 
     RETURN new_version;
 END
@@ -388,7 +616,8 @@ BEGIN
     END IF;
     -- serialise with create_workflow and concurrent drops of the same name
     PERFORM pg_advisory_xact_lock(hashtext('workflow.create_workflow'), hashtext(_drop_workflow.name));
-    ids := ARRAY(SELECT w.id FROM workflow.workflows w WHERE w.name = _drop_workflow.name FOR UPDATE);
+    ids := ARRAY(SELECT w.id FROM workflow.workflows w
+                  WHERE w.name = _drop_workflow.name AND w.part_of IS NULL FOR UPDATE);
     IF cardinality(ids) = 0 THEN
         RAISE EXCEPTION 'workflow "%" does not exist', _drop_workflow.name
             USING ERRCODE = 'undefined_object';
@@ -398,6 +627,8 @@ BEGIN
         RAISE EXCEPTION 'must be owner of workflow "%"', _drop_workflow.name
             USING ERRCODE = 'insufficient_privilege';
     END IF;
+    -- with the chains of their control-flow entries
+    ids := ids || ARRAY(SELECT w.id FROM workflow.workflows w WHERE w.part_of = ANY (ids));
     SELECT count(*) INTO live FROM workflow.jobs j
      WHERE j.workflow_id = ANY (ids) AND j.execution IN ('queued', 'running', 'waiting');
     IF live > 0 AND NOT force THEN
@@ -412,6 +643,8 @@ BEGIN
      USING workflow.jobs j WHERE t.job_id = j.id AND j.workflow_id = ANY (ids);
     DELETE FROM workflow.job_info i
      USING workflow.jobs j WHERE i.job_id = j.id AND j.workflow_id = ANY (ids);
+    DELETE FROM workflow.joins n
+     USING workflow.jobs j WHERE n.job_id = j.id AND j.workflow_id = ANY (ids);
     DELETE FROM workflow.jobs j WHERE j.workflow_id = ANY (ids);
     DELETE FROM workflow.tasks s WHERE s.workflow_id = ANY (ids);
     DELETE FROM workflow.workflows w WHERE w.id = ANY (ids);

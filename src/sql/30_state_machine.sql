@@ -112,13 +112,21 @@ COMMENT ON FUNCTION workflow._results(bigint, integer, workflow.phase, integer) 
     'internal: the outputs of the tasks a job attempt has done so far, by task name';
 
 -- The job context handed to a task (its $1; README, "Workflow definitions").
+-- A child job's holds its item (foreach); a child that runs a chain of
+-- its parent's workflow (a branch, a case, a foreach body) runs as part of
+-- its parent's job: it sees that job, and its results before its own, and
+-- itself under "child"; a sub-workflow's job names its parent.
 CREATE OR REPLACE FUNCTION workflow.job_context(j workflow.jobs)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    ctx     jsonb;
+    p       workflow.jobs;
+    parent  jsonb;
 BEGIN
-    RETURN (SELECT jsonb_build_object(
+    ctx := jsonb_build_object(
         'job', jsonb_build_object('id', j.id, 'workflow', j.workflow, 'version', j.version,
                                   'params', j.params, 'target', j.target, 'attempt', j.attempt),
         'task', jsonb_build_object('name', (SELECT s.name FROM workflow.tasks s
@@ -129,7 +137,29 @@ BEGIN
                         ELSE coalesce((SELECT jsonb_object_agg(r.task, r.output ORDER BY r.id)
                                          FROM workflow.task_runs r
                                         WHERE r.job_id = j.id AND r.job_attempt = j.attempt
-                                          AND r.status = 'succeeded'), '{}'::jsonb) END));
+                                          AND r.status = 'succeeded'), '{}'::jsonb) END);
+    IF j.parent_id IS NULL THEN
+        RETURN ctx;
+    END IF;
+    IF j.item IS NOT NULL THEN
+        ctx := ctx || jsonb_build_object('item', j.item);
+    END IF;
+    SELECT * INTO p FROM workflow.jobs WHERE id = j.parent_id;
+    IF FOUND AND EXISTS (SELECT 1 FROM workflow.workflows w
+                          WHERE w.id = j.workflow_id AND w.part_of IS NOT NULL) THEN
+        -- a chain of the parent's own workflow: it runs as part of the
+        -- parent's job, whose job and results it sees
+        parent := workflow.job_context(p);
+        RETURN ctx || jsonb_build_object(
+            'job', parent -> 'job',
+            'results', (parent -> 'results') || (ctx -> 'results'),
+            'child', jsonb_build_object('id', j.id, 'entry', j.parent_task, 'branch', j.branch,
+                                        'index', j.child_index));
+    END IF;
+    ctx := ctx || jsonb_build_object(
+        'parent', jsonb_build_object('id', j.parent_id, 'root_id', j.root_id, 'entry', j.parent_task,
+                                     'index', j.child_index));
+    RETURN ctx;
 END
 $$;
 COMMENT ON FUNCTION workflow.job_context(workflow.jobs) IS
@@ -192,7 +222,7 @@ BEGIN
     UPDATE workflow.jobs
        SET execution = final, result = final_result, error = final_error,
            finished_at = clock_timestamp(), lease = NULL, lease_expires_at = NULL,
-           task_type = NULL, in_fallback = false
+           task_type = NULL, in_fallback = false, waiting_for = NULL, signal_key = NULL
      WHERE id = j.id
     RETURNING * INTO j;
     IF j.target IS NOT NULL THEN
@@ -223,7 +253,7 @@ BEGIN
            task_attempt = new_task_attempt, in_fallback = fallback,
            task_type = CASE WHEN fallback THEN NULL ELSE s.task_type END,
            run_at = not_before, runner_id = NULL, lease = NULL, lease_expires_at = NULL,
-           claimed_at = NULL
+           claimed_at = NULL, waiting_for = NULL, signal_key = NULL
      WHERE id = j.id
     RETURNING * INTO j;
     PERFORM workflow._wake_at_commit(j.task_type);
@@ -299,7 +329,7 @@ o AS (
        FOR NO KEY UPDATE OF j),
 c AS (
     SELECT o.*, (o.job).id, cs.name AS task, ns.position AS next_step, ns.task_type AS next_type,
-           CASE WHEN ns.position IS NOT NULL AND $6 AND ns.kind = 'sql' THEN 'running'
+           CASE WHEN ns.position IS NOT NULL AND $6 AND ns.kind <> 'external' THEN 'running'
                 WHEN ns.position IS NOT NULL THEN 'queued'
                 WHEN (o.job).phase = 'chain' THEN 'succeeded'
                 WHEN (o.job).phase = 'oncancel' THEN 'canceled'
@@ -331,7 +361,7 @@ moved AS (
                              WHEN 'running' THEN pg_catalog.clock_timestamp()
                              ELSE j.claimed_at END,
            lease = CASE WHEN c.next_execution = 'running' THEN j.lease END,
-           lease_expires_at = NULL,
+           lease_expires_at = NULL, waiting_for = NULL, signal_key = NULL,
            result = CASE WHEN c.next_execution = 'succeeded' THEN c.output ELSE j.result END,
            error = CASE WHEN c.next_execution = 'succeeded' THEN NULL ELSE j.error END,
            finished_at = CASE WHEN c.next_execution IN ('succeeded', 'canceled')
@@ -389,6 +419,7 @@ RETURNS workflow.jobs
 LANGUAGE plpgsql
 AS $$
 BEGIN
+    PERFORM workflow._abandon_children(j, err);
     CASE j.phase
         WHEN 'chain' THEN
             IF EXISTS (SELECT 1 FROM workflow.tasks
@@ -414,6 +445,7 @@ RETURNS workflow.jobs
 LANGUAGE plpgsql
 AS $$
 BEGIN
+    PERFORM workflow._abandon_children(j, err);
     UPDATE workflow.jobs SET error = err WHERE id = j.id RETURNING * INTO j;
     IF EXISTS (SELECT 1 FROM workflow.tasks s
                 WHERE s.workflow_id = j.workflow_id AND s.phase = 'oncancel') THEN
@@ -424,6 +456,26 @@ END
 $$;
 COMMENT ON FUNCTION workflow._cancel(workflow.jobs, jsonb) IS
     'internal: cancel a job in progress: its oncancel chain, else canceled';
+
+-- Cancel a locked job in progress that is not being canceled yet: the
+-- attempt of a running job ends as a canceled run, and the statement a
+-- runner executes for it is interrupted once this commits; then _cancel.
+CREATE OR REPLACE FUNCTION workflow._cancel_in_progress(j workflow.jobs, err jsonb)
+RETURNS workflow.jobs
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF j.execution = 'running' THEN
+        PERFORM workflow._interrupt_at_commit(j.id);
+        -- its executor's report, under a lease that is no longer current,
+        -- is refused
+        PERFORM workflow._record_run(j, (workflow._task_of(j)).name, 'canceled', j.claimed_at, NULL, err);
+    END IF;
+    RETURN workflow._cancel(j, err);
+END
+$$;
+COMMENT ON FUNCTION workflow._cancel_in_progress(workflow.jobs, jsonb) IS
+    'internal: cancel a job in progress, ending the attempt of a running one';
 
 -- The current step of a locked job failed: retry it, run its fallback, or
 -- fail the task for good (onerror chain, whole-job attempts, failed).
@@ -437,6 +489,7 @@ DECLARE
 BEGIN
     cur := workflow._current_task(j);
     err := jsonb_build_object('task', cur.name, 'phase', j.phase, 'attempt', j.task_attempt) || coalesce(err, '{}');
+    PERFORM workflow._abandon_children(j, err);
     PERFORM workflow._record_run(j, cur.name, 'failed', started, NULL, err);
     UPDATE workflow.jobs SET error = err WHERE id = j.id RETURNING * INTO j;
 

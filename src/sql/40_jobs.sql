@@ -12,6 +12,7 @@ DECLARE
     w       workflow.workflows;
     first   workflow.tasks;
     new_id  bigint;
+    next_id bigint;
 BEGIN
     IF _create_job.workflow IS NULL THEN
         RAISE EXCEPTION 'workflow name must not be null'
@@ -68,9 +69,16 @@ BEGIN
                 USING ERRCODE = 'undefined_object',
                       HINT = 'Create it with workflow.create_workflow().';
         END IF;
+        IF w.part_of IS NOT NULL THEN
+            RAISE EXCEPTION 'workflow "%" is a chain of workflow "%"', _create_job.workflow,
+                            (SELECT p.name FROM workflow.workflows p WHERE p.id = w.part_of)
+                USING ERRCODE = 'wrong_object_type',
+                      HINT = 'Its jobs are started by the entry that holds the chain.';
+        END IF;
     ELSE
         SELECT * INTO w FROM workflow.workflows ww
-         WHERE ww.name = _create_job.workflow AND ww.version = _create_job.version;
+         WHERE ww.name = _create_job.workflow AND ww.version = _create_job.version
+           AND ww.part_of IS NULL;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'version % of workflow "%" does not exist',
                             _create_job.version, _create_job.workflow
@@ -93,10 +101,11 @@ BEGIN
 
     IF _create_job.idempotency_key IS NULL THEN
         -- no key: a plain insert (no speculative insertion)
+        next_id := nextval('workflow.jobs_id_seq');
         INSERT INTO workflow.jobs AS j
-            (workflow_id, workflow, version, params, target, priority, run_at,
+            (id, root_id, workflow_id, workflow, version, params, target, priority, run_at,
              task_type, domain, created_by)
-        VALUES (w.id, w.name, w.version, _create_job.params, _create_job.target,
+        VALUES (next_id, next_id, w.id, w.name, w.version, _create_job.params, _create_job.target,
                 _create_job.priority, _create_job.run_at, first.task_type, _create_job.domain,
                 p_caller::regrole)
         RETURNING j.id INTO new_id;
@@ -104,10 +113,11 @@ BEGIN
         RETURN new_id;
     END IF;
     LOOP
+        next_id := nextval('workflow.jobs_id_seq');
         INSERT INTO workflow.jobs AS j
-            (workflow_id, workflow, version, params, target, priority, run_at,
+            (id, root_id, workflow_id, workflow, version, params, target, priority, run_at,
              task_type, domain, idempotency_key, created_by)
-        VALUES (w.id, w.name, w.version, _create_job.params, _create_job.target,
+        VALUES (next_id, next_id, w.id, w.name, w.version, _create_job.params, _create_job.target,
                 _create_job.priority, _create_job.run_at, first.task_type, _create_job.domain,
                 _create_job.idempotency_key, p_caller::regrole)
         ON CONFLICT (workflow, created_by, idempotency_key)
@@ -169,7 +179,13 @@ BEGIN
               FROM workflow.task_runs r WHERE r.job_id = j.id), '[]'::jsonb),
         'info', coalesce((
             SELECT jsonb_agg(jsonb_build_object('at', i.created_at, 'info', i.info) ORDER BY i.id)
-              FROM workflow.job_info i WHERE i.job_id = j.id), '[]'::jsonb));
+              FROM workflow.job_info i WHERE i.job_id = j.id), '[]'::jsonb),
+        'children', coalesce((
+            SELECT jsonb_agg(jsonb_build_object(
+                       'id', c.id, 'task', c.parent_task, 'branch', c.branch, 'index', c.child_index,
+                       'workflow', c.workflow, 'execution', c.execution, 'result', c.result,
+                       'error', c.error) ORDER BY c.id)
+              FROM workflow.jobs c WHERE c.parent_id = j.id), '[]'::jsonb));
 END
 $$;
 COMMENT ON FUNCTION workflow._get_job(bigint, oid) IS
@@ -198,14 +214,7 @@ BEGIN
     END IF;
     err := jsonb_build_object('message', 'job canceled', 'reason', _cancel_job.reason,
                               'canceled_by', p_caller::regrole::text);
-    IF j.execution = 'running' THEN
-        -- stop the SQL the runner executes for it, once this cancel commits
-        PERFORM workflow._interrupt_at_commit(j.id);
-        -- the attempt in progress ends here (its executor's report, under
-        -- a lease that is no longer current, is refused)
-        PERFORM workflow._record_run(j, (workflow._task_of(j)).name, 'canceled', j.claimed_at, NULL, err);
-    END IF;
-    PERFORM workflow._cancel(j, err);
+    PERFORM workflow._cancel_in_progress(j, err);
     RETURN true;
 END
 $$;
@@ -225,6 +234,12 @@ BEGIN
     j := workflow._lock_job(_resume_job.id, p_caller);
     IF j.execution <> 'waiting' THEN
         PERFORM workflow._wrong_state(j, 'resume', 'waiting');
+    END IF;
+    IF j.waiting_for IN ('children', 'turn') THEN
+        RAISE EXCEPTION 'cannot resume job % because it waits for %', j.id,
+                        CASE j.waiting_for WHEN 'children' THEN 'its children' ELSE 'its turn among its siblings' END
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Only a job that waits for resume_job, a timer or a signal can be resumed.';
     END IF;
     IF _resume_job.result IS NOT NULL THEN
         PERFORM workflow._check_payload(_resume_job.result, 'result');
@@ -257,6 +272,11 @@ BEGIN
     j := workflow._lock_job(_retry_job.id, p_caller);
     IF j.execution NOT IN ('failed', 'canceled') THEN
         PERFORM workflow._wrong_state(j, 'retry', 'failed or canceled');
+    END IF;
+    IF j.parent_id IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot retry job % because it is a child of job %', j.id, j.parent_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Retry its root job %s: the entry that started it runs again.', j.root_id);
     END IF;
     -- the first task of the chain without a success in this attempt
     SELECT min(s.position) INTO from_step FROM workflow.tasks s

@@ -153,7 +153,9 @@ COMMENT ON FUNCTION workflow._job_timed_out(workflow.jobs, timestamptz) IS
 --   fatal      _task_failed without retries (the creator cannot log in)
 --   requeue    workflow.requeue(): a 'requeued' run, queued at the same task
 --   wait       workflow.wait(): a 'waiting' run, waiting until resume_job
---   wait_step  a wait task reached: waiting for a signal or its timer
+--   wait_step  a task that waits reached: a wait task (for resume_job, a
+--              signal of its key, p_output, or its timer), or a
+--              control-flow entry (_spawn; p_output: the value of its SQL)
 --   timeout    _job_timed_out: the whole job's time is up
 --   release    handed back (shutdown, cancel of another job): a 'requeued'
 --              run, queued at the same task
@@ -199,6 +201,11 @@ BEGIN
             RETURN workflow._job_timed_out(j, p_started);
         WHEN 'wait_step' THEN
             cur := workflow._task_of(j);
+            IF cur.kind <> 'wait' THEN
+                RETURN workflow._spawn(j, cur, p_output, p_started);
+            ELSIF cur.sql IS NOT NULL THEN
+                RETURN workflow._wait_signal(j, cur, p_output #>> '{}', p_started);
+            END IF;
             UPDATE workflow.jobs
                SET execution = 'waiting', lease = NULL, runner_id = NULL,
                    run_at = CASE WHEN cur.wait_for IS NULL THEN 'infinity'

@@ -70,7 +70,8 @@ COMMENT ON FUNCTION workflow._sweep(text, interval, integer, bigint[]) IS
     'internal: one pass of the sweeper: elapsed timers, job timeouts, stale jobs, retention, each item in a subtransaction of its own';
 
 -- The sweeper's timers: wait tasks whose timer has elapsed succeed, with
--- their timer's end as their start.  Returns how many it took on, and the
+-- their timer's end as their start; waits for a signal or for children
+-- whose timeout has passed fail.  Returns how many it took on, and the
 -- ids of the jobs it could not handle.
 CREATE OR REPLACE FUNCTION workflow._sweep_timers(p_batch integer, p_skip bigint[],
                                                   OUT handled integer, OUT failed bigint[])
@@ -90,7 +91,15 @@ BEGIN
         LOOP
             handled := handled + 1;
             BEGIN
-                PERFORM workflow._task_succeeded(j, NULL, j.run_at);
+                IF j.waiting_for IN ('signal', 'children') THEN
+                    -- a wait for a signal or for children that has a timeout
+                    PERFORM workflow._task_failed(j, jsonb_build_object('message',
+                        format('task "%s" timed out waiting for %s', (workflow._task_of(j)).name,
+                               CASE j.waiting_for WHEN 'signal' THEN format('signal %s', quote_literal(j.signal_key))
+                                    ELSE 'its children' END)), j.claimed_at);
+                ELSE
+                    PERFORM workflow._task_succeeded(j, NULL, j.run_at);
+                END IF;
             EXCEPTION WHEN OTHERS THEN
                 failed := failed || j.id;
                 PERFORM workflow._sweep_failed('end the timer of', j.id, SQLSTATE, SQLERRM);
@@ -287,10 +296,19 @@ BEGIN
         RETURN;
     END IF;
     BEGIN
-        ids := ARRAY(SELECT id FROM workflow.jobs
-                      WHERE finished_at < now() - p_retention AND id <> ALL (p_skip)
-                      ORDER BY finished_at LIMIT p_batch
-                        FOR UPDATE SKIP LOCKED);
+        -- roots only (their trees go with them), none of whose children
+        -- is still in progress (a canceled child's oncancel chain)
+        ids := ARRAY(SELECT r.id FROM workflow.jobs r
+                      WHERE r.finished_at < now() - p_retention AND r.parent_id IS NULL
+                        AND r.id <> ALL (p_skip)
+                        AND NOT EXISTS (SELECT 1 FROM workflow.jobs c
+                                         WHERE c.root_id = r.id AND c.parent_id IS NOT NULL
+                                           AND c.execution IN ('queued', 'running', 'waiting'))
+                      ORDER BY r.finished_at LIMIT p_batch
+                        FOR UPDATE OF r SKIP LOCKED);
+        -- and the signals kept for longer than their retention
+        DELETE FROM workflow.signals
+         WHERE sent_at < now() - workflow._signal_retention();
         handled := cardinality(ids);
         IF handled > 0 THEN
             BEGIN
@@ -322,6 +340,9 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- with their trees
+    p_ids := p_ids || ARRAY(SELECT c.id FROM workflow.jobs c
+                             WHERE c.root_id = ANY (p_ids) AND c.parent_id IS NOT NULL);
     DELETE FROM workflow.task_runs WHERE job_id = ANY (p_ids);
     DELETE FROM workflow.job_info WHERE job_id = ANY (p_ids);
     DELETE FROM workflow.jobs WHERE id = ANY (p_ids);

@@ -96,6 +96,7 @@ GRANT EXECUTE ON FUNCTION
     workflow.retry_job(bigint),
     workflow.add_info(bigint, jsonb),
     workflow.job_info(bigint),
+    workflow.signal(text, jsonb),
     -- called by the SQL of tasks, which runs as the job's creator
     workflow.requeue(interval),
     workflow.wait(),

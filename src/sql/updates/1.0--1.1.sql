@@ -196,3 +196,63 @@ COMMENT ON COLUMN workflow.runners.owner IS
 -- pg_dump keeps the ids external workers registered, with their owners (as
 -- in 02_tables.sql)
 SELECT pg_catalog.pg_extension_config_dump('workflow.runners', 'WHERE kind = ''external''');
+
+-------------------------------------------------------------------------------
+-- Control flow: parallel branches, switches, sub-workflows, foreach,
+-- signals (src/sql/35_control_flow.sql)
+-------------------------------------------------------------------------------
+
+ALTER TABLE workflow.workflows ADD COLUMN part_of bigint;
+ALTER TABLE workflow.tasks ADD COLUMN spawn jsonb;
+ALTER TABLE workflow.tasks DROP CONSTRAINT tasks_kind_check;
+ALTER TABLE workflow.tasks ADD CONSTRAINT tasks_kind_check
+    CHECK (kind IN ('sql', 'external', 'wait', 'parallel', 'switch', 'workflow', 'foreach'));
+
+ALTER TABLE workflow.jobs
+    ADD COLUMN parent_id bigint,
+    ADD COLUMN root_id bigint,
+    ADD COLUMN parent_task text,
+    ADD COLUMN parent_lease bigint,
+    ADD COLUMN branch text,
+    ADD COLUMN child_index integer,
+    ADD COLUMN item jsonb,
+    ADD COLUMN waiting_for text,
+    ADD COLUMN signal_key text;
+-- every job of 1.0 is the root of its own tree
+UPDATE workflow.jobs SET root_id = id;
+-- retention prunes roots, with their trees
+DROP INDEX workflow.jobs_finished;
+CREATE INDEX jobs_finished ON workflow.jobs (finished_at)
+    WHERE finished_at IS NOT NULL AND parent_id IS NULL;
+CREATE INDEX jobs_children ON workflow.jobs (parent_id, parent_task, child_index)
+    WHERE parent_id IS NOT NULL;
+CREATE INDEX jobs_tree ON workflow.jobs (root_id)
+    WHERE parent_id IS NOT NULL;
+CREATE INDEX jobs_signal ON workflow.jobs (signal_key)
+    WHERE execution = 'waiting' AND signal_key IS NOT NULL;
+
+CREATE TABLE workflow.joins (
+    job_id          bigint PRIMARY KEY,
+    lease           bigint NOT NULL,
+    task            text NOT NULL,
+    total           integer NOT NULL,
+    pending         integer NOT NULL,
+    failed          integer NOT NULL DEFAULT 0,
+    next_child      integer NOT NULL,
+    fail_fast       boolean NOT NULL,
+    started_at      timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+) WITH (fillfactor = 50);
+COMMENT ON TABLE workflow.joins IS
+    'jobs waiting at a control-flow entry for their children, and the count of children not ended';
+
+CREATE TABLE workflow.signals (
+    owner           regrole NOT NULL,
+    key             text NOT NULL,
+    payload         jsonb,
+    sent_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (owner, key)
+);
+COMMENT ON TABLE workflow.signals IS
+    'signals sent before any job waited on their key, kept for workflow.signal_retention';
+SELECT pg_catalog.pg_extension_config_dump('workflow.joins', '');
+SELECT pg_catalog.pg_extension_config_dump('workflow.signals', '');
