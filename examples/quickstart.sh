@@ -4,7 +4,8 @@
 # Installs the build dependencies (as root), builds and installs the
 # extension, starts a throwaway cluster as the postgres OS user with the
 # extension preloaded, runs examples/order.sql with workflow-worker doing its
-# payment step (examples/charge.pl), and stops the cluster.
+# payment step (examples/charge.pl), then examples/order_flow.sql (the same
+# orders with control flow), and stops the cluster.
 # Pass --keep to leave the cluster running for psql; the script then prints
 # the commands to connect and to stop it.
 #
@@ -42,7 +43,7 @@ make -s PG_CONFIG="$PG_CONFIG" install
 dir=$(mktemp -d /tmp/workflow-quickstart.XXXXXX)
 port=${PGPORT_QUICKSTART:-5433}
 # the files the postgres OS user reads, also when the clone is in /root
-cp examples/order.sql examples/charge.pl "$dir/"
+cp examples/order.sql examples/order_flow.sql examples/charge.pl "$dir/"
 [ "$root" = yes ] && chown -R postgres "$dir"
 
 # Run a command as the postgres OS user (as root), in the cluster's
@@ -91,6 +92,10 @@ fi
 worker=$!
 
 as_pg "$bindir/psql" -X -h "$dir" -p "$port" -U postgres -d postgres -q -f order.sql
+# the same orders with control flow: parallel checks, an approval signal,
+# a sub-workflow and a foreach
+echo
+as_pg "$bindir/psql" -X -h "$dir" -p "$port" -U postgres -d postgres -q -f order_flow.sql
 
 # drain the worker: on SIGTERM it finishes its running tasks and exits 0
 kill -TERM "$worker" 2>/dev/null || true

@@ -36,3 +36,12 @@ SELECT workflow.create_workflow('{"name": "noop3", "chain": [{"name": "a", "sql"
                                                              {"name": "b", "sql": "select 1"},
                                                              {"name": "c", "sql": "select 1"}]}');
 SELECT workflow.create_workflow('{"name": "ext", "chain": [{"name": "x", "task_type": "bench"}]}');
+-- the fan-out case: one job whose foreach entry starts one no-op SQL child
+-- per item, params n items, at most params concurrency at a time (null: no
+-- limit)
+SELECT workflow.create_workflow('{"name": "fanout", "chain": [{"name": "each",
+    "foreach": "select pg_catalog.jsonb_agg(g) from pg_catalog.generate_series(1, ($1->''job''->''params''->>''n'')::int) g",
+    "do": [{"name": "x", "sql": "select 1"}]}]}');
+SELECT workflow.create_workflow('{"name": "fanout10", "chain": [{"name": "each10",
+    "foreach": "select pg_catalog.jsonb_agg(g) from pg_catalog.generate_series(1, ($1->''job''->''params''->>''n'')::int) g",
+    "do": [{"name": "y", "sql": "select 1"}], "concurrency": 10}]}');

@@ -97,6 +97,8 @@ GRANT EXECUTE ON FUNCTION
     workflow.add_info(bigint, jsonb),
     workflow.job_info(bigint),
     workflow.signal(text, jsonb),
+    workflow.diagram(text, integer, text),
+    workflow.job_diagram(bigint, text),
     -- called by the SQL of tasks, which runs as the job's creator
     workflow.requeue(interval),
     workflow.wait(),

@@ -31,7 +31,7 @@ BEGIN;
 
 SET LOCAL search_path = public, pg_catalog;
 
-SELECT plan(192);
+SELECT plan(196);
 
 -------------------------------------------------------------------------------
 -- Roles
@@ -580,7 +580,7 @@ SELECT is(ARRAY(SELECT p.oid::regprocedure::text FROM pg_proc p
 -- a real call of each SECURITY DEFINER implementation by alice: 42501
 SELECT is(pg_temp.sqlstate_as('alice',
               'SELECT workflow.' || quote_ident(p.proname) || '('
-              || (SELECT string_agg('(SELECT NULL::' || format_type(t, NULL) || ')', ', ' ORDER BY o)
+              || (SELECT coalesce(string_agg('(SELECT NULL::' || format_type(t, NULL) || ')', ', ' ORDER BY o), '')
                     FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS a(t, o)) || ')'),
           '42501', format('"_" functions: alice calling %s: 42501', p.oid::regprocedure))
   FROM pg_proc p

@@ -64,7 +64,7 @@ BEGIN;
 
 SET LOCAL search_path = public, pg_catalog, pg_temp;
 
-SELECT plan(568);
+SELECT plan(598);
 
 -------------------------------------------------------------------------------
 -- Roles, the schema, the hit counter
@@ -844,7 +844,19 @@ BEGIN
         (90, 'mallory_w', 'pause_job',
             format($q$SELECT (workflow.pause_job(J88, 'shd-r-%s')).execution$q$, t), '^ok: waiting$'),
         (91, 'mallory', 'resume_job of the paused job',
-            $q$SELECT workflow.resume_job(J88)$q$, '^ok: true$')
+            $q$SELECT workflow.resume_job(J88)$q$, '^ok: true$'),
+        -- diagrams
+        (92, 'mallory', 'diagram',
+            format($q$SELECT split_part(workflow.diagram('shd_sql_%s', 1, 'dot'), E'\n', 1)$q$, t), '^ok: digraph workflow \{$'),
+        (93, 'mallory', 'job_diagram',
+            $q$SELECT strpos(workflow.job_diagram(J88), '<br/>succeeded') > 0$q$, '^ok: true$'),
+        (94, 'mallory_a', 'job_diagram of mallory''s job',
+            $q$SELECT split_part(workflow.job_diagram(J12, 'dot'), E'\n', 1)$q$, '^ok: digraph workflow \{$'),
+        (95, 'mallory', 'job_diagram of a job that does not exist: 42704',
+            $q$SELECT workflow.job_diagram(-1)$q$, '^42704: '),
+        -- signals: none of mallory's jobs waits on the key
+        (96, 'mallory', 'signal',
+            format($q$SELECT workflow.signal('shd-key-%s', '{"x": 1}')$q$, t), '^ok: 0$')
         ) AS v(n, role, label, sql, expected)
         ORDER BY n
     LOOP
@@ -943,7 +955,7 @@ SELECT is(ARRAY(SELECT DISTINCT p.proname::text FROM pg_catalog.pg_proc p
                                 add_info,job_info,schedule,unschedule,requeue,wait,next_jobs,run_job,finish_job,pause_job,
                                 register_runner,runner_active,poll_tasks,complete_task,complete_tasks,fail_task,
                                 extend_task,requeue_task,pause_task_type,resume_task_type,inactive_runners,
-                                stale_jobs,job_context}'::text[])
+                                stale_jobs,job_context,diagram,job_diagram,signal}'::text[])
                 ORDER BY 1),
           '{}'::text[], 'every function granted to workflow_user, workflow_worker or workflow_admin is called above');
 SELECT is_empty($$

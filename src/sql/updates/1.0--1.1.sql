@@ -48,6 +48,7 @@ DROP FUNCTION workflow._touch_worker(text);                    -- (text, oid)
 DROP FUNCTION workflow._wake_at_commit(text, integer);          -- returns integer
 DROP FUNCTION workflow._heartbeat(text[], integer[], boolean[]);  -- _in_server_heartbeat
 DROP FUNCTION workflow._runner_steal(text, integer, bigint[], interval, text[], timestamptz[]);  -- _runner_takeover
+DROP FUNCTION workflow._compile_chain(jsonb, workflow.phase, boolean);  -- (jsonb, phase, text, text, integer), and _compile_phase
 -- "task" for a task of a chain everywhere: the table workflow.steps is
 -- workflow.tasks, and the functions of the state machine are named after it
 DROP FUNCTION workflow._step(workflow.jobs);                    -- _task_of
