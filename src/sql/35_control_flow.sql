@@ -261,9 +261,13 @@ COMMENT ON FUNCTION workflow._join_output(workflow.jobs, workflow.joins) IS
     'internal: the output of a control-flow entry from its children''s results';
 
 -- A child job ended (the deferred trigger jobs_child_ended, at the commit
--- of the transaction that ended it).  The parent's row lock orders the
--- ends of its children: the last one continues the parent, once.  A
--- child of an older wait (the parent moved on meanwhile) changes nothing.
+-- of the transaction that ended it).  The join's row orders the ends of
+-- the children of one wait: each counts itself there, and the one that
+-- counts the last (or a failure that ends the wait) locks the parent and
+-- continues it, once.  A child of an older wait (the parent left the
+-- entry meanwhile: its join row is gone, or has another lease) changes
+-- nothing.  The common end, a success that is not the last, costs one
+-- statement: the parent's row is not touched.
 CREATE OR REPLACE FUNCTION workflow._child_ended()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -277,61 +281,60 @@ DECLARE
     jn      workflow.joins;
     err     jsonb;
 BEGIN
-    SELECT * INTO p FROM workflow.jobs WHERE id = NEW.parent_id FOR NO KEY UPDATE;
-    IF NOT FOUND OR p.execution <> 'waiting' OR p.lease IS DISTINCT FROM NEW.parent_lease THEN
-        RETURN NULL;
-    END IF;
-    SELECT * INTO c FROM workflow.jobs WHERE id = NEW.id;
-    IF c.execution NOT IN ('succeeded', 'failed', 'canceled') THEN
-        RETURN NULL;
-    END IF;
     UPDATE workflow.joins
-       SET pending = pending - 1, failed = failed + (c.execution <> 'succeeded')::integer
-     WHERE job_id = p.id AND lease = p.lease
+       SET pending = pending - 1, failed = failed + (NEW.execution <> 'succeeded')::integer
+     WHERE job_id = NEW.parent_id AND lease = NEW.parent_lease
     RETURNING * INTO jn;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
 
-    IF c.execution <> 'succeeded' AND jn.fail_fast THEN
-        err := jsonb_build_object(
-            'message', format('child job %s of entry "%s"%s %s', c.id, jn.task,
-                              CASE WHEN c.branch IS NOT NULL THEN format(' (branch "%s")', c.branch)
-                                   WHEN c.item IS NOT NULL THEN format(' (item %s)', c.child_index)
-                                   ELSE '' END,
-                              c.execution),
-            'child', c.id, 'child_error', c.error);
-        PERFORM workflow._task_failed(p, err, jn.started_at);
-        RETURN NULL;
-    END IF;
-
     -- foreach: the next held child takes the place of the one that ended
-    IF jn.next_child < jn.total THEN
+    IF jn.next_child < jn.total AND NOT (NEW.execution <> 'succeeded' AND jn.fail_fast) THEN
+        UPDATE workflow.joins SET next_child = next_child + 1 WHERE job_id = NEW.parent_id;
         UPDATE workflow.jobs k
            SET execution = 'queued', waiting_for = NULL, run_at = now(),
                task_type = (SELECT f.task_type FROM workflow.tasks f
                              WHERE f.workflow_id = k.workflow_id AND f.phase = 'chain' AND f.position = 0)
-         WHERE k.parent_id = p.id AND k.parent_task = jn.task AND k.child_index = jn.next_child
+         WHERE k.parent_id = NEW.parent_id AND k.parent_task = jn.task AND k.child_index = jn.next_child
            AND k.parent_lease = jn.lease AND k.execution = 'waiting' AND k.waiting_for = 'turn'
         RETURNING * INTO c;
-        UPDATE workflow.joins SET next_child = next_child + 1 WHERE job_id = p.id;
         IF c.id IS NOT NULL THEN
             PERFORM workflow._wake_at_commit(c.task_type);
         END IF;
     END IF;
 
-    IF jn.pending = 0 THEN
-        DELETE FROM workflow.joins WHERE job_id = p.id;
-        IF jn.failed > 0 THEN
-            PERFORM workflow._task_failed(p, jsonb_build_object(
-                'message', format('%s of the %s children of entry "%s" did not succeed', jn.failed, jn.total, jn.task),
-                'children', (SELECT jsonb_agg(k.id ORDER BY k.child_index) FROM workflow.jobs k
-                              WHERE k.parent_id = p.id AND k.parent_task = jn.task
-                                AND k.parent_lease = jn.lease AND k.execution <> 'succeeded')),
-                jn.started_at);
-        ELSE
-            PERFORM workflow._task_succeeded(p, workflow._join_output(p, jn), jn.started_at);
-        END IF;
+    IF NOT ((NEW.execution <> 'succeeded' AND jn.fail_fast) OR jn.pending = 0) THEN
+        RETURN NULL;
+    END IF;
+
+    -- the wait ends: the parent moves on
+    SELECT * INTO p FROM workflow.jobs WHERE id = NEW.parent_id FOR NO KEY UPDATE;
+    IF NOT FOUND OR p.execution <> 'waiting' OR p.lease IS DISTINCT FROM jn.lease THEN
+        RETURN NULL;
+    END IF;
+    IF NEW.execution <> 'succeeded' AND jn.fail_fast THEN
+        err := jsonb_build_object(
+            'message', format('child job %s of entry "%s"%s %s', NEW.id, jn.task,
+                              CASE WHEN NEW.branch IS NOT NULL THEN format(' (branch "%s")', NEW.branch)
+                                   WHEN NEW.item IS NOT NULL THEN format(' (item %s)', NEW.child_index)
+                                   ELSE '' END,
+                              NEW.execution),
+            'child', NEW.id, 'child_error', NEW.error);
+        -- the other children are canceled by _task_failed
+        PERFORM workflow._task_failed(p, err, jn.started_at);
+        RETURN NULL;
+    END IF;
+    DELETE FROM workflow.joins WHERE job_id = p.id;
+    IF jn.failed > 0 THEN
+        PERFORM workflow._task_failed(p, jsonb_build_object(
+            'message', format('%s of the %s children of entry "%s" did not succeed', jn.failed, jn.total, jn.task),
+            'children', (SELECT jsonb_agg(k.id ORDER BY k.child_index) FROM workflow.jobs k
+                          WHERE k.parent_id = p.id AND k.parent_task = jn.task
+                            AND k.parent_lease = jn.lease AND k.execution <> 'succeeded')),
+            jn.started_at);
+    ELSE
+        PERFORM workflow._task_succeeded(p, workflow._join_output(p, jn), jn.started_at);
     END IF;
     RETURN NULL;
 END
