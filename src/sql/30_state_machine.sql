@@ -321,7 +321,7 @@ WITH v AS (
                          coalesce($5, array_fill(NULL::timestamptz, ARRAY[cardinality($1)])))
            WITH ORDINALITY AS v(id, lease, output, started, finished, n)),
 o AS (
-    SELECT j AS job, v.output, v.started, v.finished, v.n
+    SELECT j AS job, j.ctid AS tid, v.output, v.started, v.finished, v.n
       FROM v JOIN workflow.jobs j ON j.id = v.id
      WHERE j.lease IS NOT DISTINCT FROM v.lease AND j.execution IN ('running', 'waiting')
        AND (NOT $7 OR j.task_type IS NOT NULL)
@@ -368,7 +368,8 @@ moved AS (
                               THEN coalesce(c.finished, pg_catalog.clock_timestamp())
                               ELSE j.finished_at END
       FROM c
-     WHERE j.id = c.id AND c.next_execution IS NOT NULL),
+     -- the version locked above (nothing else can change it since)
+     WHERE j.ctid = c.tid AND c.next_execution IS NOT NULL),
 released AS (
     DELETE FROM workflow.target_locks l
      USING c
