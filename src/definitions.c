@@ -18,6 +18,7 @@
 #include "lib/stringinfo.h"
 #include "nodes/parsenodes.h"
 #include "parser/parser.h"
+#include "parser/scansup.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/varlena.h"
@@ -156,6 +157,8 @@ workflow_check_query(PG_FUNCTION_ARGS)
 	/* the statement alone: stmt_len 0 means "to the end of the string" */
 	raw = linitial_node(RawStmt, stmts);
 	len = raw->stmt_len > 0 ? raw->stmt_len : (int) strlen(body) - raw->stmt_location;
+	while (len > 0 && scanner_isspace(body[raw->stmt_location + len - 1]))
+		len--;
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(body + raw->stmt_location, len));
 }
 

@@ -69,21 +69,20 @@ BEGIN
                 USING ERRCODE = 'undefined_object',
                       HINT = 'Create it with workflow.create_workflow().';
         END IF;
-        IF w.part_of IS NOT NULL THEN
-            RAISE EXCEPTION 'workflow "%" is a chain of workflow "%"', _create_job.workflow,
-                            (SELECT p.name FROM workflow.workflows p WHERE p.id = w.part_of)
-                USING ERRCODE = 'wrong_object_type',
-                      HINT = 'Its jobs are started by the entry that holds the chain.';
-        END IF;
     ELSE
         SELECT * INTO w FROM workflow.workflows ww
-         WHERE ww.name = _create_job.workflow AND ww.version = _create_job.version
-           AND ww.part_of IS NULL;
+         WHERE ww.name = _create_job.workflow AND ww.version = _create_job.version;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'version % of workflow "%" does not exist',
                             _create_job.version, _create_job.workflow
                 USING ERRCODE = 'undefined_object';
         END IF;
+    END IF;
+    IF w.part_of IS NOT NULL THEN
+        RAISE EXCEPTION 'workflow "%" is a chain of workflow "%"', _create_job.workflow,
+                        (SELECT p.name FROM workflow.workflows p WHERE p.id = w.part_of)
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'Its jobs are started by the entry that holds the chain.';
     END IF;
 
     IF NOT (SELECT a.rolcanlogin FROM pg_catalog.pg_authid a WHERE a.oid = p_caller) THEN
