@@ -960,7 +960,12 @@ claim_holds(ClaimedJob *job)
 	}
 	values[0] = Int64GetDatum(job->id);
 	values[1] = Int64GetDatum(job->lease);
-	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
+	/*
+	 * Not read-only: a read-only execution would use the batch's snapshot,
+	 * older than a takeover or a cancel committed while an earlier task of
+	 * the batch ran, and run a job that is no longer ours.
+	 */
+	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "workflow runner could not look up job %lld", (long long) job->id);
 	return SPI_processed == 1;
 }
@@ -1003,7 +1008,8 @@ job_context(ClaimedJob *job, WorkflowTaskDef *step, bool *holds)
 	values[2] = CStringGetTextDatum(step->name);
 	/* no task of this attempt can have succeeded before the first one */
 	values[3] = BoolGetDatum(!(job->phase == WF_PHASE_CHAIN && job->step == 0));
-	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
+	/* a fresh snapshot, as in claim_holds() */
+	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "workflow runner could not build the context of job %lld", (long long) job->id);
 	*holds = SPI_processed == 1;
 	if (!*holds)
