@@ -14,7 +14,7 @@
 -- commit is made immediate, so that it fires at the end of each statement.
 
 BEGIN;
-SELECT plan(86);
+SELECT plan(104);
 
 SET LOCAL search_path = public, pg_catalog;
 SET CONSTRAINTS ALL IMMEDIATE;
@@ -394,6 +394,49 @@ SELECT is((SELECT string_agg(format('%s:%s', job_id = pg_temp.kid(:cp, 0), statu
 SELECT is(pg_temp.runs(:cp), '', 'the parent records no failure of its entry');
 SELECT is(pg_temp.state_of(format('SELECT workflow.retry_job(%s)', pg_temp.kid(:cp, 0))), '55000',
           'retry_job of a child: 55000');
+
+-------------------------------------------------------------------------------
+-- Timeouts reach the children; retry_job of a parent runs again from the
+-- entry that did not succeed
+-------------------------------------------------------------------------------
+
+SELECT workflow.create_workflow('{"name": "cft_to", "chain": [
+    {"name": "pre", "sql": "select 1"},
+    {"name": "par", "parallel": {"a": [{"name": "ta", "sql": "select 1"}],
+                                 "b": [{"name": "tb", "sql": "select 1"}]},
+     "timeout": "1 min", "attempts": 2}]}') AS ignore \gset
+
+-- the entry's timeout: the children are canceled, the entry is retried
+SELECT workflow.create_job('cft_to') AS to1 \gset
+SELECT is(pg_temp.run(:to1, 'succeeded', '1'), 'running chain/1 t1',
+          'timeout: the runner goes on to the parallel entry');
+SELECT is(pg_temp.run(:to1, 'wait_step'), 'waiting chain/1 t1 children', 'timeout: the parent waits for two branches');
+SELECT ok((SELECT run_at > now() + interval '59 s' AND run_at <= clock_timestamp() + interval '1 min' FROM workflow.jobs WHERE id = :to1),
+          'timeout: its timer is the entry''s timeout');
+UPDATE workflow.jobs SET run_at = now() - interval '1 s' WHERE id = :to1;
+SELECT is((SELECT handled FROM workflow._sweep_timers(100, '{}')), 1, 'timeout: the sweeper ends the wait');
+SELECT is(pg_temp.st(:to1), 'queued chain/1 t2', 'timeout: the entry is queued for its second attempt');
+SELECT is(pg_temp.kids(:to1), '0:a:canceled 1:b:canceled', 'timeout: both children are canceled');
+SELECT is(pg_temp.runs(:to1), 'pre:succeeded par:failed', 'timeout: one failed run of the entry');
+SELECT is(pg_temp.run(:to1, 'wait_step'), 'waiting chain/1 t2 children', 'timeout: the second attempt starts new children');
+SELECT is(pg_temp.run(pg_temp.kid(:to1, 2), 'succeeded', '"A"') || ' / ' || pg_temp.run(pg_temp.kid(:to1, 3), 'succeeded', '"B"'),
+          'succeeded chain/0 t1 / succeeded chain/0 t1', 'timeout: the new children succeed');
+SELECT is(pg_temp.st(:to1), 'succeeded chain/1 t2', 'timeout: and the parent with them');
+SELECT is(pg_temp.out(:to1, 'par'), '{"a": "A", "b": "B"}'::jsonb, 'timeout: with the new children''s outputs');
+
+-- the job's timeout: the children are canceled, the job fails
+SELECT workflow.create_job('cft_to') AS to2 \gset
+SELECT pg_temp.run(:to2, 'succeeded', '1') || pg_temp.run(:to2, 'wait_step') AS ignore \gset
+UPDATE workflow.jobs SET deadline = now() - interval '1 s' WHERE id = :to2;
+SELECT ok((SELECT handled FROM workflow._sweep_timeouts(100, '{}')) >= 1, 'job timeout: the sweeper times the job out');
+SELECT is(pg_temp.st(:to2), 'failed chain/1 t1', 'job timeout: the parent fails');
+SELECT is(pg_temp.kids(:to2), '0:a:canceled 1:b:canceled', 'job timeout: its children are canceled');
+
+-- retry_job runs again from the entry that did not succeed
+SELECT ok(workflow.retry_job(:to2), 'retry_job of the timed-out parent');
+SELECT is(pg_temp.st(:to2), 'queued chain/1 t1', 'retry_job: from the parallel entry, not from the task before it');
+SELECT is(pg_temp.run(:to2, 'wait_step'), 'waiting chain/1 t1 children', 'retry_job: new children');
+SELECT is(pg_temp.kids(:to2), '0:a:canceled 1:b:canceled 0:a:queued 1:b:queued', 'retry_job: the old ones stay canceled');
 
 SELECT finish();
 ROLLBACK;
