@@ -228,7 +228,8 @@ is($node->q("SELECT execution FROM workflow.jobs WHERE id = $slowsub"),
 	'canceled', "failfast: the sibling's sub-workflow was canceled");
 ok( $node->poll_for(
 		qq{SELECT count(*) = 0 FROM pg_stat_activity
-            WHERE backend_type = 'workflow runner' AND query LIKE 'workflow job $slowsub:%'},
+            WHERE backend_type = 'workflow runner' AND state = 'active'
+              AND query LIKE 'workflow job $slowsub:%'},
 		't', 60),
 	"failfast: the runner no longer executes the canceled sub-workflow's task");
 is( $node->q(q{SELECT string_agg(what || '=' || n, ',' ORDER BY what) FROM (SELECT what, count(*) n FROM fx GROUP BY what) s}),
@@ -266,7 +267,7 @@ is( $node->q(qq{SELECT execution, count(*) FROM workflow.jobs WHERE parent_id = 
 is($node->q("SELECT execution FROM workflow.jobs WHERE id = $fanc"), 'canceled', 'cancel: the parent is canceled');
 ok( $node->poll_for(
 		qq{SELECT count(*) = 0 FROM pg_stat_activity a JOIN workflow.jobs c ON a.query LIKE 'workflow job ' || c.id || ':%'
-            WHERE c.parent_id = $fanc AND a.backend_type = 'workflow runner'},
+            WHERE c.parent_id = $fanc AND a.backend_type = 'workflow runner' AND a.state = 'active'},
 		't', 60),
 	'cancel: no runner still executes a canceled child')
   or diag($node->q(q{SELECT string_agg(query || ' ' || coalesce(wait_event, '-'), '; ') FROM pg_stat_activity WHERE backend_type = 'workflow runner'}));
