@@ -132,6 +132,7 @@ workflow_check_query(PG_FUNCTION_ARGS)
 	ErrorContextCallback errcallback;
 	List	   *stmts;
 	RawStmt    *raw;
+	const char *start;
 	int			len;
 
 	ctx.field = field;
@@ -156,10 +157,17 @@ workflow_check_query(PG_FUNCTION_ARGS)
 
 	/* the statement alone: stmt_len 0 means "to the end of the string" */
 	raw = linitial_node(RawStmt, stmts);
-	len = raw->stmt_len > 0 ? raw->stmt_len : (int) strlen(body) - raw->stmt_location;
-	while (len > 0 && scanner_isspace(body[raw->stmt_location + len - 1]))
+	start = body + raw->stmt_location;
+	len = raw->stmt_len > 0 ? raw->stmt_len : (int) strlen(start);
+	/* where a statement starts differs between versions: trim both ends */
+	while (len > 0 && scanner_isspace(*start))
+	{
+		start++;
 		len--;
-	PG_RETURN_TEXT_P(cstring_to_text_with_len(body + raw->stmt_location, len));
+	}
+	while (len > 0 && scanner_isspace(start[len - 1]))
+		len--;
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(start, len));
 }
 
 /*
