@@ -44,7 +44,9 @@ COMMENT ON FUNCTION workflow._in_server_workers() IS
 CREATE OR REPLACE VIEW workflow.runner_status WITH (security_invoker = true) AS
 SELECT coalesce(r.id, w.id) AS id,
        coalesce(r.kind, w.kind) AS kind,
-       r.pid,
+       -- a worker that could not be started has no process: the pid a
+       -- row of an earlier start of the server holds is not its
+       CASE WHEN w.problem IS NULL THEN r.pid END AS pid,
        r.started_at,
        r.active_at AS last_heartbeat,
        -- idle: holds no job now
