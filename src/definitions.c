@@ -60,21 +60,15 @@ check_sql_error_callback(void *arg)
 }
 
 /*
- * workflow._check_sql(body text, field text): parse an SQL task body with
- * the raw parser.  A syntax error is raised as the parser raises it, with a
- * context line naming the field.  Transaction control is refused: a task
- * runs inside the transaction that also records its result, so COMMIT or
- * ROLLBACK in a task would break exactly-once.
+ * Parse the SQL of definition field `field' with the raw parser; a syntax
+ * error carries the field's name and a cursor into the body.
  */
-Datum
-workflow_check_sql(PG_FUNCTION_ARGS)
+static List *
+parse_field_sql(char *body, char *field)
 {
-	char	   *body = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	char	   *field = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	CheckSqlContext ctx;
 	ErrorContextCallback errcallback;
 	List	   *stmts;
-	ListCell   *lc;
 
 	ctx.field = field;
 	ctx.body = body;
@@ -86,6 +80,25 @@ workflow_check_sql(PG_FUNCTION_ARGS)
 	stmts = raw_parser(body, RAW_PARSE_DEFAULT);
 
 	error_context_stack = errcallback.previous;
+	return stmts;
+}
+
+/*
+ * workflow._check_sql(body text, field text): parse an SQL task body with
+ * the raw parser.  A syntax error is raised as the parser raises it, with a
+ * context line naming the field.  Transaction control is refused: a task
+ * runs inside the transaction that also records its result, so COMMIT or
+ * ROLLBACK in a task would break exactly-once.
+ */
+Datum
+workflow_check_sql(PG_FUNCTION_ARGS)
+{
+	char	   *body = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *field = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	List	   *stmts;
+	ListCell   *lc;
+
+	stmts = parse_field_sql(body, field);
 
 	if (stmts == NIL)
 		ereport(ERROR,
@@ -128,23 +141,12 @@ workflow_check_query(PG_FUNCTION_ARGS)
 {
 	char	   *body = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char	   *field = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	CheckSqlContext ctx;
-	ErrorContextCallback errcallback;
 	List	   *stmts;
 	RawStmt    *raw;
 	const char *start;
 	int			len;
 
-	ctx.field = field;
-	ctx.body = body;
-	errcallback.callback = check_sql_error_callback;
-	errcallback.arg = &ctx;
-	errcallback.previous = error_context_stack;
-	error_context_stack = &errcallback;
-
-	stmts = raw_parser(body, RAW_PARSE_DEFAULT);
-
-	error_context_stack = errcallback.previous;
+	stmts = parse_field_sql(body, field);
 
 	if (list_length(stmts) != 1 ||
 		!IsA(linitial_node(RawStmt, stmts)->stmt, SelectStmt) ||

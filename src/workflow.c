@@ -41,7 +41,8 @@ int			workflow_stale_after = 10;
 int			workflow_stale_job_action = WF_STALE_CANCEL;
 int			workflow_retention = 7 * 24 * 3600;
 int			workflow_runner_retention = 24 * 3600;
-int			workflow_signal_retention = 3600;
+/* read in SQL only (workflow._signal_retention()) */
+static int	workflow_signal_retention = 3600;
 bool		workflow_enabled = true;
 int			workflow_max_payload_size = 1024;
 int			workflow_task_lease = 60;

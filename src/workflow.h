@@ -39,7 +39,6 @@ extern int	workflow_stale_after;
 extern int	workflow_stale_job_action;
 extern int	workflow_retention;
 extern int	workflow_runner_retention;
-extern int	workflow_signal_retention;
 extern bool workflow_enabled;
 extern int	workflow_max_payload_size;
 extern int	workflow_max_user_priority;
