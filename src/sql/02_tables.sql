@@ -20,6 +20,8 @@ CREATE TABLE workflow.workflows (
     -- foreach body) is stored as a workflow of its own, named
     -- "<workflow>/<entry>/<branch>", part of the version that defines it
     part_of         bigint,
+    queue           text NOT NULL DEFAULT 'default',
+    concurrency_key text,                -- SQL over $1 returning text, run at job creation
     UNIQUE (name, version),
     CHECK (version > 0),
     CHECK (on_stale IN ('cancel', 'retry'))
@@ -98,7 +100,9 @@ CREATE TABLE workflow.jobs (
     child_index     integer,              -- its place among the children of the entry (0-based)
     item            jsonb,                -- foreach: its item
     waiting_for     text,                 -- waiting: children, turn (foreach), signal; NULL: resume or timer
-    signal_key      text                  -- waiting for workflow.signal(signal_key)
+    signal_key      text,                 -- waiting for workflow.signal(signal_key)
+    queue           text NOT NULL DEFAULT 'default',
+    concurrency_key text                  -- at most key_concurrency running per value in its queue
 ) WITH (fillfactor = 70);
 COMMENT ON TABLE workflow.jobs IS
     'jobs: one run of a workflow version each, live and finished';
@@ -107,15 +111,18 @@ COMMENT ON COLUMN workflow.jobs.run_at IS
 COMMENT ON COLUMN workflow.jobs.lease IS
     'token of the current claim; a call carrying an older token is refused';
 
--- claim order of the in-server runners' queue
-CREATE INDEX jobs_runnable_sql ON workflow.jobs (priority DESC, run_at, id)
+-- claim order of the in-server runners, per queue: a claim scans each
+-- queue that may start jobs in claim order and merges (a queue held back
+-- by its limits costs one probe, however long its backlog)
+CREATE INDEX jobs_runnable_sql ON workflow.jobs (queue, priority DESC, run_at, id)
     WHERE execution = 'queued' AND task_type IS NULL;
--- claim order per external task type, without and with a domain (two
--- indexes: "domain IS NULL" is no equality, so a domain column between
--- task_type and priority would keep the scan from delivering claim order)
-CREATE INDEX jobs_runnable_external ON workflow.jobs (task_type, priority DESC, run_at, id)
+-- claim order per external task type and queue, without and with a domain
+-- (two indexes: "domain IS NULL" is no equality, so a domain column
+-- between task_type and priority would keep the scan from delivering
+-- claim order)
+CREATE INDEX jobs_runnable_external ON workflow.jobs (task_type, queue, priority DESC, run_at, id)
     WHERE execution = 'queued' AND task_type IS NOT NULL AND domain IS NULL;
-CREATE INDEX jobs_runnable_domain ON workflow.jobs (task_type, domain, priority DESC, run_at, id)
+CREATE INDEX jobs_runnable_domain ON workflow.jobs (task_type, domain, queue, priority DESC, run_at, id)
     WHERE execution = 'queued' AND task_type IS NOT NULL AND domain IS NOT NULL;
 -- claim order within a target of a role (lock by target)
 CREATE INDEX jobs_queued_target ON workflow.jobs (target, created_by, priority DESC, run_at, id)
@@ -141,6 +148,26 @@ CREATE INDEX jobs_tree ON workflow.jobs (root_id)
 -- jobs waiting for a signal
 CREATE INDEX jobs_signal ON workflow.jobs (signal_key)
     WHERE execution = 'waiting' AND signal_key IS NOT NULL;
+
+-- Queues with limits.  Every job belongs to a queue; "default" needs no
+-- row (no row: no limit).  The token bucket of the rate limit (tokens,
+-- tokens_at) is written by the claims, under the row's lock.
+CREATE TABLE workflow.queues (
+    name            text PRIMARY KEY,
+    concurrency     integer,              -- most running jobs at once; NULL = no limit
+    rate_limit      integer,              -- most claims per rate_interval; NULL = no limit
+    rate_interval   interval NOT NULL DEFAULT '1 second',
+    key_concurrency integer,              -- most running jobs per concurrency key; NULL = no limit
+    tokens          double precision,     -- claims the rate limit allows now (at tokens_at)
+    tokens_at       timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CHECK (concurrency > 0 AND concurrency <= 1000000),
+    CHECK (rate_limit > 0 AND rate_limit <= 1000000),
+    CHECK (rate_interval >= interval '1 millisecond' AND rate_interval <= interval '1 day'),
+    CHECK (key_concurrency > 0 AND key_concurrency <= 1000000)
+);
+COMMENT ON TABLE workflow.queues IS
+    'named queues and their limits (concurrency, rate, per-key concurrency); a queue without a row has none';
 
 -- Lock by target: a row exists while a job holding the target is in
 -- progress (from its first claim until it ends).  The primary key makes the
@@ -263,6 +290,7 @@ SELECT pg_catalog.pg_extension_config_dump('workflow.task_runs', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.job_info', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.joins', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.signals', '');
+SELECT pg_catalog.pg_extension_config_dump('workflow.queues', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workflow.workflows', 'id'), '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workflow.jobs', 'id'), '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('workflow.task_runs', 'id'), '');

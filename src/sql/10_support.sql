@@ -64,3 +64,11 @@ LANGUAGE c PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'workflow_warn_unserved';
 COMMENT ON FUNCTION workflow._warn_unserved() IS
     'internal: warn (once per transaction) when no worker of this server serves the current database (workflow.database), whose jobs would then stay queued';
+
+CREATE OR REPLACE FUNCTION workflow._concurrency_key(query text, context jsonb, creator oid,
+                                                   search_path text, workflow text)
+RETURNS text
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'workflow_concurrency_key';
+COMMENT ON FUNCTION workflow._concurrency_key(text, jsonb, oid, text, text) IS
+    'internal: a new job''s concurrency key: the definition''s query, run read-only as the job''s creator (src/concurrency_key.c)';

@@ -473,6 +473,8 @@ DECLARE
     v_attempts  integer;
     v_search_path text;
     v_version   integer;
+    v_queue     text;
+    v_key_sql   text;
 BEGIN
     IF definition IS NULL THEN
         RAISE EXCEPTION 'workflow definition must not be null'
@@ -486,7 +488,8 @@ BEGIN
     END IF;
     FOR key IN SELECT jsonb_object_keys(definition) LOOP
         IF key NOT IN ('name', 'chain', 'onerror', 'oncancel', 'timeout', 'max_attempts',
-                       'initial_delay', 'max_delay', 'on_stale', 'search_path', 'description') THEN
+                       'initial_delay', 'max_delay', 'on_stale', 'search_path', 'description',
+                       'queue', 'concurrency_key') THEN
             PERFORM workflow._invalid(key, 'is not a known workflow field');
         END IF;
     END LOOP;
@@ -544,6 +547,15 @@ BEGIN
                                                         definition -> 'search_path'));
     END IF;
     v_attempts := coalesce(workflow._integer(definition -> 'max_attempts', 'max_attempts', 1, 1000), 1);
+    v_queue := coalesce(workflow._string(definition -> 'queue', 'queue', workflow._name_pattern(),
+                                         '1 to 128 letters, digits, "_", "-" or "."'),
+                        'default');
+    IF NOT workflow._queue_exists(v_queue) THEN
+        PERFORM workflow._invalid('queue', format('names queue "%s", which does not exist', v_queue));
+    END IF;
+    IF definition ? 'concurrency_key' THEN
+        v_key_sql := workflow._compile_query(definition -> 'concurrency_key', 'concurrency_key');
+    END IF;
 
     -- one version number at a time per name
     PERFORM pg_advisory_xact_lock(hashtext('workflow.create_workflow'), hashtext(wf_name));
@@ -559,7 +571,7 @@ BEGIN
 
     INSERT INTO workflow.workflows AS w
         (name, version, definition, owner, timeout, max_attempts, initial_delay, max_delay, on_stale,
-         search_path)
+         search_path, queue, concurrency_key)
     VALUES (wf_name, new_version, definition,
             p_caller::regrole,
             nullif(v_timeout, interval '0'),
@@ -567,7 +579,7 @@ BEGIN
             coalesce(workflow._interval(definition -> 'initial_delay', 'initial_delay'), interval '1 s'),
             coalesce(workflow._interval(definition -> 'max_delay', 'max_delay'), interval '5 min'),
             workflow._string(definition -> 'on_stale', 'on_stale', '^(cancel|retry)$', '"cancel" or "retry"'),
-            v_search_path)
+            v_search_path, v_queue, v_key_sql)
     RETURNING w.id INTO new_id;
 
     -- the chains of control-flow entries: a workflow each, part of this one

@@ -62,14 +62,17 @@ BEGIN
     INSERT INTO workflow.jobs
         (id, workflow_id, workflow, version, execution, params, priority, run_at, task_type,
          domain, created_by, parent_id, root_id, parent_task, parent_lease, branch, child_index,
-         item, waiting_for)
+         item, waiting_for, queue, concurrency_key)
     SELECT nextval('workflow.jobs_id_seq'), w.id, w.name, w.version,
            CASE WHEN c.n - 1 < held_from THEN 'queued' ELSE 'waiting' END::workflow.execution,
            c.params, j.priority,
            CASE WHEN c.n - 1 < held_from THEN now() ELSE 'infinity' END,
            CASE WHEN c.n - 1 < held_from THEN f.task_type END,
            j.domain, j.created_by, j.id, j.root_id, cur.name, p_lease, c.branch, (c.n - 1)::integer,
-           c.item, CASE WHEN c.n - 1 < held_from THEN NULL ELSE 'turn' END
+           c.item, CASE WHEN c.n - 1 < held_from THEN NULL ELSE 'turn' END,
+           -- the parent's queue and key; a sub-workflow's own queue if it has one
+           CASE WHEN w.part_of IS NULL AND w.queue <> 'default' THEN w.queue ELSE j.queue END,
+           j.concurrency_key
       FROM unnest(p_workflows, p_params, p_branches, p_items) WITH ORDINALITY AS c(wid, params, branch, item, n)
       JOIN workflow.workflows w ON w.id = c.wid
       LEFT JOIN workflow.tasks f ON f.workflow_id = w.id AND f.phase = 'chain' AND f.position = 0

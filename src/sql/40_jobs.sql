@@ -1,7 +1,7 @@
 -- Jobs API
 -------------------------------------------------------------------------------
 
-CREATE OR REPLACE FUNCTION workflow._create_job(workflow text, params jsonb, target text, run_at timestamptz, priority integer, idempotency_key text, version integer, domain text, p_caller oid)
+CREATE OR REPLACE FUNCTION workflow._create_job(workflow text, params jsonb, target text, run_at timestamptz, priority integer, idempotency_key text, version integer, domain text, queue text, p_caller oid)
 RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -13,6 +13,8 @@ DECLARE
     first   workflow.tasks;
     new_id  bigint;
     next_id bigint;
+    v_queue text;
+    v_key   text;
 BEGIN
     IF _create_job.workflow IS NULL THEN
         RAISE EXCEPTION 'workflow name must not be null'
@@ -94,6 +96,7 @@ BEGIN
 
     SELECT * INTO first FROM workflow.tasks s
      WHERE s.workflow_id = w.id AND s.phase = 'chain' AND s.position = 0;
+    v_queue := workflow._job_queue(_create_job.queue, w.queue);
 
     -- never a silent job that no worker of this server will run
     PERFORM workflow._warn_unserved();
@@ -101,24 +104,26 @@ BEGIN
     IF _create_job.idempotency_key IS NULL THEN
         -- no key: a plain insert (no speculative insertion)
         next_id := nextval('workflow.jobs_id_seq');
+        v_key := workflow._new_job_key(w, next_id, _create_job.params, _create_job.target, p_caller);
         INSERT INTO workflow.jobs AS j
             (id, root_id, workflow_id, workflow, version, params, target, priority, run_at,
-             task_type, domain, created_by)
+             task_type, domain, created_by, queue, concurrency_key)
         VALUES (next_id, next_id, w.id, w.name, w.version, _create_job.params, _create_job.target,
                 _create_job.priority, _create_job.run_at, first.task_type, _create_job.domain,
-                p_caller::regrole)
+                p_caller::regrole, v_queue, v_key)
         RETURNING j.id INTO new_id;
         PERFORM workflow._wake_at_commit(first.task_type);
         RETURN new_id;
     END IF;
     LOOP
         next_id := nextval('workflow.jobs_id_seq');
+        v_key := workflow._new_job_key(w, next_id, _create_job.params, _create_job.target, p_caller);
         INSERT INTO workflow.jobs AS j
             (id, root_id, workflow_id, workflow, version, params, target, priority, run_at,
-             task_type, domain, idempotency_key, created_by)
+             task_type, domain, idempotency_key, created_by, queue, concurrency_key)
         VALUES (next_id, next_id, w.id, w.name, w.version, _create_job.params, _create_job.target,
                 _create_job.priority, _create_job.run_at, first.task_type, _create_job.domain,
-                _create_job.idempotency_key, p_caller::regrole)
+                _create_job.idempotency_key, p_caller::regrole, v_queue, v_key)
         ON CONFLICT (workflow, created_by, idempotency_key)
             WHERE idempotency_key IS NOT NULL AND execution IN ('queued', 'running', 'waiting')
             DO NOTHING
@@ -139,8 +144,27 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION workflow._create_job(text, jsonb, text, timestamptz, integer, text, integer, text, oid) IS
+COMMENT ON FUNCTION workflow._create_job(text, jsonb, text, timestamptz, integer, text, integer, text, text, oid) IS
     'internal: implementation of workflow.create_job, with the calling role (src/api.c)';
+
+-- The concurrency key of a new job of w (NULL when its workflow has no
+-- concurrency_key): the definition's query, run as the job's creator.
+CREATE OR REPLACE FUNCTION workflow._new_job_key(w workflow.workflows, id bigint, params jsonb, target text,
+                                              p_caller oid)
+RETURNS text
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN w.concurrency_key IS NOT NULL THEN
+        workflow._concurrency_key(w.concurrency_key,
+                                  jsonb_build_object('job', jsonb_build_object(
+                                      'id', id, 'workflow', w.name, 'version', w.version,
+                                      'params', params, 'target', target, 'attempt', 1)),
+                                  p_caller, w.search_path, w.name)
+    END
+$$;
+COMMENT ON FUNCTION workflow._new_job_key(workflow.workflows, bigint, jsonb, text, oid) IS
+    'internal: the concurrency key of a new job (the definition''s concurrency_key, run as its creator)';
 
 CREATE OR REPLACE FUNCTION workflow._get_job(id bigint, p_caller oid)
 RETURNS jsonb
@@ -354,12 +378,13 @@ CREATE OR REPLACE FUNCTION workflow.create_job(workflow text,
                                                priority integer DEFAULT 0,
                                                idempotency_key text DEFAULT NULL,
                                                version integer DEFAULT NULL,
-                                               domain text DEFAULT NULL)
+                                               domain text DEFAULT NULL,
+                                               queue text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'workflow_api_call';
-COMMENT ON FUNCTION workflow.create_job(text, jsonb, text, timestamptz, integer, text, integer, text) IS
-    'create a job of the latest (or given) version of a workflow; a live job with the same idempotency key is returned instead of a duplicate; domain routes its external tasks to pollers of that domain';
+COMMENT ON FUNCTION workflow.create_job(text, jsonb, text, timestamptz, integer, text, integer, text, text) IS
+    'create a job of the latest (or given) version of a workflow; a live job with the same idempotency key is returned instead of a duplicate; domain routes its external tasks to pollers of that domain; queue overrides the workflow''s queue';
 
 CREATE OR REPLACE FUNCTION workflow.get_job(id bigint)
 RETURNS jsonb

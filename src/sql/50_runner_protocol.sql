@@ -138,7 +138,8 @@ BEGIN
         RAISE EXCEPTION 'cannot list more than 10000 jobs at once'
             USING ERRCODE = 'program_limit_exceeded';
     END IF;
-    IF queue IS NULL THEN
+    -- "queue" here is node-workflow's word for a task type
+    IF next_jobs.queue IS NULL THEN
         RETURN QUERY
             SELECT j.id FROM workflow.jobs j
              WHERE j.execution = 'queued' AND j.task_type IS NULL AND j.run_at <= now()
@@ -148,7 +149,7 @@ BEGIN
     ELSE
         RETURN QUERY
             SELECT j.id FROM workflow.jobs j
-             WHERE j.execution = 'queued' AND j.task_type = queue AND j.run_at <= now()
+             WHERE j.execution = 'queued' AND j.task_type = next_jobs.queue AND j.run_at <= now()
                AND (j.target IS NULL OR workflow._target_free(j.id, j.created_by, j.target, j.priority, j.run_at, now()))
              ORDER BY j.priority DESC, j.run_at, j.id
             OFFSET start LIMIT stop - start + 1;
@@ -186,6 +187,9 @@ BEGIN
                 USING ERRCODE = 'undefined_object';
         END IF;
         RETURN NULL;        -- taken, not queued, or not due
+    END IF;
+    IF NOT workflow._queue_admit(j) THEN
+        RETURN NULL;        -- its queue's limits hold it back
     END IF;
 
     IF j.target IS NOT NULL THEN

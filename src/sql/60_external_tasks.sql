@@ -38,12 +38,14 @@ SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan  -- see _runner_claim
 AS $$
 DECLARE
-    j           workflow.jobs;
+    cand        record;
     ids         bigint[] := '{}';
+    taken       text[] := '{}';
+    room        jsonb := '{}';
+    next_room   jsonb;
     remaining   integer := p_count;
     pass        integer;
     default_lease interval := current_setting('workflow.task_lease')::interval;
-    cur         refcursor;
 BEGIN
     IF EXISTS (SELECT 1 FROM workflow.task_types t WHERE t.task_type = p_type AND t.paused) THEN
         RETURN;
@@ -51,43 +53,51 @@ BEGIN
     FOR pass IN 1..2 LOOP
         CONTINUE WHEN pass = 1 AND p_domain IS NULL;
         EXIT WHEN remaining = 0;
-        -- two plain queries, so that each is an ordered scan of the index
-        -- (task_type, domain, priority DESC, run_at, id); the clock, not
-        -- now(): a long poll's transaction is old
-        IF pass = 1 THEN
-            OPEN cur FOR
-                SELECT * FROM workflow.jobs
-                 WHERE execution = 'queued' AND task_type = p_type AND domain = p_domain
-                   AND run_at <= clock_timestamp()
-                   AND (target IS NULL
-                        OR workflow._target_free(id, created_by, target, priority, run_at, clock_timestamp()))
-                 ORDER BY priority DESC, run_at, id
-                 LIMIT remaining
-                   FOR NO KEY UPDATE SKIP LOCKED;
-        ELSE
-            OPEN cur FOR
-                SELECT * FROM workflow.jobs
-                 WHERE execution = 'queued' AND task_type = p_type AND domain IS NULL
-                   AND run_at <= clock_timestamp()
-                   AND (target IS NULL
-                        OR workflow._target_free(id, created_by, target, priority, run_at, clock_timestamp()))
-                 ORDER BY priority DESC, run_at, id
-                 LIMIT remaining
-                   FOR NO KEY UPDATE SKIP LOCKED;
-        END IF;
+        -- each open queue scanned in claim order in the index (task_type,
+        -- [domain,] queue, priority DESC, run_at, id), merged; the clock,
+        -- not now(): a long poll's transaction is old
+        FOR cand IN
+            SELECT c.*, o.key_room, o.key_limit
+              FROM workflow._queue_open(remaining, p_type, NULL) o
+             CROSS JOIN LATERAL (
+                SELECT j.id, j.created_by, j.target, j.queue, j.concurrency_key,
+                       j.priority, j.run_at
+                  FROM workflow.jobs j
+                 WHERE j.execution = 'queued' AND j.task_type = p_type
+                   AND ((pass = 1 AND j.domain = p_domain) OR (pass = 2 AND j.domain IS NULL))
+                   AND j.queue = o.queue
+                   AND j.run_at <= clock_timestamp()
+                   AND (o.full_keys IS NULL OR j.concurrency_key IS NULL
+                        OR j.concurrency_key <> ALL (o.full_keys))
+                   AND (j.target IS NULL
+                        OR workflow._target_free(j.id, j.created_by, j.target, j.priority, j.run_at,
+                                                 clock_timestamp()))
+                 ORDER BY j.priority DESC, j.run_at, j.id
+                 LIMIT o.budget
+                   FOR NO KEY UPDATE SKIP LOCKED) c
+             ORDER BY c.priority DESC, c.run_at, c.id
+             LIMIT remaining
         LOOP
-            FETCH cur INTO j;
-            EXIT WHEN NOT FOUND;
-            CONTINUE WHEN j.target IS NOT NULL
-                      AND NOT workflow._take_target(j.id, j.created_by, j.target);
-            ids := ids || j.id;
+            -- at most key_concurrency running per concurrency key
+            IF cand.key_limit IS NOT NULL THEN
+                next_room := workflow._key_admit(room, cand.queue, cand.concurrency_key,
+                                                 cand.key_room, cand.key_limit);
+                CONTINUE WHEN next_room IS NULL;
+            END IF;
+            CONTINUE WHEN cand.target IS NOT NULL
+                      AND NOT workflow._take_target(cand.id, cand.created_by, cand.target);
+            IF cand.key_limit IS NOT NULL THEN
+                room := next_room;
+            END IF;
+            ids := ids || cand.id;
+            taken := taken || cand.queue;
             remaining := remaining - 1;
         END LOOP;
-        CLOSE cur;
     END LOOP;
     IF cardinality(ids) = 0 THEN
         RETURN;
     END IF;
+    PERFORM workflow._queue_take(taken);
     -- one statement for the whole batch, in claim order
     RETURN QUERY
         WITH u AS (
@@ -128,7 +138,9 @@ COMMENT ON FUNCTION workflow._claim_tasks(text, text, integer, text) IS
 
 -- When the next task of a type (the worker's domain, or none) becomes due,
 -- or NULL: a long poll sleeps no longer than that, since no commit will
--- wake it when a retry's backoff or a requeue's delay ends.
+-- wake it when a retry's backoff or a requeue's delay ends.  A due task of
+-- a queue with limits, which the claim may have left for its limits, is
+-- looked at again after workflow.run_interval, as the in-server runners do.
 CREATE OR REPLACE FUNCTION workflow._next_due(p_type text, p_domain text)
 RETURNS timestamptz
 LANGUAGE plpgsql STABLE
@@ -136,9 +148,15 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (SELECT min(j.run_at) FROM workflow.jobs j
-     WHERE j.execution = 'queued' AND j.task_type = p_type
-       AND (j.domain IS NULL OR j.domain = p_domain));
+    RETURN (SELECT min(CASE WHEN q.name IS NULL THEN j.run_at
+                            ELSE greatest(j.run_at, clock_timestamp()
+                                          + current_setting('workflow.run_interval')::interval) END)
+              FROM workflow.jobs j
+              LEFT JOIN workflow.queues q
+                ON q.name = j.queue
+               AND (q.concurrency IS NOT NULL OR q.rate_limit IS NOT NULL OR q.key_concurrency IS NOT NULL)
+             WHERE j.execution = 'queued' AND j.task_type = p_type
+               AND (j.domain IS NULL OR j.domain = p_domain));
 END
 $$;
 COMMENT ON FUNCTION workflow._next_due(text, text) IS

@@ -30,9 +30,12 @@ AS 'MODULE_PATHNAME', 'workflow_task_add_info';
 COMMENT ON FUNCTION workflow.add_info(jsonb) IS
     'from inside an SQL task: append progress information to the job, stored with the task outcome';
 
--- Claim up to p_limit runnable jobs of the runners' queue, in claim
--- order, with SKIP LOCKED and lock by target.  A job found past its
--- deadline is claimed too: the runner then handles the timeout.
+-- Claim up to p_limit runnable jobs for the in-server runners, in claim
+-- order (priority, run_at, id) across the queues that may start jobs now
+-- and within each queue's limits (42_queues.sql), with SKIP LOCKED and lock
+-- by target.  Returns them in claim order: the runner starts them in that
+-- order.  A job found past its deadline is claimed too: the runner then
+-- handles the timeout.
 CREATE OR REPLACE FUNCTION workflow._runner_claim(p_runner text, p_limit integer)
 RETURNS SETOF workflow.jobs
 LANGUAGE plpgsql
@@ -43,37 +46,65 @@ AS $$
 DECLARE
     cand    record;
     ids     bigint[] := '{}';
+    taken   text[] := '{}';
+    room    jsonb := '{}';
+    next_room jsonb;
 BEGIN
     FOR cand IN
-        SELECT j.id, j.created_by, j.target FROM workflow.jobs j
-         WHERE j.execution = 'queued' AND j.task_type IS NULL AND j.run_at <= now()
-           AND (j.target IS NULL
-                OR workflow._target_free(j.id, j.created_by, j.target, j.priority, j.run_at, now()))
-         ORDER BY j.priority DESC, j.run_at, j.id
+        SELECT c.*, o.key_room, o.key_limit
+          FROM workflow._queue_open(p_limit, NULL, NULL) o
+         CROSS JOIN LATERAL (
+            SELECT j.id, j.created_by, j.target, j.queue, j.concurrency_key,
+                   j.priority, j.run_at
+              FROM workflow.jobs j
+             WHERE j.execution = 'queued' AND j.task_type IS NULL AND j.queue = o.queue
+               AND j.run_at <= now()
+               AND (o.full_keys IS NULL OR j.concurrency_key IS NULL
+                    OR j.concurrency_key <> ALL (o.full_keys))
+               AND (j.target IS NULL
+                    OR workflow._target_free(j.id, j.created_by, j.target, j.priority, j.run_at, now()))
+             ORDER BY j.priority DESC, j.run_at, j.id
+             LIMIT o.budget
+               FOR NO KEY UPDATE SKIP LOCKED) c
+         ORDER BY c.priority DESC, c.run_at, c.id
          LIMIT p_limit
-           FOR NO KEY UPDATE SKIP LOCKED
     LOOP
+        -- at most key_concurrency running per concurrency key
+        IF cand.key_limit IS NOT NULL THEN
+            next_room := workflow._key_admit(room, cand.queue, cand.concurrency_key,
+                                             cand.key_room, cand.key_limit);
+            CONTINUE WHEN next_room IS NULL;
+        END IF;
         -- also refuses a second job of the same target in this batch
         CONTINUE WHEN cand.target IS NOT NULL
                   AND NOT workflow._take_target(cand.id, cand.created_by, cand.target);
+        IF cand.key_limit IS NOT NULL THEN
+            room := next_room;
+        END IF;
         ids := ids || cand.id;
+        taken := taken || cand.queue;
     END LOOP;
     IF cardinality(ids) = 0 THEN
         RETURN;
     END IF;
+    PERFORM workflow._queue_take(taken);
     RETURN QUERY
-        UPDATE workflow.jobs j
-           SET execution = 'running', runner_id = p_runner,
-               lease = workflow._new_lease(), claimed_at = now(),
-               started_at = coalesce(j.started_at, now()),
-               deadline = coalesce(j.deadline, now() + w.timeout)
-          FROM workflow.workflows w
-         WHERE j.id = ANY (ids) AND w.id = j.workflow_id
-        RETURNING j.*;
+        WITH u AS (
+            UPDATE workflow.jobs j
+               SET execution = 'running', runner_id = p_runner,
+                   lease = workflow._new_lease(), claimed_at = now(),
+                   started_at = coalesce(j.started_at, now()),
+                   deadline = coalesce(j.deadline, now() + w.timeout)
+              FROM workflow.workflows w
+             WHERE j.id = ANY (ids) AND w.id = j.workflow_id
+            RETURNING j.*)
+        SELECT u.* FROM u
+          JOIN unnest(ids) WITH ORDINALITY AS o(id, n) ON o.id = u.id
+         ORDER BY o.n;
 END
 $$;
 COMMENT ON FUNCTION workflow._runner_claim(text, integer) IS
-    'internal: claim a batch of runnable jobs for an in-server runner (SKIP LOCKED, lock by target)';
+    'internal: claim a batch of runnable jobs for an in-server runner, in claim order (queue limits, SKIP LOCKED, lock by target)';
 
 -- Take over jobs another in-server runner claimed more than p_after ago
 -- but has not started: it is busy with a slow task of its batch, and this

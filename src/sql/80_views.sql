@@ -23,6 +23,31 @@ SELECT j.workflow,
 COMMENT ON VIEW workflow.job_summary IS
     'per workflow and state: job counts, and over the last hour queue wait (created to started) and run duration percentiles';
 
+-- Queues, their limits and their live jobs (security_invoker: a role
+-- counts the jobs it may see; an administrator sees all)
+CREATE OR REPLACE VIEW workflow.queue_status WITH (security_invoker = true) AS
+SELECT n.name AS queue,
+       q.concurrency,
+       q.rate_limit,
+       q.key_concurrency,
+       coalesce(c.queued, 0) AS queued,
+       coalesce(c.running, 0) AS running,
+       coalesce(q.rate_interval, interval '1 second') AS rate_interval,
+       coalesce(c.waiting, 0) AS waiting,
+       c.oldest_queued
+  FROM (SELECT 'default'::text AS name UNION SELECT x.name FROM workflow.queues x) n
+  LEFT JOIN workflow.queues q ON q.name = n.name
+  LEFT JOIN (SELECT j.queue,
+                    count(*) FILTER (WHERE j.execution = 'queued') AS queued,
+                    count(*) FILTER (WHERE j.execution = 'running') AS running,
+                    count(*) FILTER (WHERE j.execution = 'waiting') AS waiting,
+                    min(j.run_at) FILTER (WHERE j.execution = 'queued') AS oldest_queued
+               FROM workflow.jobs j
+              WHERE j.execution IN ('queued', 'running', 'waiting')
+              GROUP BY j.queue) c ON c.queue = n.name;
+COMMENT ON VIEW workflow.queue_status IS
+    'per queue: its limits and its queued, running and waiting jobs (those the reader may see)';
+
 -- The in-server workers as shared memory records them (src/launcher.c):
 -- runner_status reads their liveness there, since pg_stat_activity hides
 -- the start of other roles' backends from a role that is no superuser (nor

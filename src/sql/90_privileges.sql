@@ -89,7 +89,7 @@ GRANT EXECUTE ON FUNCTION
     workflow._in_server_workers(),
     workflow.create_workflow(jsonb),
     workflow.drop_workflow(text, boolean),
-    workflow.create_job(text, jsonb, text, timestamptz, integer, text, integer, text),
+    workflow.create_job(text, jsonb, text, timestamptz, integer, text, integer, text, text),
     workflow.get_job(bigint),
     workflow.cancel_job(bigint, text),
     workflow.resume_job(bigint, jsonb, text),
@@ -127,11 +127,14 @@ GRANT EXECUTE ON FUNCTION
     workflow.stale_jobs(),
     workflow.pause_task_type(text),
     workflow.resume_task_type(text),
-    workflow.job_context(workflow.jobs)
+    workflow.job_context(workflow.jobs),
+    workflow.create_queue(text, integer, integer, interval, integer),
+    workflow.alter_queue(text, integer, integer, interval, integer),
+    workflow.drop_queue(text)
     TO workflow_admin;
 
 GRANT SELECT ON workflow.workflows, workflow.tasks, workflow.jobs, workflow.task_runs,
                 workflow.job_info, workflow.runners, workflow.task_types, workflow.target_locks,
                 workflow.job_summary, workflow.runner_status, workflow.failed_jobs,
-                workflow.slow_jobs, workflow.schedules
+                workflow.slow_jobs, workflow.schedules, workflow.queues, workflow.queue_status
     TO workflow_user, workflow_worker;

@@ -37,6 +37,8 @@ $$;
 -- new ones created by the function sources that follow.
 -------------------------------------------------------------------------------
 
+DROP FUNCTION workflow.create_job(text, jsonb, text, timestamptz, integer, text, integer, text);  -- queue
+DROP FUNCTION workflow._create_job(text, jsonb, text, timestamptz, integer, text, integer, text, oid);  -- queue
 DROP FUNCTION workflow._check_external_worker(text);           -- (text, oid)
 DROP FUNCTION workflow._complete_task(bigint, bigint, jsonb);  -- _complete_task_general; _complete_task(..., oid) is C
 DROP FUNCTION workflow._leased_job(bigint, bigint, text);      -- (..., oid)
@@ -257,3 +259,42 @@ COMMENT ON TABLE workflow.signals IS
     'signals sent before any job waited on their key, kept for workflow.signal_retention';
 SELECT pg_catalog.pg_extension_config_dump('workflow.joins', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.signals', '');
+
+-------------------------------------------------------------------------------
+-- Queues with limits (src/sql/42_queues.sql)
+-------------------------------------------------------------------------------
+
+ALTER TABLE workflow.workflows
+    ADD COLUMN queue text NOT NULL DEFAULT 'default',
+    ADD COLUMN concurrency_key text;
+ALTER TABLE workflow.jobs
+    ADD COLUMN queue text NOT NULL DEFAULT 'default',
+    ADD COLUMN concurrency_key text;
+-- the claim scans each queue in claim order
+DROP INDEX workflow.jobs_runnable_sql;
+DROP INDEX workflow.jobs_runnable_external;
+DROP INDEX workflow.jobs_runnable_domain;
+CREATE INDEX jobs_runnable_sql ON workflow.jobs (queue, priority DESC, run_at, id)
+    WHERE execution = 'queued' AND task_type IS NULL;
+CREATE INDEX jobs_runnable_external ON workflow.jobs (task_type, queue, priority DESC, run_at, id)
+    WHERE execution = 'queued' AND task_type IS NOT NULL AND domain IS NULL;
+CREATE INDEX jobs_runnable_domain ON workflow.jobs (task_type, domain, queue, priority DESC, run_at, id)
+    WHERE execution = 'queued' AND task_type IS NOT NULL AND domain IS NOT NULL;
+
+CREATE TABLE workflow.queues (
+    name            text PRIMARY KEY,
+    concurrency     integer,
+    rate_limit      integer,
+    rate_interval   interval NOT NULL DEFAULT '1 second',
+    key_concurrency integer,
+    tokens          double precision,
+    tokens_at       timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CHECK (concurrency > 0 AND concurrency <= 1000000),
+    CHECK (rate_limit > 0 AND rate_limit <= 1000000),
+    CHECK (rate_interval >= interval '1 millisecond' AND rate_interval <= interval '1 day'),
+    CHECK (key_concurrency > 0 AND key_concurrency <= 1000000)
+);
+COMMENT ON TABLE workflow.queues IS
+    'named queues and their limits (concurrency, rate, per-key concurrency); a queue without a row has none';
+SELECT pg_catalog.pg_extension_config_dump('workflow.queues', '');
