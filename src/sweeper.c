@@ -6,8 +6,9 @@
  *		in-server workers (from shared memory, so a runner busy with a long
  *		task never looks dead), ends elapsed wait timers, enforces job
  *		timeouts, applies the on_stale policy to the jobs of runners that
- *		stopped reporting and whose process is gone, prunes finished jobs
- *		older than workflow.retention, and counts the jobs waiting for a
+ *		stopped reporting and whose process is gone, prunes succeeded jobs
+ *		older than workflow.retention and failed or canceled ones older than
+ *		workflow.failed_retention, and counts the jobs waiting for a
  *		runner for the launcher; and it removes the rows of external runners
  *		not heard from for workflow.runner_retention that hold no running
  *		job.
@@ -243,9 +244,10 @@ static bool
 sweep_once(bool *present)
 {
 	Oid			extoid;
-	Oid			argtypes[4] = {TEXTOID, INTERVALOID, INT4OID, INT8ARRAYOID};
-	Datum		values[4];
+	Oid			argtypes[5] = {TEXTOID, INTERVALOID, INT4OID, INT8ARRAYOID, INTERVALOID};
+	Datum		values[5];
 	Interval   *retention;
+	Interval   *failed_retention;
 	bool		more = false;
 	WorkflowDatabase *e;
 
@@ -286,16 +288,19 @@ sweep_once(bool *present)
 
 	retention = palloc0(sizeof(Interval));
 	retention->time = (int64) workflow_retention * USECS_PER_SEC;
+	failed_retention = palloc0(sizeof(Interval));
+	failed_retention->time = (int64) workflow_failed_retention * USECS_PER_SEC;
 	values[0] = CStringGetTextDatum(workflow_stale_job_action == WF_STALE_RETRY ?
 									"retry" : "cancel");
 	values[1] = IntervalPGetDatum(retention);
 	values[2] = Int32GetDatum(SWEEP_BATCH);
 	values[3] = skip_list();
+	values[4] = IntervalPGetDatum(failed_retention);
 	/* the keys of _sweep's result, read by name */
-	if (SPI_execute_with_args("SELECT s.* FROM pg_catalog.jsonb_to_record(workflow._sweep($1, $2, $3, $4)) "
+	if (SPI_execute_with_args("SELECT s.* FROM pg_catalog.jsonb_to_record(workflow._sweep($1, $2, $3, $4, $5)) "
 							  "AS s(timers integer, timeouts integer, stale integer, "
 							  "pruned integer, failed bigint[])",
-							  4, argtypes, values, NULL, false, 1) != SPI_OK_SELECT ||
+							  5, argtypes, values, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "workflow sweeper could not sweep");
 	else

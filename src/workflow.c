@@ -40,6 +40,7 @@ int			workflow_activity_interval = 1000;
 int			workflow_stale_after = 10;
 int			workflow_stale_job_action = WF_STALE_CANCEL;
 int			workflow_retention = 7 * 24 * 3600;
+int			workflow_failed_retention = 30 * 24 * 3600;
 int			workflow_runner_retention = 24 * 3600;
 /* read in SQL only (workflow._signal_retention()) */
 static int	workflow_signal_retention = 3600;
@@ -154,10 +155,19 @@ workflow_define_gucs(void)
 							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("workflow.retention",
-							"Finished jobs older than this are pruned; 0 keeps all.",
-							NULL,
+							"Succeeded jobs older than this are pruned; 0 keeps all.",
+							"Failed and canceled jobs follow workflow.failed_retention; a child job goes with its root.",
 							&workflow_retention,
 							7 * 24 * 3600, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("workflow.failed_retention",
+							"Failed and canceled jobs older than this are pruned; 0 keeps all.",
+							"Succeeded jobs follow workflow.retention; a child job goes with its root.",
+							&workflow_failed_retention,
+							30 * 24 * 3600, 0, INT_MAX,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);

@@ -38,6 +38,7 @@ extern int	workflow_activity_interval;
 extern int	workflow_stale_after;
 extern int	workflow_stale_job_action;
 extern int	workflow_retention;
+extern int	workflow_failed_retention;
 extern int	workflow_runner_retention;
 extern bool workflow_enabled;
 extern int	workflow_max_payload_size;

@@ -137,8 +137,10 @@ CREATE INDEX jobs_running ON workflow.jobs (runner_id)
 -- role's own, so no role can take or pre-empt another role's key
 CREATE UNIQUE INDEX jobs_idempotency ON workflow.jobs (workflow, created_by, idempotency_key)
     WHERE idempotency_key IS NOT NULL AND execution IN ('queued', 'running', 'waiting');
--- retention pruning (of roots: children go with their root)
-CREATE INDEX jobs_finished ON workflow.jobs (finished_at)
+-- retention pruning (of roots: children go with their root), oldest
+-- first per end state (succeeded and failed or canceled have retentions
+-- of their own)
+CREATE INDEX jobs_finished ON workflow.jobs (execution, finished_at)
     WHERE finished_at IS NOT NULL AND parent_id IS NULL;
 -- the children of a job, in order; the trees by root
 CREATE INDEX jobs_children ON workflow.jobs (parent_id, parent_task, child_index)

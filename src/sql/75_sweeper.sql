@@ -40,8 +40,13 @@ COMMENT ON FUNCTION workflow._in_server_heartbeat(text[], integer[]) IS
 -- No session can stall a pass: every row lock on jobs is SKIP LOCKED (a
 -- job a session holds, e.g. in an open transaction, is handled at a later
 -- pass) and any other lock wait ends after lock_timeout with that item.
+--
+-- Retention: succeeded jobs older than p_retention (workflow.retention)
+-- and failed or canceled ones older than p_failed_retention
+-- (workflow.failed_retention; NULL: p_retention) are pruned.
 CREATE OR REPLACE FUNCTION workflow._sweep(p_stale_action text, p_retention interval, p_batch integer,
-                                           p_skip bigint[] DEFAULT '{}')
+                                           p_skip bigint[] DEFAULT '{}',
+                                           p_failed_retention interval DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql
 SET lock_timeout = '1s'
@@ -57,7 +62,8 @@ BEGIN
     SELECT * INTO timers FROM workflow._sweep_timers(p_batch, skip);
     SELECT * INTO timeouts FROM workflow._sweep_timeouts(p_batch, skip);
     SELECT * INTO stale FROM workflow._sweep_stale(p_stale_action, p_batch, skip);
-    SELECT * INTO pruned FROM workflow._sweep_retention(p_retention, p_batch, skip);
+    SELECT * INTO pruned FROM workflow._sweep_retention(p_retention, coalesce(p_failed_retention, p_retention),
+                                                        p_batch, skip);
 
     failed := timers.failed || timeouts.failed || stale.failed || pruned.failed;
     RETURN jsonb_build_object('timers', timers.handled, 'timeouts', timeouts.handled,
@@ -66,7 +72,7 @@ BEGIN
                    THEN jsonb_build_object('failed', failed) ELSE '{}' END;
 END
 $$;
-COMMENT ON FUNCTION workflow._sweep(text, interval, integer, bigint[]) IS
+COMMENT ON FUNCTION workflow._sweep(text, interval, integer, bigint[], interval) IS
     'internal: one pass of the sweeper: elapsed timers, job timeouts, stale jobs, retention, each item in a subtransaction of its own';
 
 -- The sweeper's timers: wait tasks whose timer has elapsed succeed, with
@@ -277,35 +283,48 @@ $$;
 COMMENT ON FUNCTION workflow._sweep_stale(text, integer, bigint[]) IS
     'internal: the sweeper''s stale jobs (expired leases, runners that stopped reporting), each job in a subtransaction of its own';
 
--- The sweeper's retention: finished jobs older than p_retention (none when
--- it is not positive) are deleted, a batch at a time, in one statement per
--- table; one job at a time only when that fails.  Returns how many it took
--- on, and the ids of the jobs it could not delete.
-CREATE OR REPLACE FUNCTION workflow._sweep_retention(p_retention interval, p_batch integer, p_skip bigint[],
+-- The sweeper's retention: succeeded jobs older than p_retention, failed
+-- and canceled ones older than p_failed_retention (none of a kind whose
+-- retention is not positive) are deleted, at most p_batch in a pass, in
+-- one statement per table; one job at a time only when that fails.  Only
+-- roots are chosen (their trees go with them), oldest first per end state
+-- (one range of jobs_finished each), so that neither cut-off makes the
+-- other's query read the jobs it keeps.  Returns how many it took on, and
+-- the ids of the jobs it could not delete.
+CREATE OR REPLACE FUNCTION workflow._sweep_retention(p_retention interval, p_failed_retention interval,
+                                                     p_batch integer, p_skip bigint[],
                                                      OUT handled integer, OUT failed bigint[])
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    ids         bigint[];
+    ids         bigint[] := '{}';
     one         bigint;
+    state       workflow.execution;
+    keep        interval;
 BEGIN
     handled := 0;
     failed := '{}';
-    IF p_retention IS NULL OR p_retention <= interval '0' THEN
+    IF NOT (p_retention > interval '0' OR p_failed_retention > interval '0') THEN
         RETURN;
     END IF;
     BEGIN
-        -- roots only (their trees go with them), none of whose children
-        -- is still in progress (a canceled child's oncancel chain)
-        ids := ARRAY(SELECT r.id FROM workflow.jobs r
-                      WHERE r.finished_at < now() - p_retention AND r.parent_id IS NULL
-                        AND r.id <> ALL (p_skip)
-                        AND NOT EXISTS (SELECT 1 FROM workflow.jobs c
-                                         WHERE c.root_id = r.id AND c.parent_id IS NOT NULL
-                                           AND c.execution IN ('queued', 'running', 'waiting'))
-                      ORDER BY r.finished_at LIMIT p_batch
-                        FOR UPDATE OF r SKIP LOCKED);
+        FOREACH state IN ARRAY ARRAY['succeeded', 'failed', 'canceled']::workflow.execution[] LOOP
+            keep := CASE WHEN state = 'succeeded' THEN p_retention ELSE p_failed_retention END;
+            CONTINUE WHEN keep IS NULL OR keep <= interval '0' OR cardinality(ids) >= p_batch;
+            -- none of whose children is still in progress (a canceled
+            -- child's oncancel chain)
+            ids := ids || ARRAY(
+                SELECT r.id FROM workflow.jobs r
+                 WHERE r.execution = state AND r.finished_at < now() - keep
+                   AND r.parent_id IS NULL
+                   AND r.id <> ALL (p_skip)
+                   AND NOT EXISTS (SELECT 1 FROM workflow.jobs c
+                                    WHERE c.root_id = r.id AND c.parent_id IS NOT NULL
+                                      AND c.execution IN ('queued', 'running', 'waiting'))
+                 ORDER BY r.finished_at LIMIT p_batch - cardinality(ids)
+                   FOR UPDATE OF r SKIP LOCKED);
+        END LOOP;
         -- and the signals kept for longer than their retention
         DELETE FROM workflow.signals
          WHERE sent_at < now() - workflow._signal_retention();
@@ -329,8 +348,8 @@ BEGIN
     END;
 END
 $$;
-COMMENT ON FUNCTION workflow._sweep_retention(interval, integer, bigint[]) IS
-    'internal: the sweeper''s retention: delete finished jobs older than the retention, a batch at a time';
+COMMENT ON FUNCTION workflow._sweep_retention(interval, interval, integer, bigint[]) IS
+    'internal: the sweeper''s retention: delete succeeded jobs older than workflow.retention and failed or canceled ones older than workflow.failed_retention, a batch at a time';
 
 -- Delete finished jobs with their task runs and info (the sweeper's
 -- retention; the caller holds their row locks).

@@ -3,7 +3,8 @@
 --   workflow_user    define workflows, create jobs, and see, cancel, resume,
 --                    retry the jobs one created
 --   workflow_worker  the runner protocol and the external task protocol
---   workflow_admin   both, and every job of every role; pause task types
+--   workflow_admin   both, and every job of every role; pause task types;
+--                    delete and redact finished jobs
 --
 -- Users have no privilege to write any table: every change goes through the
 -- functions, which are SECURITY DEFINER with a pinned search_path (those
@@ -130,7 +131,9 @@ GRANT EXECUTE ON FUNCTION
     workflow.job_context(workflow.jobs),
     workflow.create_queue(text, integer, integer, interval, integer),
     workflow.alter_queue(text, integer, integer, interval, integer),
-    workflow.drop_queue(text)
+    workflow.drop_queue(text),
+    workflow.delete_job(bigint),
+    workflow.redact_job(bigint)
     TO workflow_admin;
 
 GRANT SELECT ON workflow.workflows, workflow.tasks, workflow.jobs, workflow.task_runs,

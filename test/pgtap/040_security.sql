@@ -31,7 +31,7 @@ BEGIN;
 
 SET LOCAL search_path = public, pg_catalog;
 
-SELECT plan(196);
+SELECT plan(202);
 
 -------------------------------------------------------------------------------
 -- Roles
@@ -490,6 +490,10 @@ SELECT is(pg_temp.sqlstate_as('alice', 'SELECT * FROM workflow.stale_jobs()'), '
           'user: stale_jobs: 42501');
 SELECT is(pg_temp.sqlstate_as('alice', 'SELECT workflow.job_context(j) FROM workflow.jobs j'), '42501',
           'user: job_context: 42501');
+SELECT is(pg_temp.sqlstate_as('alice', format('SELECT workflow.delete_job(%s)', :cj4)), '42501',
+          'user: delete_job of its own job: 42501');
+SELECT is(pg_temp.sqlstate_as('alice', format('SELECT workflow.redact_job(%s)', :cj4)), '42501',
+          'user: redact_job of its own job: 42501');
 -- ... nor for workflow_worker
 SELECT is(pg_temp.sqlstate_as('wally', $$SELECT workflow.pause_task_type('sec.ext')$$), '42501',
           'worker: pause_task_type: 42501');
@@ -497,6 +501,10 @@ SELECT is(pg_temp.sqlstate_as('wally', 'SELECT * FROM workflow.inactive_runners(
           'worker: inactive_runners: 42501');
 SELECT is(pg_temp.sqlstate_as('wally', 'SELECT * FROM workflow.stale_jobs()'), '42501',
           'worker: stale_jobs: 42501');
+SELECT is(pg_temp.sqlstate_as('wally', format('SELECT workflow.delete_job(%s)', :cj4)), '42501',
+          'worker: delete_job: 42501');
+SELECT is(pg_temp.sqlstate_as('wally', format('SELECT workflow.redact_job(%s)', :cj4)), '42501',
+          'worker: redact_job: 42501');
 -- a worker has no user functions either
 SELECT is(pg_temp.sqlstate_as('wally', $$SELECT workflow.create_job('sec_wait')$$), '42501',
           'worker: create_job: 42501');

@@ -64,7 +64,7 @@ BEGIN;
 
 SET LOCAL search_path = public, pg_catalog, pg_temp;
 
-SELECT plan(598);
+SELECT plan(622);
 
 -------------------------------------------------------------------------------
 -- Roles, the schema, the hit counter
@@ -856,7 +856,16 @@ BEGIN
             $q$SELECT workflow.job_diagram(-1)$q$, '^42704: '),
         -- signals: none of mallory's jobs waits on the key
         (96, 'mallory', 'signal',
-            format($q$SELECT workflow.signal('shd-key-%s', '{"x": 1}')$q$, t), '^ok: 0$')
+            format($q$SELECT workflow.signal('shd-key-%s', '{"x": 1}')$q$, t), '^ok: 0$'),
+        -- erasure (the job succeeded at call 55)
+        (97, 'mallory', 'redact_job of its own job: 42501',
+            $q$SELECT workflow.redact_job(J14)$q$, '^42501: '),
+        (98, 'mallory_a', 'redact_job of mallory''s finished job',
+            $q$SELECT workflow.redact_job(J14)$q$, '^ok: 1$'),
+        (99, 'mallory_a', 'delete_job of mallory''s finished job',
+            $q$SELECT workflow.delete_job(J14)$q$, '^ok: 1$'),
+        (100, 'mallory_a', 'delete_job of a job that is not finished: 55000',
+            $q$SELECT workflow.delete_job(J88)$q$, '^55000: ')
         ) AS v(n, role, label, sql, expected)
         ORDER BY n
     LOOP
@@ -955,7 +964,7 @@ SELECT is(ARRAY(SELECT DISTINCT p.proname::text FROM pg_catalog.pg_proc p
                                 add_info,job_info,schedule,unschedule,requeue,wait,next_jobs,run_job,finish_job,pause_job,
                                 register_runner,runner_active,poll_tasks,complete_task,complete_tasks,fail_task,
                                 extend_task,requeue_task,pause_task_type,resume_task_type,inactive_runners,
-                                stale_jobs,job_context,diagram,job_diagram,signal}'::text[])
+                                stale_jobs,job_context,diagram,job_diagram,signal,delete_job,redact_job}'::text[])
                 ORDER BY 1),
           '{}'::text[], 'every function granted to workflow_user, workflow_worker or workflow_admin is called above');
 SELECT is_empty($$

@@ -1,16 +1,18 @@
-# 080_retention.pl: the sweeper prunes finished jobs older than
-# workflow.retention, with their task runs and info, in batches of at most
-# 500 that skip locked rows; live and recent jobs are never pruned;
-# workflow.retention = 0 keeps everything (README
-# "Operations", retention).
+# 080_retention.pl: the sweeper prunes succeeded jobs older than
+# workflow.retention and failed or canceled ones older than
+# workflow.failed_retention, with their task runs and info, in batches of
+# at most 500 that skip locked rows; live and recent jobs are never pruned;
+# a retention of 0 keeps everything (README "Operations", retention).
 #
-# The server starts with workflow.retention = '2s' and
+# The server starts with workflow.retention = '2s',
+# workflow.failed_retention = '2s' and
 # workflow.activity_interval = '100ms' (a sweeper pass every 100 ms).  A
 # statement-level AFTER DELETE trigger on workflow.jobs (added by the test)
 # logs every DELETE: how many jobs, whether all were finished, the youngest
 # one's age, and the backend type.
 #
-# (1) workflow.retention = 0 (ALTER SYSTEM, reload): a waiting job (a
+# (1) workflow.retention = 0 and workflow.failed_retention = 0 (ALTER
+#     SYSTEM, reload): a waiting job (a
 #     {"wait": "signal"} task) and a queued job due tomorrow are created,
 #     then 1200 one-task jobs (more than two sweep batches; each task adds
 #     an info entry), 10 failing and 5 canceled ones.  Once all are finished,
@@ -24,6 +26,11 @@
 #     sweeper's, removed only finished jobs finished more than 2 s before;
 #     jobs, task_runs and job_info hold none of them.  50 new jobs are
 #     pruned once they are 2 s old, not before.  The live jobs survive.
+# (3) workflow.failed_retention = 6s, workflow.retention still 2s: a
+#     succeeded, a failed and a canceled job that finished together.  The
+#     succeeded one is pruned; the failed and canceled ones are still there
+#     when they are 3 s old and after two more passes, and are pruned once
+#     older than 6 s, not before.
 
 use strict;
 use warnings;
@@ -33,9 +40,14 @@ use Test::More;
 use WorkflowNode;
 
 my $node = WorkflowNode->create('retention',
-	settings => { 'workflow.stale_after' => undef, 'workflow.retention' => '2s' });
+	settings => {
+		'workflow.stale_after' => undef,
+		'workflow.retention' => '2s',
+		'workflow.failed_retention' => '2s'
+	});
 
 is($node->q('SHOW workflow.retention'), '2s', 'workflow.retention is 2s');
+is($node->q('SHOW workflow.failed_retention'), '2s', 'workflow.failed_retention is 2s');
 ok( $node->poll_query_until('postgres', "SELECT count(*) = 1 FROM workflow.runners WHERE id = 'sweeper'"),
 	'the sweeper registered itself');
 ok($node->sweeper_passes(2), 'the sweeper heartbeats');
@@ -70,9 +82,12 @@ CREATE TRIGGER log_prune AFTER DELETE ON workflow.jobs
 ###############################################################################
 
 $node->q(q{ALTER SYSTEM SET workflow.retention = 0});
+$node->q(q{ALTER SYSTEM SET workflow.failed_retention = 0});
 $node->q('SELECT pg_reload_conf()');
-ok($node->poll_query_until('postgres', q{SELECT current_setting('workflow.retention') = '0'}),
-	'workflow.retention = 0 after a reload');
+ok( $node->poll_query_until(
+		'postgres',
+		q{SELECT current_setting('workflow.retention') = '0' AND current_setting('workflow.failed_retention') = '0'}),
+	'workflow.retention = 0 and workflow.failed_retention = 0 after a reload');
 # the sweeper reloads at the start of a pass: two passes make sure it did
 ok($node->sweeper_passes(2), 'the sweeper completed two passes since');
 
@@ -129,6 +144,7 @@ $session->query_safe("BEGIN; SELECT id FROM workflow.jobs WHERE id = $locked FOR
 my $deleted_before = $node->q(
 	q{SELECT n_tup_del FROM pg_stat_user_tables WHERE relid = 'workflow.jobs'::regclass});
 $node->q(q{ALTER SYSTEM RESET workflow.retention});
+$node->q(q{ALTER SYSTEM RESET workflow.failed_retention});
 $node->q('SELECT pg_reload_conf()');
 ok( $node->poll_query_until(
 		'postgres',
@@ -185,6 +201,58 @@ is($node->q("SELECT bool_and(min_age > interval '2 s') FROM public.prune_log"),
 # the live jobs stay through more passes
 ok($node->sweeper_passes(3), 'three more sweeper passes');
 is($node->q("SELECT count(*) FROM workflow.jobs WHERE id IN ($waiting, $later)"), '2', 'the live jobs are still there');
+
+###############################################################################
+# (3) failed and canceled jobs are kept for workflow.failed_retention
+###############################################################################
+
+$node->q(q{ALTER SYSTEM SET workflow.failed_retention = '6s'});
+$node->q('SELECT pg_reload_conf()');
+ok($node->poll_query_until('postgres', q{SELECT current_setting('workflow.failed_retention') = '6s'}),
+	'workflow.failed_retention = 6s after a reload');
+ok($node->sweeper_passes(2), 'the sweeper completed two passes since');
+$node->q('TRUNCATE public.prune_log');
+
+my $canceled = $node->q(q{SELECT workflow.create_job('ret_one', run_at => now() + interval '1 hour')});
+my $succeeded = $node->q(q{SELECT workflow.create_job('ret_one')});
+my $failed = $node->q(q{SELECT workflow.create_job('ret_fail')});
+$node->q("SELECT workflow.cancel_job($canceled)");
+ok( $node->poll_query_until(
+		'postgres',
+		qq{SELECT string_agg(execution::text, ',' ORDER BY id) = 'canceled,succeeded,failed'
+             FROM workflow.jobs WHERE id IN ($canceled, $succeeded, $failed)}),
+	'a canceled, a succeeded and a failed job');
+ok( $node->poll_query_until(
+		'postgres',
+		qq{SELECT max(finished_at) - min(finished_at) < interval '1 s'
+             FROM workflow.jobs WHERE id IN ($canceled, $succeeded, $failed)}),
+	'they finished within a second of each other');
+ok( $node->poll_query_until(
+		'postgres',
+		qq{SELECT count(*) = 0 FROM workflow.jobs WHERE id = $succeeded}),
+	'the succeeded job was pruned after workflow.retention');
+# no row (pruned) never satisfies the condition: the poll then fails
+ok( $node->poll_query_until(
+		'postgres',
+		qq{SELECT bool_and(now() - finished_at > interval '3 s') AND count(*) = 2
+             FROM workflow.jobs WHERE id IN ($canceled, $failed)}),
+	'the failed and the canceled job are still there when 3 s old');
+ok($node->sweeper_passes(2), 'two more sweeper passes');
+is($node->q("SELECT count(*) FROM workflow.jobs WHERE id IN ($canceled, $failed)"),
+	'2', 'the failed and the canceled job outlive the succeeded one');
+ok( $node->poll_query_until(
+		'postgres',
+		qq{SELECT count(*) = 0 FROM workflow.jobs WHERE id IN ($canceled, $failed)}),
+	'the failed and the canceled job are pruned after workflow.failed_retention');
+is($node->q(q{SELECT sum(n) FROM public.prune_log}), '3', 'three jobs were pruned');
+is( $node->q(
+		q{SELECT format('%s %s', n, min_age < interval '6 s') FROM public.prune_log
+           ORDER BY logged_at LIMIT 1}),
+	'1 t', 'the succeeded job first, before it was 6 s old');
+is( $node->q(
+		q{SELECT format('%s %s', sum(n), bool_and(min_age > interval '6 s')) FROM public.prune_log
+           WHERE logged_at > (SELECT min(logged_at) FROM public.prune_log)}),
+	'2 t', 'the failed and the canceled job only once older than 6 s');
 
 my @bad = $node->log_lines(qr/\b(PANIC):|server process .* terminated|terminated by signal|could not sweep/);
 is_deeply(\@bad, [], 'server log: no PANIC, crash or failed sweep');

@@ -44,7 +44,7 @@ DROP FUNCTION workflow._complete_task(bigint, bigint, jsonb);  -- _complete_task
 DROP FUNCTION workflow._leased_job(bigint, bigint, text);      -- (..., oid)
 DROP FUNCTION workflow._runner_record(bigint, bigint, text, jsonb, jsonb, timestamptz, interval, jsonb[]);  -- p_outcome workflow.outcome
 DROP FUNCTION workflow._runner_seen(text, text);               -- (text, oid)
-DROP FUNCTION workflow._sweep(text, interval, integer);        -- (..., bigint[])
+DROP FUNCTION workflow._sweep(text, interval, integer);        -- (..., bigint[], interval)
 DROP FUNCTION workflow._target_free(bigint, text, integer, timestamptz, timestamptz);  -- (..., regrole, ...)
 DROP FUNCTION workflow._touch_worker(text);                    -- (text, oid)
 DROP FUNCTION workflow._wake_at_commit(text, integer);          -- returns integer
@@ -223,9 +223,9 @@ ALTER TABLE workflow.jobs
     ADD COLUMN signal_key text;
 -- every job of 1.0 is the root of its own tree
 UPDATE workflow.jobs SET root_id = id;
--- retention prunes roots, with their trees
+-- retention prunes roots, with their trees, oldest first per end state
 DROP INDEX workflow.jobs_finished;
-CREATE INDEX jobs_finished ON workflow.jobs (finished_at)
+CREATE INDEX jobs_finished ON workflow.jobs (execution, finished_at)
     WHERE finished_at IS NOT NULL AND parent_id IS NULL;
 CREATE INDEX jobs_children ON workflow.jobs (parent_id, parent_task, child_index)
     WHERE parent_id IS NOT NULL;
