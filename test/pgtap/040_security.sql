@@ -31,7 +31,7 @@ BEGIN;
 
 SET LOCAL search_path = public, pg_catalog;
 
-SELECT plan(202);
+SELECT plan(205);
 
 -------------------------------------------------------------------------------
 -- Roles
@@ -431,7 +431,7 @@ SELECT is((SELECT count(*)::int FROM workflow.jobs WHERE created_by = 'nolog'::r
 
 -- the implementations cannot be called with a forged caller
 SELECT is(pg_temp.sqlstate_as('alice', format(
-              $$SELECT workflow._create_job('sec_wait', '{}', NULL, now(), 0, NULL, NULL, NULL, %s)$$,
+              $$SELECT workflow._create_job('sec_wait', '{}', NULL, now(), 0, NULL, NULL, NULL, NULL, %s)$$,
               'bob'::regrole::oid)), '42501',
           'forged caller: alice calling workflow._create_job(..., bob) directly: 42501');
 SELECT is(pg_temp.sqlstate_as('bob', format('SELECT workflow._get_job(%s, %s)', :cj2, 'alice'::regrole::oid)), '42501',

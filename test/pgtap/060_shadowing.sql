@@ -64,7 +64,7 @@ BEGIN;
 
 SET LOCAL search_path = public, pg_catalog, pg_temp;
 
-SELECT plan(622);
+SELECT plan(646);
 
 -------------------------------------------------------------------------------
 -- Roles, the schema, the hit counter
@@ -865,7 +865,16 @@ BEGIN
         (99, 'mallory_a', 'delete_job of mallory''s finished job',
             $q$SELECT workflow.delete_job(J14)$q$, '^ok: 1$'),
         (100, 'mallory_a', 'delete_job of a job that is not finished: 55000',
-            $q$SELECT workflow.delete_job(J88)$q$, '^55000: ')
+            $q$SELECT workflow.delete_job(J88)$q$, '^55000: '),
+        -- queues (administrators only)
+        (101, 'mallory', 'create_queue: 42501',
+            format($q$SELECT workflow.create_queue('shd-q-%s', 2)$q$, t), '^42501: '),
+        (102, 'mallory_a', 'create_queue',
+            format($q$SELECT workflow.create_queue('shd-q-%s', 2, 10, '1 s', 1)$q$, t), '^ok: true$'),
+        (103, 'mallory_a', 'alter_queue',
+            format($q$SELECT workflow.alter_queue('shd-q-%s', concurrency => 0)$q$, t), '^ok: true$'),
+        (104, 'mallory_a', 'drop_queue',
+            format($q$SELECT workflow.drop_queue('shd-q-%s')$q$, t), '^ok: true$')
         ) AS v(n, role, label, sql, expected)
         ORDER BY n
     LOOP
@@ -964,7 +973,8 @@ SELECT is(ARRAY(SELECT DISTINCT p.proname::text FROM pg_catalog.pg_proc p
                                 add_info,job_info,schedule,unschedule,requeue,wait,next_jobs,run_job,finish_job,pause_job,
                                 register_runner,runner_active,poll_tasks,complete_task,complete_tasks,fail_task,
                                 extend_task,requeue_task,pause_task_type,resume_task_type,inactive_runners,
-                                stale_jobs,job_context,diagram,job_diagram,signal,delete_job,redact_job}'::text[])
+                                stale_jobs,job_context,diagram,job_diagram,signal,delete_job,redact_job,
+                                create_queue,alter_queue,drop_queue}'::text[])
                 ORDER BY 1),
           '{}'::text[], 'every function granted to workflow_user, workflow_worker or workflow_admin is called above');
 SELECT is_empty($$
