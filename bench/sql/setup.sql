@@ -45,3 +45,9 @@ SELECT workflow.create_workflow('{"name": "fanout", "chain": [{"name": "each",
 SELECT workflow.create_workflow('{"name": "fanout10", "chain": [{"name": "each10",
     "foreach": "select pg_catalog.jsonb_agg(g) from pg_catalog.generate_series(1, ($1->''job''->''params''->>''n'')::int) g",
     "do": [{"name": "y", "sql": "select 1"}], "concurrency": 10}]}');
+
+-- the queues case: a queue that runs at most 2 jobs at once, and a no-op
+-- workflow in it
+SELECT workflow.create_queue('bench_limited', concurrency => 2);
+SELECT workflow.create_workflow('{"name": "noop_limited", "queue": "bench_limited",
+                                  "chain": [{"name": "a", "sql": "select 1"}]}');
