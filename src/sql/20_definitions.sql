@@ -550,8 +550,12 @@ BEGIN
     v_queue := coalesce(workflow._string(definition -> 'queue', 'queue', workflow._name_pattern(),
                                          '1 to 128 letters, digits, "_", "-" or "."'),
                         'default');
-    IF NOT workflow._queue_exists(v_queue) THEN
-        PERFORM workflow._invalid('queue', format('names queue "%s", which does not exist', v_queue));
+    IF v_queue <> 'default' THEN
+        -- kept from drop_queue until this transaction ends
+        PERFORM workflow._lock_queue(v_queue, false);
+        IF NOT workflow._queue_exists(v_queue) THEN
+            PERFORM workflow._invalid('queue', format('names queue "%s", which does not exist', v_queue));
+        END IF;
     END IF;
     IF definition ? 'concurrency_key' THEN
         v_key_sql := workflow._compile_query(definition -> 'concurrency_key', 'concurrency_key');

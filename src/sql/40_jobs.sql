@@ -308,8 +308,11 @@ BEGIN
                         WHERE r.job_id = j.id AND r.job_attempt = j.attempt
                           AND r.phase = 'chain' AND r.step = s.position
                           AND r.status = 'succeeded');
+    -- a queue dropped since the job ended: the default queue
     UPDATE workflow.jobs
-       SET result = NULL, error = NULL, finished_at = NULL, deadline = NULL
+       SET result = NULL, error = NULL, finished_at = NULL, deadline = NULL,
+           queue = CASE WHEN workflow._queue_exists(j.queue) THEN workflow._job_queue(j.queue, NULL)
+                        ELSE 'default' END
      WHERE workflow.jobs.id = j.id
     RETURNING * INTO j;
     PERFORM workflow._enqueue_task(j, 'chain', coalesce(from_step, 0), 1, now());
