@@ -12,9 +12,11 @@
  *
  * The query is the workflow owner's code, run for the job's creator, the
  * way its tasks are (src/task.c): as the creator, with
- * SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION, with the
- * workflow's search_path pinned in a GUC nest level, and read-only (SPI
- * refuses a statement that writes).  It is called from the SECURITY
+ * SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION, and with
+ * the workflow's search_path pinned in a GUC nest level.  It runs as a
+ * read-only SPI query, so a statement of its own that writes (a
+ * data-modifying WITH) is refused; a function it calls runs as that
+ * function says, with the creator's rights.  It is called from the SECURITY
  * DEFINER implementation of create_job, so none of that definer's rights
  * reach the query.  An error of the query fails the create_job call, with
  * a context line naming the workflow.
@@ -97,7 +99,7 @@ workflow_concurrency_key(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	/* read-only: a statement that writes is refused */
+	/* read-only: a data-modifying statement of the query is refused */
 	(void) SPI_execute_with_args(query, 1, argtypes, &context, NULL, true, 1);
 	if (SPI_tuptable != NULL && SPI_processed > 0 && SPI_tuptable->tupdesc->natts > 0)
 	{
