@@ -32,20 +32,27 @@ COMMENT ON FUNCTION workflow.add_info(jsonb) IS
 
 -- Claim up to p_limit runnable jobs of the runners' queue, in claim
 -- order, with SKIP LOCKED and lock by target.  A job found past its
--- deadline is claimed too: the runner then handles the timeout.
+-- deadline is claimed too: the runner then handles the timeout.  The
+-- claimed rows are updated by their row address (the version locked by
+-- the loop, which nothing else can change since).
 CREATE OR REPLACE FUNCTION workflow._runner_claim(p_runner text, p_limit integer)
 RETURNS SETOF workflow.jobs
 LANGUAGE plpgsql
 -- the plans do not depend on the values: planning them again at every
 -- call (custom plans) cost more than the claim itself
 SET plan_cache_mode = force_generic_plan
+-- a runner keeps its plans until the table's statistics change: a plan
+-- made while workflow.jobs was nearly empty (after a TRUNCATE, or the
+-- first claim of a fan-out, before its children exist) must not scan the
+-- whole table at every claim once it has grown
+SET enable_seqscan = off
 AS $$
 DECLARE
     cand    record;
-    ids     bigint[] := '{}';
+    tids    tid[] := '{}';
 BEGIN
     FOR cand IN
-        SELECT j.id, j.created_by, j.target FROM workflow.jobs j
+        SELECT j.ctid AS tid, j.id, j.created_by, j.target FROM workflow.jobs j
          WHERE j.execution = 'queued' AND j.task_type IS NULL AND j.run_at <= now()
            AND (j.target IS NULL
                 OR workflow._target_free(j.id, j.created_by, j.target, j.priority, j.run_at, now()))
@@ -56,9 +63,9 @@ BEGIN
         -- also refuses a second job of the same target in this batch
         CONTINUE WHEN cand.target IS NOT NULL
                   AND NOT workflow._take_target(cand.id, cand.created_by, cand.target);
-        ids := ids || cand.id;
+        tids := tids || cand.tid;
     END LOOP;
-    IF cardinality(ids) = 0 THEN
+    IF cardinality(tids) = 0 THEN
         RETURN;
     END IF;
     RETURN QUERY
@@ -68,7 +75,7 @@ BEGIN
                started_at = coalesce(j.started_at, now()),
                deadline = coalesce(j.deadline, now() + w.timeout)
           FROM workflow.workflows w
-         WHERE j.id = ANY (ids) AND w.id = j.workflow_id
+         WHERE j.ctid = ANY (tids) AND w.id = j.workflow_id
         RETURNING j.*;
 END
 $$;
