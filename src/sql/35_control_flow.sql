@@ -270,7 +270,10 @@ COMMENT ON FUNCTION workflow._join_output(workflow.jobs, workflow.joins) IS
 -- continues it, once.  A child of an older wait (the parent left the
 -- entry meanwhile: its join row is gone, or has another lease) changes
 -- nothing.  The common end, a success that is not the last, costs one
--- statement: the parent's row is not touched.
+-- statement: the parent's row is not touched.  In a foreach with a
+-- concurrency, every end but a failure that ends the wait moves
+-- next_child on, in the same statement, and the held child it passes
+-- (if next_child has not passed the last one) is queued, in one more.
 CREATE OR REPLACE FUNCTION workflow._child_ended()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -283,31 +286,37 @@ DECLARE
     c       workflow.jobs;
     jn      workflow.joins;
     err     jsonb;
+    lost    boolean := NEW.execution <> 'succeeded';
+    stops   boolean;                -- the end fails the wait (fail_fast)
 BEGIN
     UPDATE workflow.joins
-       SET pending = pending - 1, failed = failed + (NEW.execution <> 'succeeded')::integer
+       SET pending = pending - 1, failed = failed + lost::integer,
+           next_child = next_child + (NOT (lost AND fail_fast))::integer
      WHERE job_id = NEW.parent_id AND lease = NEW.parent_lease
     RETURNING * INTO jn;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
+    stops := lost AND jn.fail_fast;
 
     -- foreach: the next held child takes the place of the one that ended
-    IF jn.next_child < jn.total AND NOT (NEW.execution <> 'succeeded' AND jn.fail_fast) THEN
-        UPDATE workflow.joins SET next_child = next_child + 1 WHERE job_id = NEW.parent_id;
+    IF NOT stops AND jn.next_child <= jn.total THEN
         UPDATE workflow.jobs k
            SET execution = 'queued', waiting_for = NULL, run_at = now(),
                task_type = (SELECT f.task_type FROM workflow.tasks f
                              WHERE f.workflow_id = k.workflow_id AND f.phase = 'chain' AND f.position = 0)
-         WHERE k.parent_id = NEW.parent_id AND k.parent_task = jn.task AND k.child_index = jn.next_child
-           AND k.parent_lease = jn.lease AND k.execution = 'waiting' AND k.waiting_for = 'turn'
+         WHERE k.parent_id = NEW.parent_id AND k.parent_task = jn.task
+           AND k.child_index = jn.next_child - 1 AND k.parent_lease = jn.lease
+           -- not the predicate of jobs_waiting: a plan made while that index
+           -- was empty would scan every waiting job instead of jobs_children
+           AND (k.execution = 'waiting') IS TRUE AND (k.waiting_for = 'turn') IS TRUE
         RETURNING * INTO c;
-        IF c.id IS NOT NULL THEN
+        IF FOUND THEN
             PERFORM workflow._wake_at_commit(c.task_type);
         END IF;
     END IF;
 
-    IF NOT ((NEW.execution <> 'succeeded' AND jn.fail_fast) OR jn.pending = 0) THEN
+    IF NOT (stops OR jn.pending = 0) THEN
         RETURN NULL;
     END IF;
 
@@ -316,7 +325,7 @@ BEGIN
     IF NOT FOUND OR p.execution <> 'waiting' OR p.lease IS DISTINCT FROM jn.lease THEN
         RETURN NULL;
     END IF;
-    IF NEW.execution <> 'succeeded' AND jn.fail_fast THEN
+    IF stops THEN
         err := jsonb_build_object(
             'message', format('child job %s of entry "%s"%s %s', NEW.id, jn.task,
                               CASE WHEN NEW.branch IS NOT NULL THEN format(' (branch "%s")', NEW.branch)

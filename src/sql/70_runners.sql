@@ -35,17 +35,24 @@ COMMENT ON FUNCTION workflow.add_info(jsonb) IS
 -- and within each queue's limits (42_queues.sql), with SKIP LOCKED and lock
 -- by target.  Returns them in claim order: the runner starts them in that
 -- order.  A job found past its deadline is claimed too: the runner then
--- handles the timeout.
+-- handles the timeout.  The claimed rows are updated by their row address
+-- (the version locked by the loop, which nothing else can change since).
 CREATE OR REPLACE FUNCTION workflow._runner_claim(p_runner text, p_limit integer)
 RETURNS SETOF workflow.jobs
 LANGUAGE plpgsql
 -- the plans do not depend on the values: planning them again at every
 -- call (custom plans) cost more than the claim itself
 SET plan_cache_mode = force_generic_plan
+-- a runner keeps its plans until the table's statistics change: a plan
+-- made while workflow.jobs was nearly empty (after a TRUNCATE, or the
+-- first claim of a fan-out, before its children exist) must not scan the
+-- whole table at every claim once it has grown
+SET enable_seqscan = off
 AS $$
 DECLARE
     cand    record;
     ids     bigint[] := '{}';
+    tids    tid[] := '{}';
     taken   text[] := '{}';
     room    jsonb := '{}';
     next_room jsonb;
@@ -54,7 +61,7 @@ BEGIN
         SELECT c.*, o.key_room, o.key_limit
           FROM workflow._queue_open(p_limit, NULL, NULL) o
          CROSS JOIN LATERAL (
-            SELECT j.id, j.created_by, j.target, j.queue, j.concurrency_key,
+            SELECT j.ctid AS tid, j.id, j.created_by, j.target, j.queue, j.concurrency_key,
                    j.priority, j.run_at
               FROM workflow.jobs j
              WHERE j.execution = 'queued' AND j.task_type IS NULL AND j.queue = o.queue
@@ -82,6 +89,7 @@ BEGIN
             room := next_room;
         END IF;
         ids := ids || cand.id;
+        tids := tids || cand.tid;
         taken := taken || cand.queue;
     END LOOP;
     IF cardinality(ids) = 0 THEN
@@ -96,7 +104,7 @@ BEGIN
                    started_at = coalesce(j.started_at, now()),
                    deadline = coalesce(j.deadline, now() + w.timeout)
               FROM workflow.workflows w
-             WHERE j.id = ANY (ids) AND w.id = j.workflow_id
+             WHERE j.ctid = ANY (tids) AND w.id = j.workflow_id
             RETURNING j.*)
         SELECT u.* FROM u
           JOIN unnest(ids) WITH ORDINALITY AS o(id, n) ON o.id = u.id
