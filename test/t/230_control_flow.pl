@@ -156,14 +156,15 @@ is( $node->q(
 	'10000|10000|10000',
 	'fan: every child succeeded with exactly one task run');
 
-# the children's intervals (from the start of their task to the end of the
-# child job): at the start of any child, at most 10 are running.  A child
-# ending and the next starting at the same instant count as one after the
-# other.
+# the children's intervals as running jobs (from their claim to their
+# end): at the claim of any child, at most 10 are running, and a claim
+# takes more than one (a runner runs the children of its batch one after
+# the other, but they are all running, held by it).  A child ending and the
+# next claimed at the same instant count as one after the other.
 my $max_running = $node->q(
 	qq{WITH iv AS (
-         SELECT r.started_at AS s, c.finished_at AS f
-           FROM workflow.jobs c JOIN workflow.task_runs r ON r.job_id = c.id
+         SELECT c.claimed_at AS s, c.finished_at AS f
+           FROM workflow.jobs c
           WHERE c.parent_id = $fan),
        ev AS (SELECT s AS at, 1 AS d FROM iv UNION ALL SELECT f, -1 FROM iv),
        run AS (SELECT sum(d) OVER (ORDER BY at, d ROWS UNBOUNDED PRECEDING) AS n FROM ev)
