@@ -31,7 +31,7 @@ BEGIN;
 
 SET LOCAL search_path = public, pg_catalog;
 
-SELECT plan(196);
+SELECT plan(197);
 
 -------------------------------------------------------------------------------
 -- Roles

@@ -64,7 +64,7 @@ BEGIN;
 
 SET LOCAL search_path = public, pg_catalog, pg_temp;
 
-SELECT plan(598);
+SELECT plan(604);
 
 -------------------------------------------------------------------------------
 -- Roles, the schema, the hit counter
@@ -856,7 +856,12 @@ BEGIN
             $q$SELECT workflow.job_diagram(-1)$q$, '^42704: '),
         -- signals: none of mallory's jobs waits on the key
         (96, 'mallory', 'signal',
-            format($q$SELECT workflow.signal('shd-key-%s', '{"x": 1}')$q$, t), '^ok: 0$')
+            format($q$SELECT workflow.signal('shd-key-%s', '{"x": 1}')$q$, t), '^ok: 0$'),
+        -- bulk enqueue, with targets and idempotency keys (one given twice)
+        (97, 'mallory', 'create_jobs with targets and idempotency keys (one key twice: one job)',
+            format($q$SELECT count(DISTINCT c.id) FROM workflow.create_jobs('shd_sql_%s',
+                      ARRAY['{"n": 5}', '{"n": 6}', '{"n": 5}']::jsonb[], ARRAY['tb-%s', NULL, 'tb-%s'],
+                      idempotency_keys => ARRAY['bk-%s', NULL, 'bk-%s']) AS c(id)$q$, t, t, t, t, t), '^ok: 2$')
         ) AS v(n, role, label, sql, expected)
         ORDER BY n
     LOOP
@@ -951,7 +956,7 @@ SELECT is(ARRAY(SELECT DISTINCT p.proname::text FROM pg_catalog.pg_proc p
                  WHERE p.pronamespace = 'workflow'::regnamespace AND p.proname !~ '^_'
                    AND has_function_privilege(r.rolname, p.oid, 'EXECUTE')
                 EXCEPT
-                SELECT unnest('{create_workflow,drop_workflow,create_job,get_job,cancel_job,resume_job,retry_job,
+                SELECT unnest('{create_workflow,drop_workflow,create_job,create_jobs,get_job,cancel_job,resume_job,retry_job,
                                 add_info,job_info,schedule,unschedule,requeue,wait,next_jobs,run_job,finish_job,pause_job,
                                 register_runner,runner_active,poll_tasks,complete_task,complete_tasks,fail_task,
                                 extend_task,requeue_task,pause_task_type,resume_task_type,inactive_runners,
