@@ -62,23 +62,29 @@ SELECT count(*) FROM workflow.jobs WHERE id = :jr;
 ROLLBACK;
 SELECT count(*) FROM workflow.jobs WHERE id = :jr;
 
--- idempotency key: the live job with the same (workflow, key) is returned
-SELECT workflow.create_job('jobs_a', idempotency_key => 'order-1') AS k1 \gset
-SELECT workflow.create_job('jobs_a', '{"other": "params"}', idempotency_key => 'order-1') = :k1 AS same_job;
+-- idempotency key: the job that holds the key is returned for the same
+-- request, in any state, for as long as it exists
+SELECT workflow.create_job('jobs_a', '{"order": 1}', idempotency_key => 'order-1') AS k1 \gset
+SELECT workflow.create_job('jobs_a', '{"order": 1}', idempotency_key => 'order-1') = :k1 AS same_job;
 SELECT count(*) FROM workflow.jobs WHERE idempotency_key = 'order-1';
--- the key is per workflow
-SELECT workflow.create_job('jobs_b', idempotency_key => 'order-1') <> :k1 AS other_job;
--- a new job once the first one is canceled
+-- ... also once it is canceled
 SELECT workflow.cancel_job(:k1);
-SELECT workflow.create_job('jobs_a', idempotency_key => 'order-1') AS k2 \gset
-SELECT :k2 <> :k1 AS new_job;
+SELECT workflow.create_job('jobs_a', '{"order": 1}', idempotency_key => 'order-1') = :k1 AS same_job;
 -- ... or has succeeded
-SELECT id, execution FROM workflow.run_job(:k2, 'jobs-runner');
+SELECT workflow.create_job('jobs_a', '{"order": 2}', idempotency_key => 'order-2') AS k2 \gset
+SELECT id = :k2, execution FROM workflow.run_job(:k2, 'jobs-runner');
 SELECT execution FROM workflow.finish_job(:k2, 'jobs-runner', 'succeeded');
-SELECT workflow.create_job('jobs_a', idempotency_key => 'order-1') AS k3 \gset
-SELECT :k3 <> :k2 AND :k3 <> :k1 AS new_job;
+SELECT workflow.create_job('jobs_a', '{"order": 2}', idempotency_key => 'order-2') = :k2 AS same_job;
+-- another request with the key is an error, and creates nothing
+SELECT workflow.create_job('jobs_a', '{"other": "params"}', idempotency_key => 'order-1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT workflow.create_job('jobs_b', '{"order": 1}', idempotency_key => 'order-1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT workflow.create_job('jobs_a', '{"order": 1}', target => 'cust-1', idempotency_key => 'order-1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT workflow.create_job('jobs_a', '{"order": 1}', idempotency_key => 'order-1', version => 1) = :k1 AS same_job;
 SELECT execution, count(*) FROM workflow.jobs
- WHERE workflow = 'jobs_a' AND idempotency_key = 'order-1'
+ WHERE idempotency_key IN ('order-1', 'order-2')
  GROUP BY execution ORDER BY execution;
 
 -- bad input

@@ -5,7 +5,10 @@
  *		SQL task bodies are parsed, not run, so that syntax errors show up
  *		at create_workflow() rather than when a runner reaches the task;
  *		a definition's search_path is parsed without being applied;
- *		documents larger than workflow.max_payload_size are refused.
+ *		documents larger than workflow.max_payload_size are refused; the
+ *		arguments of each job create_job and create_jobs make are checked
+ *		by one function, cheap enough to run once per element of a bulk
+ *		call.
  *
  * Copyright (c) 2026, the workflow developers
  *
@@ -16,6 +19,7 @@
 #include "access/detoast.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "nodes/parsenodes.h"
 #include "parser/parser.h"
 #include "parser/scansup.h"
@@ -30,6 +34,7 @@ PG_FUNCTION_INFO_V1(workflow_check_sql);
 PG_FUNCTION_INFO_V1(workflow_check_query);
 PG_FUNCTION_INFO_V1(workflow_check_search_path);
 PG_FUNCTION_INFO_V1(workflow_check_payload);
+PG_FUNCTION_INFO_V1(workflow_check_job_args);
 
 /* the field being parsed, for the error context callback */
 typedef struct CheckSqlContext
@@ -250,4 +255,69 @@ workflow_check_payload(PG_FUNCTION_ARGS)
 	workflow_check_payload_size(PG_GETARG_DATUM(0), what);
 
 	PG_RETURN_VOID();
+}
+
+/*
+ * workflow._check_job_args(params jsonb, target text, idempotency_key text,
+ * element integer) returns boolean: the checks of one job's own arguments,
+ * the same for create_job and for every element of create_jobs.  params
+ * must be a JSON object no larger than workflow.max_payload_size; target
+ * and key, when given, 1 to 1000 characters.  `element' (1-based) names
+ * the element of create_jobs' arrays in the error; NULL for create_job.
+ * Returns true, so that a set-based statement can check in its WHERE
+ * clause.
+ */
+Datum
+workflow_check_job_args(PG_FUNCTION_ARGS)
+{
+	bool		bulk = !PG_ARGISNULL(3);
+	int32		element = bulk ? PG_GETARG_INT32(3) : 0;
+	Jsonb	   *params;
+	int			i;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("job params must not be null"),
+				 bulk ? errdetail("The error is in element %d of the arrays.", element) : 0));
+	params = PG_GETARG_JSONB_P(0);
+	if (!JB_ROOT_IS_OBJECT(params))
+	{
+		char	   *type = TextDatumGetCString(DirectFunctionCall1(jsonb_typeof,
+																   JsonbPGetDatum(params)));
+
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("job params must be a JSON object"),
+				 bulk ? errdetail("Element %d of params is a JSON %s.", element, type)
+				 : errdetail("The value given is a JSON %s.", type)));
+	}
+	if (!bulk)
+		workflow_check_payload_size(PG_GETARG_DATUM(0), "job params");
+	else if (toast_raw_datum_size(PG_GETARG_DATUM(0)) - VARHDRSZ > (Size) workflow_max_payload_size * 1024)
+		workflow_check_payload_size(PG_GETARG_DATUM(0),
+									psprintf("job params of element %d", element));
+
+	for (i = 1; i <= 2; i++)
+	{
+		text	   *value;
+
+		if (PG_ARGISNULL(i))
+			continue;
+		value = PG_GETARG_TEXT_PP(i);
+		if (VARSIZE_ANY_EXHDR(value) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("target and idempotency key must not be empty strings"),
+					 bulk ? errdetail("The error is in element %d of the arrays.", element) : 0,
+					 errhint("Pass NULL for a job without a target or idempotency key.")));
+		/* characters, not bytes: no multibyte string under 1001 bytes can be longer */
+		if (VARSIZE_ANY_EXHDR(value) > 1000 &&
+			pg_mbstrlen_with_len(VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value)) > 1000)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("target and idempotency key must not be longer than 1000 characters"),
+					 bulk ? errdetail("The error is in element %d of the arrays.", element) : 0));
+	}
+	PG_RETURN_BOOL(true);
 }

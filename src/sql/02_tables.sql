@@ -133,10 +133,11 @@ CREATE INDEX jobs_waiting ON workflow.jobs (run_at)
 -- running jobs by runner (stale jobs, runner status)
 CREATE INDEX jobs_running ON workflow.jobs (runner_id)
     WHERE execution = 'running';
--- one live job per (workflow, creator, idempotency key): keys are each
--- role's own, so no role can take or pre-empt another role's key
-CREATE UNIQUE INDEX jobs_idempotency ON workflow.jobs (workflow, created_by, idempotency_key)
-    WHERE idempotency_key IS NOT NULL AND execution IN ('queued', 'running', 'waiting');
+-- an idempotency key is one job's, in any state, until the job is pruned;
+-- keys are each role's own, so no role can take or pre-empt another
+-- role's key (only root jobs have keys)
+CREATE UNIQUE INDEX jobs_idempotency ON workflow.jobs (created_by, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
 -- retention pruning (of roots: children go with their root), oldest
 -- first per end state (succeeded and failed or canceled have retentions
 -- of their own)

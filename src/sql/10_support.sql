@@ -30,6 +30,13 @@ AS 'MODULE_PATHNAME', 'workflow_check_payload';
 COMMENT ON FUNCTION workflow._check_payload(jsonb, text) IS
     'internal: refuse NULL and payloads larger than workflow.max_payload_size';
 
+CREATE OR REPLACE FUNCTION workflow._check_job_args(params jsonb, target text, idempotency_key text, element integer)
+RETURNS boolean
+LANGUAGE c STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'workflow_check_job_args';
+COMMENT ON FUNCTION workflow._check_job_args(jsonb, text, text, integer) IS
+    'internal: the checks of one job''s params, target and idempotency key (create_job, and each element of create_jobs, named in the error); returns true';
+
 CREATE OR REPLACE FUNCTION workflow._wake_at_commit(queue text, count integer DEFAULT 1)
 RETURNS integer
 LANGUAGE c PARALLEL UNSAFE

@@ -91,6 +91,7 @@ GRANT EXECUTE ON FUNCTION
     workflow.create_workflow(jsonb),
     workflow.drop_workflow(text, boolean),
     workflow.create_job(text, jsonb, text, timestamptz, integer, text, integer, text, text),
+    workflow.create_jobs(text, jsonb[], text[], timestamptz, integer, text[], text),
     workflow.get_job(bigint),
     workflow.cancel_job(bigint, text),
     workflow.resume_job(bigint, jsonb, text),

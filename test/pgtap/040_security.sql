@@ -31,7 +31,7 @@ BEGIN;
 
 SET LOCAL search_path = public, pg_catalog;
 
-SELECT plan(205);
+SELECT plan(206);
 
 -------------------------------------------------------------------------------
 -- Roles

@@ -64,7 +64,7 @@ BEGIN;
 
 SET LOCAL search_path = public, pg_catalog, pg_temp;
 
-SELECT plan(646);
+SELECT plan(652);
 
 -------------------------------------------------------------------------------
 -- Roles, the schema, the hit counter
@@ -874,7 +874,12 @@ BEGIN
         (103, 'mallory_a', 'alter_queue',
             format($q$SELECT workflow.alter_queue('shd-q-%s', concurrency => 0)$q$, t), '^ok: true$'),
         (104, 'mallory_a', 'drop_queue',
-            format($q$SELECT workflow.drop_queue('shd-q-%s')$q$, t), '^ok: true$')
+            format($q$SELECT workflow.drop_queue('shd-q-%s')$q$, t), '^ok: true$'),
+        -- bulk enqueue, with targets and idempotency keys (one given twice)
+        (105, 'mallory', 'create_jobs with targets and idempotency keys (one key twice: one job)',
+            format($q$SELECT count(DISTINCT c.id) FROM workflow.create_jobs('shd_sql_%s',
+                      ARRAY['{"n": 5}', '{"n": 6}', '{"n": 5}']::jsonb[], ARRAY['tb-%s', NULL, 'tb-%s'],
+                      idempotency_keys => ARRAY['bk-%s', NULL, 'bk-%s']) AS c(id)$q$, t, t, t, t, t), '^ok: 2$')
         ) AS v(n, role, label, sql, expected)
         ORDER BY n
     LOOP
@@ -969,7 +974,7 @@ SELECT is(ARRAY(SELECT DISTINCT p.proname::text FROM pg_catalog.pg_proc p
                  WHERE p.pronamespace = 'workflow'::regnamespace AND p.proname !~ '^_'
                    AND has_function_privilege(r.rolname, p.oid, 'EXECUTE')
                 EXCEPT
-                SELECT unnest('{create_workflow,drop_workflow,create_job,get_job,cancel_job,resume_job,retry_job,
+                SELECT unnest('{create_workflow,drop_workflow,create_job,create_jobs,get_job,cancel_job,resume_job,retry_job,
                                 add_info,job_info,schedule,unschedule,requeue,wait,next_jobs,run_job,finish_job,pause_job,
                                 register_runner,runner_active,poll_tasks,complete_task,complete_tasks,fail_task,
                                 extend_task,requeue_task,pause_task_type,resume_task_type,inactive_runners,

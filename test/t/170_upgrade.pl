@@ -14,7 +14,9 @@
 #     with run_job by worker wally (role wally, session kept open) that
 #     holds target acct-1, a job of that target queued behind it, an
 #     external task claimed by worker walt whose session has ended, and a
-#     pg_cron schedule (when pg_cron is installed).
+#     pg_cron schedule (when pg_cron is installed); an idempotency key
+#     used for three jobs of one workflow (two finished) and one for live
+#     jobs of two workflows, as 1.0 allowed.
 # Then ALTER EXTENSION workflow UPDATE, and every piece goes on:
 #   - version 1.1; runner ids owned as the update script says (wally-1 by
 #     wally, whose session registered it and is still connected; walt-1
@@ -24,7 +26,8 @@
 #     registers a new id, and an administrator completes his old task;
 #   - with the runners enabled the queued jobs run, the job of acct-1 only
 #     after the holder released it; resume_job ends the signal wait and the
-#     timer ends; the idempotency key still finds its job; the finished jobs
+#     timer ends; the idempotency key still finds its job, a key used for
+#     several jobs stays on the newest live one only; the finished jobs
 #     are there with their task runs and info; no target is held at the
 #     end; the schedule is listed and can be removed;
 #   - CREATE EXTENSION workflow without a version installs 1.1;
@@ -109,6 +112,21 @@ my $e1 = $node->q_as('alice', q{SELECT workflow.create_job('ext', '{"amount": 10
 my $tq = $node->q_as('alice', q{SELECT workflow.create_job('quick', '{"n": 3}', target => 'acct-1')});
 my $e2 = $node->q_as('alice', q{SELECT workflow.create_job('ext', '{"amount": 20}')});
 
+# 1.0 protected an idempotency key only while its job was live, and per
+# workflow: alice used "dup-1" again after its jobs had finished (played by
+# marking them succeeded), and "dup-2" for live jobs of two workflows
+my @dup;
+for my $i (1 .. 3)
+{
+	push @dup, $node->q_as('alice', q{SELECT workflow.create_job('quick', '{"n": 5}', idempotency_key => 'dup-1')});
+	$node->q(qq{UPDATE workflow.jobs SET execution = 'succeeded', result = '10', finished_at = now() WHERE id = $dup[-1]})
+	  if $i < 3;
+}
+my $dq = $node->q_as('alice', q{SELECT workflow.create_job('quick', '{"n": 6}', idempotency_key => 'dup-2')});
+my $dt = $node->q_as('alice', q{SELECT workflow.create_job('timer', '{}', idempotency_key => 'dup-2')});
+is($node->q(q{SELECT count(*) FROM workflow.jobs WHERE idempotency_key IN ('dup-1', 'dup-2')}),
+	'5', '1.0: alice\'s key dup-1 is on three jobs (two finished), dup-2 on two live jobs');
+
 # wally's worker keeps its session across the update
 my $wally = $node->background_psql('postgres', extra_params => [ '-U', 'wally' ]);
 my $lease1 = $wally->query_safe(qq{SELECT lease FROM workflow.run_job($e1, 'wally-1')});
@@ -147,6 +165,15 @@ is($node->q(q{SELECT string_agg(owner::text || ':' || target || ':' || job_id, '
 	"alice:acct-1:$e1", 'the target lock is its job\'s creator\'s');
 is($node->q_as('alice', q{SELECT workflow.create_job('quick', '{"n": 1}', idempotency_key => 'order-1')}),
 	$q1, 'the idempotency key still finds its queued job');
+is( $node->q(q{SELECT string_agg(idempotency_key || ':' || id, ',' ORDER BY id) FROM workflow.jobs
+          WHERE idempotency_key IN ('dup-1', 'dup-2')}),
+	"dup-1:$dup[2],dup-2:$dt",
+	'a key used for several jobs stays on the newest live one, and is cleared on the others');
+is($node->q_as('alice', q{SELECT workflow.create_job('quick', '{"n": 5}', idempotency_key => 'dup-1')}),
+	$dup[2], 'dup-1 finds that job');
+($rc, $out, $err) = $node->psql('postgres', q{SELECT workflow.create_job('quick', '{"n": 6}', idempotency_key => 'dup-2')},
+	extra_params => [ '-U', 'alice' ]);
+like($err, qr/idempotency key "dup-2" is already used by job $dt/, 'dup-2 is the timer job\'s: the quick job of 1.0 lost it');
 
 # the external tasks claimed under 1.0
 is($wally->query_safe(qq{SELECT workflow.complete_task($e1, $lease1, '{"paid": 10}')}),
@@ -183,6 +210,7 @@ wait_state($q2, 'succeeded', "queued job $q2");
 wait_state($e1, 'succeeded', "external job $e1 (its SQL task after wally's)");
 wait_state($e2, 'succeeded', "external job $e2 (its SQL task after the administrator's report)");
 wait_state($tq, 'succeeded', "job $tq of target acct-1");
+wait_state($_, 'succeeded', "job $_ of a key used twice under 1.0") for ($dup[2], $dq, $dt);
 is($node->q(qq{SELECT result FROM workflow.jobs WHERE id = $e1}), '{"paid": 10}', 'e1 passed wally\'s output on');
 is($node->q(qq{SELECT result FROM workflow.jobs WHERE id = $q2}), '4', 'q2 computed its result');
 is( $node->q(qq{SELECT (SELECT min(started_at) FROM workflow.task_runs WHERE job_id = $tq)

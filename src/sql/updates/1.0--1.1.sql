@@ -4,7 +4,8 @@
  * CREATE OR REPLACE or repeatable): see src/sql/README.md.
  *
  * 1.1 is the security release: runner ids and target locks belong to a
- * role, idempotency keys are each role's own, and leases are random
+ * role, idempotency keys are each role's own (and hold while their job
+ * exists), and leases are random
  * (workflow._new_lease()) instead of numbers from workflow.lease_seq.
  *
  * The result must equal a fresh CREATE EXTENSION workflow VERSION '1.1'
@@ -105,12 +106,27 @@ DROP INDEX workflow.jobs_queued_target;
 CREATE INDEX jobs_queued_target ON workflow.jobs (target, created_by, priority DESC, run_at, id)
     WHERE execution = 'queued' AND target IS NOT NULL;
 
--- (one more column in a unique key: no existing row can violate it)
+-- An idempotency key is one job's for as long as the job exists, per
+-- creating role across workflows (1.0: per workflow, while the job was
+-- live).  A 1.0 database can hold a key of one role on several jobs: on
+-- finished ones, and on live jobs of different workflows.  The key stays
+-- on one of them, the newest live job, else the newest job; it is
+-- cleared on the others, which keep their state and run on without a key.
 DROP INDEX workflow.jobs_idempotency;
--- one live job per (workflow, creator, idempotency key): keys are each
--- role's own, so no role can take or pre-empt another role's key
-CREATE UNIQUE INDEX jobs_idempotency ON workflow.jobs (workflow, created_by, idempotency_key)
-    WHERE idempotency_key IS NOT NULL AND execution IN ('queued', 'running', 'waiting');
+UPDATE workflow.jobs j
+   SET idempotency_key = NULL
+  FROM (SELECT d.id,
+               pg_catalog.row_number() OVER (PARTITION BY d.created_by, d.idempotency_key
+                                             ORDER BY d.execution IN ('queued', 'running', 'waiting') DESC,
+                                                      d.id DESC) AS rank
+          FROM workflow.jobs d
+         WHERE d.idempotency_key IS NOT NULL) k
+ WHERE j.id = k.id AND k.rank > 1;
+-- an idempotency key is one job's, in any state, until the job is pruned;
+-- keys are each role's own, so no role can take or pre-empt another
+-- role's key (only root jobs have keys)
+CREATE UNIQUE INDEX jobs_idempotency ON workflow.jobs (created_by, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
 
 -------------------------------------------------------------------------------
 -- Target locks belong to the jobs' creator: (owner, target) is the key.
