@@ -154,8 +154,16 @@ SELECT workflow.create_job('q_plainwf', queue => 'default') AS j5 \gset
 SELECT workflow.create_job('q_plainwf') AS j6 \gset
 SELECT id = :j4 AS j4, queue, concurrency_key FROM workflow.jobs WHERE id IN (:j4, :j5, :j6) ORDER BY id;
 
+-- create_jobs: the workflow's queue, or the one given, and a key per job
+SELECT array_agg(id) AS bulk
+  FROM (SELECT workflow.create_jobs('q_wf', ARRAY['{"tenant": "t1"}', '{"tenant": "t2"}']::jsonb[])
+        UNION ALL
+        SELECT workflow.create_jobs('q_wf', ARRAY['{"tenant": "t3"}']::jsonb[], queue => 'q_plain')) b(id) \gset
+SELECT queue, concurrency_key FROM workflow.jobs WHERE id = ANY (:'bulk') ORDER BY id;
+
 SELECT pg_temp.err(c) AS create_job
   FROM (VALUES
+    ($$SELECT workflow.create_jobs('q_plainwf', ARRAY['{}']::jsonb[], queue => 'q_nope')$$),
     ($$SELECT workflow.create_job('q_plainwf', queue => 'q_nope')$$),
     ($$SELECT workflow.create_job('q_wf', queue => 'q_nope')$$),
     ($$SELECT workflow.create_job('q_plainwf', queue => 'bad name')$$)
