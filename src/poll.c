@@ -311,7 +311,10 @@ wait_for_work(SPIPlanPtr plan, const PollRequest *req, bool may_clear_xmin,
  * releases its locks; and when it gave the transaction its first
  * transaction id, which the rollback cannot take back, *stop is set: the
  * poll returns now, empty, rather than sleep holding an id (the worker
- * polls again in a new transaction).
+ * polls again in a new transaction).  An error of the claim (a cancel, a
+ * statement timeout) rolls the subtransaction back here before it goes
+ * up: left open, it would leave the session's implicit transaction
+ * aborted for the next statement too.
  */
 static int
 claim_in_subtransaction(SPIPlanPtr plan, const PollRequest *req, ReturnSetInfo *rsinfo,
@@ -320,12 +323,27 @@ claim_in_subtransaction(SPIPlanPtr plan, const PollRequest *req, ReturnSetInfo *
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	bool		had_xid = TransactionIdIsValid(GetTopTransactionIdIfAny());
-	int			n;
+	volatile int n = 0;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcontext);
-	/* an error goes up: the transaction's abort rolls this back too */
-	n = claim_once(plan, req, rsinfo);
+	PG_TRY();
+	{
+		n = claim_once(plan, req, rsinfo);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
 	if (n > 0)
 		ReleaseCurrentSubTransaction();
 	else

@@ -252,6 +252,9 @@ DECLARE
     key_params  jsonb[];
     key_targets text[];
     key_ids     bigint[];
+    new_keys    text[];
+    new_params  jsonb[];
+    new_targets text[];
     held        integer;
     made        integer := 0;
     added       integer;
@@ -336,7 +339,13 @@ BEGIN
                        JOIN workflow.jobs j
                          ON j.created_by = p_caller::regrole AND j.idempotency_key = f.k
                       ORDER BY f.o OFFSET 0) h;
-            -- the other keys: new jobs, in the order of their elements
+            -- the other keys: new jobs, in the order of their elements, with
+            -- ids drawn in that order (whatever the plan of the anti-join)
+            SELECT array_agg(f.k ORDER BY f.o), array_agg(f.p ORDER BY f.o), array_agg(f.t ORDER BY f.o)
+              INTO new_keys, new_params, new_targets
+              FROM unnest(keys, key_params, key_targets) WITH ORDINALITY AS f(k, p, t, o)
+             WHERE NOT EXISTS (SELECT FROM workflow.jobs x
+                                WHERE x.created_by = p_caller::regrole AND x.idempotency_key = f.k);
             WITH ins AS (
                 INSERT INTO workflow.jobs AS j
                     (id, root_id, workflow_id, workflow, version, params, target, priority, run_at,
@@ -345,11 +354,10 @@ BEGIN
                        first_type, s.k, p_caller::regrole, v_queue,
                        CASE WHEN w.concurrency_key IS NOT NULL
                             THEN workflow._new_job_key(w, s.id, s.p, s.t, p_caller) END
-                  FROM (SELECT nextval('workflow.jobs_id_seq') AS id, f.k, f.p, f.t
-                          FROM unnest(keys, key_params, key_targets) WITH ORDINALITY AS f(k, p, t, o)
-                         WHERE NOT EXISTS (SELECT FROM workflow.jobs x
-                                            WHERE x.created_by = p_caller::regrole
-                                              AND x.idempotency_key = f.k)) s
+                  FROM unnest(new_keys, new_params, new_targets,
+                              ARRAY(SELECT nextval('workflow.jobs_id_seq')
+                                      FROM generate_series(1, coalesce(cardinality(new_keys), 0)) g
+                                     ORDER BY g)) AS s(k, p, t, id)
                 ON CONFLICT (created_by, idempotency_key) WHERE idempotency_key IS NOT NULL
                     DO NOTHING
                 RETURNING 1)
