@@ -303,6 +303,7 @@ LANGUAGE plpgsql
 ROWS 4
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan  -- see _runner_claim
+SET jit = off                             -- see _runner_claim
 AS $$
 DECLARE
     q       workflow.queues;

@@ -37,6 +37,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan  -- see _runner_claim
 SET enable_seqscan = off                  -- see _runner_claim
+SET jit = off                             -- see _runner_claim
 AS $$
 DECLARE
     cand        record;

@@ -48,6 +48,10 @@ SET plan_cache_mode = force_generic_plan
 -- first claim of a fan-out, before its children exist) must not scan the
 -- whole table at every claim once it has grown
 SET enable_seqscan = off
+-- nor be compiled by JIT: its cost estimates (a disabled sequential scan
+-- counts 1e10) would pass jit_above_cost, and compiling costs a hundred
+-- times the claim
+SET jit = off
 AS $$
 DECLARE
     cand    record;
