@@ -295,15 +295,16 @@ COMMENT ON FUNCTION workflow._queue_running(text) IS
 -- and the bucket refilled, at the clock (a long poll's transaction is
 -- old); _queue_take uses the tokens.  For a queue with key_concurrency:
 -- key_limit, the room left per key that has running jobs (key_room) and
--- the keys with none left (full_keys).  p_queue: only that queue (NULL:
--- all).
+-- the keys with none left (full_keys); rated: the queue has a rate limit
+-- (the claim reports what it took to _queue_take).  p_queue: only that
+-- queue (NULL: all).
 CREATE OR REPLACE FUNCTION workflow._queue_open(p_limit integer, p_type text, p_queue text)
-RETURNS TABLE (queue text, budget integer, key_limit integer, key_room jsonb, full_keys text[])
+RETURNS TABLE (queue text, budget integer, key_limit integer, key_room jsonb, full_keys text[],
+               rated boolean)
 LANGUAGE plpgsql
 ROWS 4
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan  -- see _runner_claim
-SET jit = off                             -- see _runner_claim
 AS $$
 DECLARE
     q       workflow.queues;
@@ -312,27 +313,30 @@ DECLARE
     lap     integer;
 BEGIN
     RETURN QUERY
-        SELECT 'default'::text, p_limit, NULL::integer, NULL::jsonb, NULL::text[]
+        SELECT 'default'::text, p_limit, NULL::integer, NULL::jsonb, NULL::text[], false
          WHERE NOT EXISTS (SELECT 1 FROM workflow.queues d WHERE d.name = 'default')
            AND (p_queue IS NULL OR p_queue = 'default')
         UNION ALL
-        SELECT u.name, p_limit, NULL::integer, NULL::jsonb, NULL::text[] FROM workflow.queues u
+        SELECT u.name, p_limit, NULL::integer, NULL::jsonb, NULL::text[], false FROM workflow.queues u
          WHERE u.concurrency IS NULL AND u.rate_limit IS NULL AND u.key_concurrency IS NULL
            AND (p_queue IS NULL OR u.name = p_queue);
     FOR q IN
         SELECT * FROM workflow.queues l
          WHERE (l.concurrency IS NOT NULL OR l.rate_limit IS NOT NULL OR l.key_concurrency IS NOT NULL)
            AND (p_queue IS NULL OR l.name = p_queue)
-           AND CASE WHEN p_type IS NULL
-                    THEN EXISTS (SELECT 1 FROM workflow.jobs j
-                                  WHERE j.execution = 'queued' AND j.task_type IS NULL
-                                    AND j.queue = l.name AND j.run_at <= clock_timestamp())
-                    ELSE EXISTS (SELECT 1 FROM workflow.jobs j
-                                  WHERE j.execution = 'queued' AND j.task_type = p_type
-                                    AND j.queue = l.name AND j.run_at <= clock_timestamp())
-               END
          ORDER BY l.name
     LOOP
+        -- a due job of this claim's kind in the queue (two plain queries:
+        -- each a probe of its partial index)
+        IF p_type IS NULL THEN
+            CONTINUE WHEN NOT EXISTS (SELECT 1 FROM workflow.jobs j
+                                       WHERE j.execution = 'queued' AND j.task_type IS NULL
+                                         AND j.queue = q.name AND j.run_at <= clock_timestamp());
+        ELSE
+            CONTINUE WHEN NOT EXISTS (SELECT 1 FROM workflow.jobs j
+                                       WHERE j.execution = 'queued' AND j.task_type = p_type
+                                         AND j.queue = q.name AND j.run_at <= clock_timestamp());
+        END IF;
         -- first unlocked, then again under the lock
         FOR lap IN 1..2 LOOP
             t := clock_timestamp();
@@ -355,6 +359,7 @@ BEGIN
              WHERE b.name = q.name;
         END IF;
         queue := q.name;
+        rated := q.rate_limit IS NOT NULL;
         key_limit := q.key_concurrency;
         IF key_limit IS NULL THEN
             key_room := NULL;
@@ -415,7 +420,9 @@ BEGIN
        AND workflow._key_admit('{}', j.queue, j.concurrency_key, o.key_room, o.key_limit) IS NULL THEN
         RETURN false;
     END IF;
-    PERFORM workflow._queue_take(ARRAY[j.queue]);
+    IF o.rated THEN
+        PERFORM workflow._queue_take(ARRAY[j.queue]);
+    END IF;
     RETURN true;
 END
 $$;

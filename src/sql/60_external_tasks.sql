@@ -36,8 +36,6 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan  -- see _runner_claim
-SET enable_seqscan = off                  -- see _runner_claim
-SET jit = off                             -- see _runner_claim
 AS $$
 DECLARE
     cand        record;
@@ -48,6 +46,7 @@ DECLARE
     remaining   integer := p_count;
     pass        integer;
     default_lease interval := current_setting('workflow.task_lease')::interval;
+    cur         refcursor;
 BEGIN
     IF EXISTS (SELECT 1 FROM workflow.task_types t WHERE t.task_type = p_type AND t.paused) THEN
         RETURN;
@@ -55,31 +54,56 @@ BEGIN
     FOR pass IN 1..2 LOOP
         CONTINUE WHEN pass = 1 AND p_domain IS NULL;
         EXIT WHEN remaining = 0;
-        -- each open queue scanned in claim order in the index (task_type,
-        -- [domain,] queue, priority DESC, run_at, id), merged; the clock,
-        -- not now(): a long poll's transaction is old
-        FOR cand IN
-            SELECT c.*, o.key_room, o.key_limit
-              FROM workflow._queue_open(remaining, p_type, NULL) o
-             CROSS JOIN LATERAL (
-                SELECT j.id, j.created_by, j.target, j.queue, j.concurrency_key,
-                       j.priority, j.run_at
-                  FROM workflow.jobs j
-                 WHERE j.execution = 'queued' AND j.task_type = p_type
-                   AND ((pass = 1 AND j.domain = p_domain) OR (pass = 2 AND j.domain IS NULL))
-                   AND j.queue = o.queue
-                   AND j.run_at <= clock_timestamp()
-                   AND (o.full_keys IS NULL OR j.concurrency_key IS NULL
-                        OR j.concurrency_key <> ALL (o.full_keys))
-                   AND (j.target IS NULL
-                        OR workflow._target_free(j.id, j.created_by, j.target, j.priority, j.run_at,
-                                                 clock_timestamp()))
-                 ORDER BY j.priority DESC, j.run_at, j.id
-                 LIMIT o.budget
-                   FOR NO KEY UPDATE SKIP LOCKED) c
-             ORDER BY c.priority DESC, c.run_at, c.id
-             LIMIT remaining
+        -- each open queue scanned in claim order in its index, (task_type,
+        -- [domain,] queue, priority DESC, run_at, id), and merged: two
+        -- plain queries, one per partial index ("domain IS NULL" is no
+        -- equality); the clock, not now(): a long poll's transaction is old
+        IF pass = 1 THEN
+            OPEN cur FOR
+                SELECT c.*, o.key_room, o.key_limit, o.rated
+                  FROM workflow._queue_open(remaining, p_type, NULL) o
+                 CROSS JOIN LATERAL (
+                    SELECT j.id, j.created_by, j.target, j.queue, j.concurrency_key,
+                           j.priority, j.run_at
+                      FROM workflow.jobs j
+                     WHERE j.execution = 'queued' AND j.task_type = p_type AND j.domain = p_domain
+                       AND j.queue = o.queue
+                       AND j.run_at <= clock_timestamp()
+                       AND (o.full_keys IS NULL OR j.concurrency_key IS NULL
+                            OR j.concurrency_key <> ALL (o.full_keys))
+                       AND (j.target IS NULL
+                            OR workflow._target_free(j.id, j.created_by, j.target, j.priority, j.run_at,
+                                                     clock_timestamp()))
+                     ORDER BY j.priority DESC, j.run_at, j.id
+                     LIMIT o.budget
+                       FOR NO KEY UPDATE SKIP LOCKED) c
+                 ORDER BY c.priority DESC, c.run_at, c.id
+                 LIMIT remaining;
+        ELSE
+            OPEN cur FOR
+                SELECT c.*, o.key_room, o.key_limit, o.rated
+                  FROM workflow._queue_open(remaining, p_type, NULL) o
+                 CROSS JOIN LATERAL (
+                    SELECT j.id, j.created_by, j.target, j.queue, j.concurrency_key,
+                           j.priority, j.run_at
+                      FROM workflow.jobs j
+                     WHERE j.execution = 'queued' AND j.task_type = p_type AND j.domain IS NULL
+                       AND j.queue = o.queue
+                       AND j.run_at <= clock_timestamp()
+                       AND (o.full_keys IS NULL OR j.concurrency_key IS NULL
+                            OR j.concurrency_key <> ALL (o.full_keys))
+                       AND (j.target IS NULL
+                            OR workflow._target_free(j.id, j.created_by, j.target, j.priority, j.run_at,
+                                                     clock_timestamp()))
+                     ORDER BY j.priority DESC, j.run_at, j.id
+                     LIMIT o.budget
+                       FOR NO KEY UPDATE SKIP LOCKED) c
+                 ORDER BY c.priority DESC, c.run_at, c.id
+                 LIMIT remaining;
+        END IF;
         LOOP
+            FETCH cur INTO cand;
+            EXIT WHEN NOT FOUND;
             -- at most key_concurrency running per concurrency key
             IF cand.key_limit IS NOT NULL THEN
                 next_room := workflow._key_admit(room, cand.queue, cand.concurrency_key,
@@ -92,14 +116,19 @@ BEGIN
                 room := next_room;
             END IF;
             ids := ids || cand.id;
-            taken := taken || cand.queue;
+            IF cand.rated THEN
+                taken := taken || cand.queue;
+            END IF;
             remaining := remaining - 1;
         END LOOP;
+        CLOSE cur;
     END LOOP;
     IF cardinality(ids) = 0 THEN
         RETURN;
     END IF;
-    PERFORM workflow._queue_take(taken);
+    IF cardinality(taken) > 0 THEN
+        PERFORM workflow._queue_take(taken);
+    END IF;
     -- one statement for the whole batch, in claim order
     RETURN QUERY
         WITH u AS (

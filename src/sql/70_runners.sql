@@ -43,15 +43,6 @@ LANGUAGE plpgsql
 -- the plans do not depend on the values: planning them again at every
 -- call (custom plans) cost more than the claim itself
 SET plan_cache_mode = force_generic_plan
--- a runner keeps its plans until the table's statistics change: a plan
--- made while workflow.jobs was nearly empty (after a TRUNCATE, or the
--- first claim of a fan-out, before its children exist) must not scan the
--- whole table at every claim once it has grown
-SET enable_seqscan = off
--- nor be compiled by JIT: its cost estimates (a disabled sequential scan
--- counts 1e10) would pass jit_above_cost, and compiling costs a hundred
--- times the claim
-SET jit = off
 AS $$
 DECLARE
     cand    record;
@@ -62,7 +53,7 @@ DECLARE
     next_room jsonb;
 BEGIN
     FOR cand IN
-        SELECT c.*, o.key_room, o.key_limit
+        SELECT c.*, o.key_room, o.key_limit, o.rated
           FROM workflow._queue_open(p_limit, NULL, NULL) o
          CROSS JOIN LATERAL (
             SELECT j.ctid AS tid, j.id, j.created_by, j.target, j.queue, j.concurrency_key,
@@ -94,12 +85,16 @@ BEGIN
         END IF;
         ids := ids || cand.id;
         tids := tids || cand.tid;
-        taken := taken || cand.queue;
+        IF cand.rated THEN
+            taken := taken || cand.queue;
+        END IF;
     END LOOP;
     IF cardinality(ids) = 0 THEN
         RETURN;
     END IF;
-    PERFORM workflow._queue_take(taken);
+    IF cardinality(taken) > 0 THEN
+        PERFORM workflow._queue_take(taken);
+    END IF;
     RETURN QUERY
         WITH u AS (
             UPDATE workflow.jobs j
