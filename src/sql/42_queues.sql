@@ -326,17 +326,31 @@ BEGIN
            AND (p_queue IS NULL OR l.name = p_queue)
          ORDER BY l.name
     LOOP
-        -- a due job of this claim's kind in the queue (two plain queries:
-        -- each a probe of its partial index)
+        -- a due job of this claim's kind in the queue: probes of the
+        -- partial indexes of the runnable jobs, in their order (a generic
+        -- plan of an EXISTS, which drops ORDER BY and LIMIT, would scan the
+        -- table: the default queue's jobs make a match look near)
         IF p_type IS NULL THEN
-            CONTINUE WHEN NOT EXISTS (SELECT 1 FROM workflow.jobs j
-                                       WHERE j.execution = 'queued' AND j.task_type IS NULL
-                                         AND j.queue = q.name AND j.run_at <= clock_timestamp());
+            PERFORM FROM workflow.jobs j
+              WHERE j.execution = 'queued' AND j.task_type IS NULL
+                AND j.queue = q.name AND j.run_at <= clock_timestamp()
+              ORDER BY j.queue, j.priority DESC, j.run_at, j.id
+              LIMIT 1;
         ELSE
-            CONTINUE WHEN NOT EXISTS (SELECT 1 FROM workflow.jobs j
-                                       WHERE j.execution = 'queued' AND j.task_type = p_type
-                                         AND j.queue = q.name AND j.run_at <= clock_timestamp());
+            PERFORM FROM workflow.jobs j
+              WHERE j.execution = 'queued' AND j.task_type = p_type AND j.domain IS NULL
+                AND j.queue = q.name AND j.run_at <= clock_timestamp()
+              ORDER BY j.task_type, j.queue, j.priority DESC, j.run_at, j.id
+              LIMIT 1;
+            IF NOT FOUND THEN
+                PERFORM FROM workflow.jobs j
+                  WHERE j.execution = 'queued' AND j.task_type = p_type AND j.domain IS NOT NULL
+                    AND j.queue = q.name AND j.run_at <= clock_timestamp()
+                  ORDER BY j.task_type, j.domain, j.queue, j.priority DESC, j.run_at, j.id
+                  LIMIT 1;
+            END IF;
         END IF;
+        CONTINUE WHEN NOT FOUND;
         -- first unlocked, then again under the lock
         FOR lap IN 1..2 LOOP
             t := clock_timestamp();
