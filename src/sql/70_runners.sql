@@ -43,6 +43,14 @@ LANGUAGE plpgsql
 -- the plans do not depend on the values: planning them again at every
 -- call (custom plans) cost more than the claim itself
 SET plan_cache_mode = force_generic_plan
+-- a runner keeps its plans until the table's statistics change: a plan
+-- made while workflow.jobs was nearly empty (after a TRUNCATE, or at the
+-- first claim of a fan-out, before its children exist) must not scan and
+-- sort the whole table at every claim once it has grown
+SET enable_seqscan = off
+-- nor be compiled by JIT: a disabled sequential scan costs 1e10, past
+-- jit_above_cost, and a compilation costs a hundred claims
+SET jit = off
 AS $$
 DECLARE
     cand    record;
