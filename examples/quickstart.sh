@@ -37,6 +37,9 @@ if [ -z "${PG_CONFIG:-}" ]; then
 fi
 bindir=$("$PG_CONFIG" --bindir)
 
+# built from scratch: objects left by a build for another PostgreSQL
+# (test/run --pg=18, say) would look up to date and be installed here
+make -s PG_CONFIG="$PG_CONFIG" clean >/dev/null
 make -s PG_CONFIG="$PG_CONFIG"
 make -s PG_CONFIG="$PG_CONFIG" install
 
