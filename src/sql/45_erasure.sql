@@ -75,12 +75,8 @@ DECLARE
 BEGIN
     ids := workflow._erasable_tree(_delete_job.id, 'delete', p_caller);
     SELECT * INTO j FROM workflow.jobs WHERE id = ids[1];
-    -- every table that names a job
-    DELETE FROM workflow.task_runs WHERE job_id = ANY (ids);
-    DELETE FROM workflow.job_info WHERE job_id = ANY (ids);
-    DELETE FROM workflow.joins WHERE job_id = ANY (ids);
-    DELETE FROM workflow.target_locks WHERE job_id = ANY (ids);
-    DELETE FROM workflow.jobs WHERE id = ANY (ids);
+    -- as retention does, with every row that names the jobs
+    PERFORM workflow._sweep_prune(ids);
     RAISE LOG 'job % of workflow "%" deleted by role "%"', j.id, j.workflow, p_caller::regrole
         USING DETAIL = format('The job was %s; %s jobs (it and its children) were deleted with their task runs and info.',
                               j.execution, cardinality(ids));

@@ -362,13 +362,16 @@ BEGIN
     -- with their trees
     p_ids := p_ids || ARRAY(SELECT c.id FROM workflow.jobs c
                              WHERE c.root_id = ANY (p_ids) AND c.parent_id IS NOT NULL);
+    -- every table that names a job
     DELETE FROM workflow.task_runs WHERE job_id = ANY (p_ids);
     DELETE FROM workflow.job_info WHERE job_id = ANY (p_ids);
+    DELETE FROM workflow.joins WHERE job_id = ANY (p_ids);
+    DELETE FROM workflow.target_locks WHERE job_id = ANY (p_ids);
     DELETE FROM workflow.jobs WHERE id = ANY (p_ids);
 END
 $$;
 COMMENT ON FUNCTION workflow._sweep_prune(bigint[]) IS
-    'internal: the sweeper''s retention: delete finished jobs with their task runs and info';
+    'internal: delete finished root jobs with their trees and every row that names them (retention, delete_job)';
 
 -- Log what the sweeper could not do (a job, or a whole section of a pass)
 -- and the error that stopped it; the pass goes on.
