@@ -155,7 +155,7 @@ BEGIN
      WHERE s.workflow_id = w.id AND s.phase = 'chain' AND s.position = 0;
     v_queue := coalesce(_create_job.queue, w.queue);
     IF v_queue <> 'default' THEN
-        v_queue := workflow._job_queue(v_queue, NULL);
+        v_queue := workflow._job_queue(v_queue);
     END IF;
 
     -- never a silent job that no worker of this server will run
@@ -291,7 +291,7 @@ BEGIN
     w := workflow._job_workflow(workflow, NULL, p_caller);
     v_queue := coalesce(queue, w.queue);
     IF v_queue <> 'default' THEN
-        v_queue := workflow._job_queue(v_queue, NULL);
+        v_queue := workflow._job_queue(v_queue);
     END IF;
     IF n = 0 THEN
         RETURN;
@@ -547,7 +547,7 @@ BEGIN
     -- a queue dropped since the job ended: the default queue
     UPDATE workflow.jobs
        SET result = NULL, error = NULL, finished_at = NULL, deadline = NULL,
-           queue = CASE WHEN workflow._queue_exists(j.queue) THEN workflow._job_queue(j.queue, NULL)
+           queue = CASE WHEN workflow._queue_exists(j.queue) THEN workflow._job_queue(j.queue)
                         ELSE 'default' END
      WHERE workflow.jobs.id = j.id
     RETURNING * INTO j;

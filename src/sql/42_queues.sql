@@ -57,15 +57,13 @@ $$;
 COMMENT ON FUNCTION workflow._lock_queue(text, boolean) IS
     'internal: serialise drop_queue with the transactions that put jobs or workflows in a queue';
 
--- The queue a new job goes to: the one given, else its workflow's.  It
--- must exist, and is kept from being dropped until this transaction ends.
-CREATE OR REPLACE FUNCTION workflow._job_queue(given text, of_workflow text)
+-- A queue a new job (or a retried one) goes to: it must exist, and is
+-- kept from being dropped until this transaction ends.  Returns it.
+CREATE OR REPLACE FUNCTION workflow._job_queue(queue text)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    queue   text := coalesce(given, of_workflow);
 BEGIN
     IF queue = 'default' THEN
         RETURN queue;
@@ -79,8 +77,23 @@ BEGIN
     RETURN queue;
 END
 $$;
-COMMENT ON FUNCTION workflow._job_queue(text, text) IS
-    'internal: the queue of a new job (the one given, else its workflow''s), checked and locked against drop_queue';
+COMMENT ON FUNCTION workflow._job_queue(text) IS
+    'internal: check that the queue of a new job exists, and keep it from drop_queue until the transaction ends';
+
+-- The server log's line of a queue created or altered, with its limits.
+CREATE OR REPLACE FUNCTION workflow._log_queue(q workflow.queues, what text, p_caller oid)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE LOG 'workflow: queue "%" % by role "%" (concurrency %, rate_limit % per %, key_concurrency %)',
+              q.name, what, p_caller::regrole, coalesce(q.concurrency::text, 'none'),
+              coalesce(q.rate_limit::text, 'none'), q.rate_interval, coalesce(q.key_concurrency::text, 'none');
+END
+$$;
+COMMENT ON FUNCTION workflow._log_queue(workflow.queues, text, oid) IS
+    'internal: log a queue''s creation or change with its limits (the audit of create_queue and alter_queue)';
 
 -- Check the limits given to create_queue or alter_queue (NULL: not
 -- given).  Bounds: 1 to 1,000,000 jobs, a rate interval of 1 ms to 1 day.
@@ -132,6 +145,8 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
+DECLARE
+    created workflow.queues;
 BEGIN
     IF rate_interval IS NULL THEN
         RAISE EXCEPTION 'rate_interval must not be null'
@@ -146,15 +161,14 @@ BEGIN
     END IF;
     INSERT INTO workflow.queues AS q (name, concurrency, rate_limit, rate_interval, key_concurrency)
     VALUES (name, concurrency, rate_limit, rate_interval, key_concurrency)
-    ON CONFLICT ON CONSTRAINT queues_pkey DO NOTHING;
+    ON CONFLICT ON CONSTRAINT queues_pkey DO NOTHING
+    RETURNING q.* INTO created;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'queue "%" already exists', name
             USING ERRCODE = 'duplicate_object',
                   HINT = 'Change its limits with workflow.alter_queue().';
     END IF;
-    RAISE LOG 'workflow: queue "%" created by role "%" (concurrency %, rate_limit % per %, key_concurrency %)',
-              name, p_caller::regrole, coalesce(concurrency::text, 'none'),
-              coalesce(rate_limit::text, 'none'), rate_interval, coalesce(key_concurrency::text, 'none');
+    PERFORM workflow._log_queue(created, 'created', p_caller);
     RETURN true;
 END
 $$;
@@ -195,9 +209,7 @@ BEGIN
         RAISE EXCEPTION 'queue "%" does not exist', name
             USING ERRCODE = 'undefined_object';
     END IF;
-    RAISE LOG 'workflow: queue "%" altered by role "%" (concurrency %, rate_limit % per %, key_concurrency %)',
-              name, p_caller::regrole, coalesce(q.concurrency::text, 'none'),
-              coalesce(q.rate_limit::text, 'none'), q.rate_interval, coalesce(q.key_concurrency::text, 'none');
+    PERFORM workflow._log_queue(q, 'altered', p_caller);
     RETURN true;
 END
 $$;
