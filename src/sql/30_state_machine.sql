@@ -320,32 +320,33 @@ WITH v AS (
                          coalesce($4, array_fill(NULL::timestamptz, ARRAY[cardinality($1)])),
                          coalesce($5, array_fill(NULL::timestamptz, ARRAY[cardinality($1)])))
            WITH ORDINALITY AS v(id, lease, output, started, finished, n)),
-o AS (
-    SELECT j AS job, j.ctid AS tid, v.output, v.started, v.finished, v.n
-      FROM v JOIN workflow.jobs j ON j.id = v.id
+c AS (
+    SELECT j.id, j.workflow_id, j.phase, j.step, j.attempt, j.task_attempt, j.in_fallback,
+           j.runner_id, j.lease, j.claimed_at, j.created_by, j.target,
+           v.output, v.started, v.finished, v.n,
+           cs.name AS task, ns.position AS next_step, ns.task_type AS next_type,
+           CASE WHEN ns.position IS NOT NULL AND $6 AND ns.kind <> 'external' THEN 'running'
+                WHEN ns.position IS NOT NULL THEN 'queued'
+                WHEN j.phase = 'chain' THEN 'succeeded'
+                WHEN j.phase = 'oncancel' THEN 'canceled'
+           END::workflow.execution AS next_execution
+      FROM v
+      JOIN workflow.jobs j ON j.id = v.id
+      JOIN workflow.tasks cs ON cs.workflow_id = j.workflow_id
+           AND cs.phase = j.phase AND cs.position = j.step
+      LEFT JOIN workflow.tasks ns ON ns.workflow_id = j.workflow_id
+           AND ns.phase = j.phase AND ns.position = j.step + 1
      WHERE j.lease IS NOT DISTINCT FROM v.lease AND j.execution IN ('running', 'waiting')
        AND (NOT $7 OR j.task_type IS NOT NULL)
      ORDER BY v.n
        FOR NO KEY UPDATE OF j),
-c AS (
-    SELECT o.*, (o.job).id, cs.name AS task, ns.position AS next_step, ns.task_type AS next_type,
-           CASE WHEN ns.position IS NOT NULL AND $6 AND ns.kind <> 'external' THEN 'running'
-                WHEN ns.position IS NOT NULL THEN 'queued'
-                WHEN (o.job).phase = 'chain' THEN 'succeeded'
-                WHEN (o.job).phase = 'oncancel' THEN 'canceled'
-           END::workflow.execution AS next_execution
-      FROM o
-      JOIN workflow.tasks cs ON cs.workflow_id = (o.job).workflow_id
-           AND cs.phase = (o.job).phase AND cs.position = (o.job).step
-      LEFT JOIN workflow.tasks ns ON ns.workflow_id = (o.job).workflow_id
-           AND ns.phase = (o.job).phase AND ns.position = (o.job).step + 1),
 run AS (
     INSERT INTO workflow.task_runs
         (job_id, job_attempt, phase, step, task, attempt, fallback, status, runner_id, lease,
          started_at, finished_at, output)
-    SELECT c.id, (c.job).attempt, (c.job).phase, (c.job).step, c.task, (c.job).task_attempt,
-           (c.job).in_fallback, 'succeeded', (c.job).runner_id, (c.job).lease,
-           coalesce(c.started, (c.job).claimed_at, pg_catalog.now()),
+    SELECT c.id, c.attempt, c.phase, c.step, c.task, c.task_attempt,
+           c.in_fallback, 'succeeded', c.runner_id, c.lease,
+           coalesce(c.started, c.claimed_at, pg_catalog.now()),
            coalesce(c.finished, pg_catalog.clock_timestamp()), c.output
       FROM c ORDER BY c.n),
 moved AS (
@@ -368,19 +369,24 @@ moved AS (
                               THEN coalesce(c.finished, pg_catalog.clock_timestamp())
                               ELSE j.finished_at END
       FROM c
-     -- the version locked above (nothing else can change it since)
-     WHERE j.ctid = c.tid AND c.next_execution IS NOT NULL),
+     -- by id: a version committed after this statement's snapshot and
+     -- locked above is found from the visible one
+     WHERE j.id = c.id AND c.next_execution IS NOT NULL),
 released AS (
     DELETE FROM workflow.target_locks l
      USING c
-     WHERE c.next_execution IN ('succeeded', 'canceled') AND (c.job).target IS NOT NULL
-       AND l.owner = (c.job).created_by AND l.target = (c.job).target AND l.job_id = c.id)
-SELECT c.n, c.id, (c.job).runner_id,
+     WHERE c.next_execution IN ('succeeded', 'canceled') AND c.target IS NOT NULL
+       AND l.owner = c.created_by AND l.target = c.target AND l.job_id = c.id)
+SELECT c.n, c.id, c.runner_id,
        CASE WHEN c.next_execution IS NULL
-            THEN (workflow._job_failed(c.job, (c.job).error)).execution
+            -- the end of onerror, with the job as locked above (which
+            -- moved left alone): the only place that reads the whole row
+            THEN (SELECT (workflow._job_failed(f.job, (f.job).error)).execution
+                    FROM (SELECT j AS job FROM workflow.jobs j WHERE j.id = c.id
+                             FOR NO KEY UPDATE) f)
             ELSE c.next_execution END,
        CASE WHEN c.next_execution = 'queued' THEN workflow._wake_at_commit(c.next_type)
-            WHEN c.next_execution IN ('succeeded', 'canceled') AND (c.job).target IS NOT NULL
+            WHEN c.next_execution IN ('succeeded', 'canceled') AND c.target IS NOT NULL
             THEN workflow._wake_at_commit(NULL)
             ELSE 0 END
   FROM c
