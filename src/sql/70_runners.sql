@@ -54,7 +54,6 @@ SET jit = off
 AS $$
 DECLARE
     cand    record;
-    ids     bigint[] := '{}';
     tids    tid[] := '{}';
     taken   text[] := '{}';
     room    jsonb := '{}';
@@ -91,13 +90,12 @@ BEGIN
         IF cand.key_limit IS NOT NULL THEN
             room := next_room;
         END IF;
-        ids := ids || cand.id;
         tids := tids || cand.tid;
         IF cand.rated THEN
             taken := taken || cand.queue;
         END IF;
     END LOOP;
-    IF cardinality(ids) = 0 THEN
+    IF cardinality(tids) = 0 THEN
         RETURN;
     END IF;
     IF cardinality(taken) > 0 THEN
@@ -113,9 +111,7 @@ BEGIN
               FROM workflow.workflows w
              WHERE j.ctid = ANY (tids) AND w.id = j.workflow_id
             RETURNING j.*)
-        SELECT u.* FROM u
-          JOIN unnest(ids) WITH ORDINALITY AS o(id, n) ON o.id = u.id
-         ORDER BY o.n;
+        SELECT u.* FROM u ORDER BY u.priority DESC, u.run_at, u.id;
 END
 $$;
 COMMENT ON FUNCTION workflow._runner_claim(text, integer) IS
