@@ -24,6 +24,17 @@
 PG_FUNCTION_INFO_V1(workflow_new_lease);
 
 /*
+ * Random bytes drawn ahead: one pg_strong_random() call serves a claim's
+ * batch rather than one job.  The buffer is this process's own (filled
+ * after the fork, never by the postmaster), and a value taken from it is
+ * never given twice.
+ */
+#define LEASE_POOL_SIZE 64
+
+static uint64 lease_pool[LEASE_POOL_SIZE];
+static int	lease_pool_left = 0;
+
+/*
  * workflow._new_lease() returns bigint: a random lease in 1 .. 2^63 - 1.
  */
 Datum
@@ -33,9 +44,15 @@ workflow_new_lease(PG_FUNCTION_ARGS)
 
 	do
 	{
-		if (!pg_strong_random(&value, sizeof(value)))
-			elog(ERROR, "could not generate a random lease");
-		value &= PG_INT64_MAX;
+		if (lease_pool_left == 0)
+		{
+			if (!pg_strong_random(lease_pool, sizeof(lease_pool)))
+				elog(ERROR, "could not generate a random lease");
+			lease_pool_left = LEASE_POOL_SIZE;
+		}
+		value = lease_pool[--lease_pool_left] & PG_INT64_MAX;
+		/* not readable from this process's memory once given */
+		lease_pool[lease_pool_left] = 0;
 	} while (value == 0);
 
 	PG_RETURN_INT64((int64) value);
