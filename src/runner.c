@@ -489,7 +489,9 @@ claim_batch(ClaimedJob *jobs, int limit)
 	{
 		Oid			argtypes[2] = {TEXTOID, INT4OID};
 
-		workflow_keep_plan(&plan, "SELECT " JOB_COLUMNS " FROM workflow._runner_claim($1, $2)", 2, argtypes);
+		/* claim order, in which the batch runs */
+		workflow_keep_plan(&plan, "SELECT " JOB_COLUMNS " FROM workflow._runner_claim($1, $2) "
+						   "ORDER BY priority DESC, run_at, id", 2, argtypes);
 	}
 	values[0] = CStringGetTextDatum(my_runner_id);
 	values[1] = Int32GetDatum(limit);

@@ -12,7 +12,8 @@
 # (3) The quick start's orders run in creation order (examples/order.sql:
 #     of two orders for the last lamp, the one created first gets it): jobs
 #     created in one transaction with the same priority, claimed in one
-#     batch by a single runner, run in the order of their ids.
+#     batch by a single runner, run in the order of their ids; with
+#     priorities, in claim order.
 
 use strict;
 use warnings;
@@ -126,6 +127,23 @@ is( $one->q(
 note('(3) claims: '
 	  . $one->q(q{SELECT count(DISTINCT claimed_at) FROM workflow.jobs})
 	  . ' (one batch: 1)');
+
+# with priorities, claim order is not creation order: the batch still runs
+# in claim order (the claim returns its rows in no particular order; the
+# runner orders them)
+$one->q(q{TRUNCATE public.ran; UPDATE public.stock SET available = 1});
+$one->q(
+	q{SELECT count(workflow.create_job('order', jsonb_build_object('order', i), priority => i % 3))
+	    FROM generate_series(1, 20) i});
+ok($one->poll_for("SELECT count(*) FROM workflow.jobs WHERE execution = 'succeeded'", '40', 60),
+	'(3) 20 orders with priorities succeeded');
+is( $one->q(
+		q{SELECT array_agg(r.job ORDER BY r.n) = array_agg(r.job ORDER BY j.priority DESC, j.run_at, j.id)
+		    FROM public.ran r JOIN workflow.jobs j ON j.id = r.job}),
+	't', '(3) they ran in claim order (priority first), not in creation order');
+is( $one->q(
+		q{SELECT j.priority FROM public.ran r JOIN workflow.jobs j ON j.id = r.job WHERE r.got_lamp}),
+	'2', '(3) an order of the highest priority got the lamp');
 $one->stop;
 
 done_testing();
