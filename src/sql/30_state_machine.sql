@@ -199,18 +199,21 @@ $$;
 COMMENT ON FUNCTION workflow._current_task(workflow.jobs) IS
     'internal: the task of a job in progress, or the wrong-state error';
 
--- Release the target held by a job that reached a terminal state.
-CREATE OR REPLACE FUNCTION workflow._release_target(j workflow.jobs)
-RETURNS void
+-- Release the target held by a job that reached a terminal state, and
+-- wake the runners at commit: the next job of that target may run now.
+-- Returns how many executors that wakes (_wake_at_commit).
+CREATE OR REPLACE FUNCTION workflow._release_target(p_owner regrole, p_target text, p_job bigint)
+RETURNS integer
 LANGUAGE plpgsql
 AS $$
 BEGIN
     DELETE FROM workflow.target_locks l
-     WHERE l.owner = j.created_by AND l.target = j.target AND l.job_id = j.id;
+     WHERE l.owner = p_owner AND l.target = p_target AND l.job_id = p_job;
+    RETURN workflow._wake_at_commit(NULL);
 END
 $$;
-COMMENT ON FUNCTION workflow._release_target(workflow.jobs) IS
-    'internal: free the target of a finished job so the next job of that target can run';
+COMMENT ON FUNCTION workflow._release_target(regrole, text, bigint) IS
+    'internal: free the target of a finished job so the next job of that target can run, and wake the runners at commit';
 
 -- Move a locked job to a terminal state.
 CREATE OR REPLACE FUNCTION workflow._terminate(j workflow.jobs, final workflow.execution,
@@ -226,9 +229,7 @@ BEGIN
      WHERE id = j.id
     RETURNING * INTO j;
     IF j.target IS NOT NULL THEN
-        PERFORM workflow._release_target(j);
-        -- the next job of this target may run now
-        PERFORM workflow._wake_at_commit(NULL);
+        PERFORM workflow._release_target(j.created_by, j.target, j.id);
     END IF;
     RETURN j;
 END
@@ -298,10 +299,10 @@ COMMENT ON FUNCTION workflow._job_failed(workflow.jobs, jsonb) IS
 --   end of onerror             _job_failed: another whole-job attempt, or
 --                              failed
 --
--- and release the target of a job that ended.  A job is moved only if it
--- is running or waiting under the lease given (NULL for a waiting job),
--- locked here in the order given; the others are left alone and missing
--- from the result.  Returns per job moved: its position in the arrays,
+-- and release the target of a job that ended (_release_target).  A job
+-- is moved only if it is running or waiting under the lease given (NULL
+-- for a waiting job), locked here in the order given; the others are left
+-- alone and missing from the result.  Returns per job moved: its position in the arrays,
 -- id, the executor that held it, its new state, and how many executors
 -- its move wakes at commit.
 --
@@ -371,12 +372,7 @@ moved AS (
       FROM c
      -- by id: a version committed after this statement's snapshot and
      -- locked above is found from the visible one
-     WHERE j.id = c.id AND c.next_execution IS NOT NULL),
-released AS (
-    DELETE FROM workflow.target_locks l
-     USING c
-     WHERE c.next_execution IN ('succeeded', 'canceled') AND c.target IS NOT NULL
-       AND l.owner = c.created_by AND l.target = c.target AND l.job_id = c.id)
+     WHERE j.id = c.id AND c.next_execution IS NOT NULL)
 SELECT c.n, c.id, c.runner_id,
        CASE WHEN c.next_execution IS NULL
             -- the end of onerror, with the job as locked above (which
@@ -386,8 +382,10 @@ SELECT c.n, c.id, c.runner_id,
                              FOR NO KEY UPDATE) f)
             ELSE c.next_execution END,
        CASE WHEN c.next_execution = 'queued' THEN workflow._wake_at_commit(c.next_type)
+            -- a target is released by a call rather than a DELETE of
+            -- this statement, which every batch would start for nothing
             WHEN c.next_execution IN ('succeeded', 'canceled') AND c.target IS NOT NULL
-            THEN workflow._wake_at_commit(NULL)
+            THEN workflow._release_target(c.created_by, c.target, c.id)
             ELSE 0 END
   FROM c
  ORDER BY c.n

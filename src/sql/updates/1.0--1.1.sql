@@ -43,6 +43,7 @@ DROP FUNCTION workflow._create_job(text, jsonb, text, timestamptz, integer, text
 DROP FUNCTION workflow._check_external_worker(text);           -- (text, oid)
 DROP FUNCTION workflow._complete_task(bigint, bigint, jsonb);  -- _complete_task_general; _complete_task(..., oid) is C
 DROP FUNCTION workflow._leased_job(bigint, bigint, text);      -- (..., oid)
+DROP FUNCTION workflow._release_target(workflow.jobs);         -- (regrole, text, bigint)
 DROP FUNCTION workflow._runner_record(bigint, bigint, text, jsonb, jsonb, timestamptz, interval, jsonb[]);  -- p_outcome workflow.outcome
 DROP FUNCTION workflow._runner_seen(text, text);               -- (text, oid)
 DROP FUNCTION workflow._sweep(text, interval, integer);        -- (..., bigint[], interval)
