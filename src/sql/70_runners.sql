@@ -63,7 +63,14 @@ DECLARE
 BEGIN
     FOR cand IN
         SELECT c.*, o.key_room, o.key_limit, o.rated
-          FROM workflow._queue_open(p_limit, NULL, NULL) o
+          FROM (-- without a row in workflow.queues there is only the
+                -- default queue, without limits: no call of _queue_open
+                SELECT 'default'::text AS queue, p_limit AS budget, NULL::integer AS key_limit,
+                       NULL::jsonb AS key_room, NULL::text[] AS full_keys, false AS rated
+                 WHERE NOT EXISTS (SELECT FROM workflow.queues)
+                UNION ALL
+                SELECT * FROM workflow._queue_open(p_limit, NULL, NULL)
+                 WHERE EXISTS (SELECT FROM workflow.queues)) o
          CROSS JOIN LATERAL (
             SELECT j.ctid AS tid, j.id, j.created_by, j.target, j.queue, j.concurrency_key,
                    j.priority, j.run_at
