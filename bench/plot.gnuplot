@@ -1,7 +1,7 @@
 # bench/plot.gnuplot: bench/results/latest.png from the data files that
 # bench/run writes next to its report (run in that directory):
 #   throughput.dat  "label" value            one bar per case
-#   latency.dat     "label" p50 p95 p99      ms from the commit of create_job
+#   latency.dat     "label" p50 p95 p99      ms from the commit of create_job (or from its acknowledgement)
 #   steady.dat      minute finished/s jobs_MB n_dead_tup task_runs_MB
 if (!exists("quick")) quick = ""
 

@@ -23,10 +23,13 @@ CREATE INDEX bench_queue_todo ON bench_queue (id) WHERE NOT done;
 
 -- Case 3, latency: the creating transaction of every job, so that its
 -- commit time is pg_xact_commit_timestamp(xid) (track_commit_timestamp).
--- The job row's own xmin is no good: the runner updates the row.
+-- The job row's own xmin is no good: the runner updates the row.  And when
+-- the client had the commit's acknowledgement: the server's clock at its
+-- next statement (bench/sql/latency_create.sql).
 CREATE TABLE bench_created (
     job_id      bigint PRIMARY KEY,
-    xid         xid8 NOT NULL
+    xid         xid8 NOT NULL,
+    acked       timestamptz
 );
 
 -- The workflows of the issue: a 1-task and a 3-task no-op SQL workflow,
