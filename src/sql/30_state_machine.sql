@@ -302,9 +302,9 @@ COMMENT ON FUNCTION workflow._job_failed(workflow.jobs, jsonb) IS
 -- and release the target of a job that ended (_release_target).  A job
 -- is moved only if it is running or waiting under the lease given (NULL
 -- for a waiting job), locked here in the order given; the others are left
--- alone and missing from the result.  Returns per job moved: its position in the arrays,
--- id, the executor that held it, its new state, and how many executors
--- its move wakes at commit.
+-- alone and missing from the result.  Returns per job moved: its position
+-- in the arrays, id, the executor that held it, its new state, and how
+-- many executors its move wakes at commit.
 --
 -- The arguments, by position (C executes this body as a statement of its
 -- own, src/plans.c): $1 job ids, $2 leases, $3 outputs (NULL: none), $4
