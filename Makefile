@@ -8,7 +8,7 @@ EXTVERSION   = 1.1
 MODULE_big   = workflow
 OBJS         = src/workflow.o src/definitions.o src/task_cache.o src/wakeup.o src/worker.o \
                src/launcher.o src/databases.o src/runner.o src/sweeper.o src/task.o src/poll.o src/report.o src/api.o src/lease.o src/plans.o \
-               src/names.o src/crashrecord.o src/concurrency_key.o
+               src/names.o src/crashrecord.o src/concurrency_key.o src/guard.o
 # workflow--1.0.sql is the released 1.0, frozen; the scripts of 1.1 are
 # built from src/sql/ (see the rules below and src/sql/README.md)
 PREV_VERSION = 1.0

@@ -55,6 +55,18 @@
 	pg_database_ownercheck((dboid), (roleid))
 #endif
 
+/*
+ * Start an index scan: index_beginscan() takes the scan's instrumentation
+ * from 18 on (NULL: none).
+ */
+#if PG_VERSION_NUM >= 180000
+#define WF_INDEX_BEGINSCAN(heap, index, snapshot, nkeys, norderbys) \
+	index_beginscan((heap), (index), (snapshot), NULL, (nkeys), (norderbys))
+#else
+#define WF_INDEX_BEGINSCAN(heap, index, snapshot, nkeys, norderbys) \
+	index_beginscan((heap), (index), (snapshot), (nkeys), (norderbys))
+#endif
+
 /* varatt.h was split out of postgres.h in 16 */
 #if PG_VERSION_NUM >= 160000
 #include "varatt.h"

@@ -155,7 +155,8 @@ typedef struct ClaimedJob
 
 /*
  * The lease guard of the runner's statements: job $1 is still running
- * under the lease $2 of our claim.  "(execution = 'running') IS TRUE" is
+ * under the lease $2 of our claim (src/guard.c tests the same without a
+ * statement, before and after a task).  "(execution = 'running') IS TRUE" is
  * the same test, in a form that does not match the predicate of the
  * jobs_running index, so that the generic plan never scans every running
  * job of that (small, hence cheap-looking) index instead of the primary
@@ -946,30 +947,14 @@ creator_problem(Oid owner)
 /*
  * Whether the claim of a job still holds (same lease, still running):
  * something else may have happened to it since it was claimed (canceled,
- * taken over by another runner).
+ * taken over by another runner).  Read with a fresh snapshot (guard.c):
+ * the batch's snapshot is older than a takeover or a cancel committed
+ * while an earlier task of the batch ran.
  */
 static bool
 claim_holds(ClaimedJob *job)
 {
-	static SPIPlanPtr plan = NULL;
-	Datum		values[2];
-
-	if (plan == NULL)
-	{
-		Oid			argtypes[2] = {INT8OID, INT8OID};
-
-		workflow_keep_plan(&plan, "SELECT 1 FROM workflow.jobs WHERE " JOB_IS_OURS, 2, argtypes);
-	}
-	values[0] = Int64GetDatum(job->id);
-	values[1] = Int64GetDatum(job->lease);
-	/*
-	 * Not read-only: a read-only execution would use the batch's snapshot,
-	 * older than a takeover or a cancel committed while an earlier task of
-	 * the batch ran, and run a job that is no longer ours.
-	 */
-	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "workflow runner could not look up job %lld", (long long) job->id);
-	return SPI_processed == 1;
+	return workflow_job_is_ours(job->id, job->lease, false);
 }
 
 /*
@@ -1038,23 +1023,10 @@ static bool
 hold_success(ClaimedJob *job, WorkflowTaskDef *step, Datum output,
 			 TimestampTz started, bool *still_running)
 {
-	static SPIPlanPtr plan = NULL;
-	Datum		values[2];
 	PendingSuccess *p;
 
-	if (plan == NULL)
-	{
-		Oid			argtypes[2] = {INT8OID, INT8OID};
-
-		workflow_keep_plan(&plan, "SELECT 1 FROM workflow.jobs WHERE " JOB_IS_OURS
-						   " FOR NO KEY UPDATE", 2, argtypes);
-	}
-	values[0] = Int64GetDatum(job->id);
-	values[1] = Int64GetDatum(job->lease);
-	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "workflow runner could not lock job %lld", (long long) job->id);
 	*still_running = false;
-	if (SPI_processed != 1)
+	if (!workflow_job_is_ours(job->id, job->lease, true))
 		return false;
 
 	Assert(npending < MAX_BATCH);

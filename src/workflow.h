@@ -217,6 +217,9 @@ extern void workflow_install_utility_hook(void);
 extern PGDLLEXPORT void workflow_runner_main(Datum main_arg);
 extern void workflow_runner_id(int slot, char *buf, size_t len);
 
+/* src/guard.c: the lease guard of a claimed job */
+extern bool workflow_job_is_ours(int64 job_id, int64 lease, bool lock);
+
 /* src/sweeper.c */
 extern PGDLLEXPORT void workflow_sweeper_main(Datum main_arg);
 

@@ -1,0 +1,179 @@
+/*-------------------------------------------------------------------------
+ *
+ * guard.c
+ *		The lease guard of a job a runner claimed: whether the job's row
+ *		still says it runs under the lease of that claim, and, after a task
+ *		succeeded, the lock of that row until the batch commits.
+ *
+ * A runner asks this for every task: before the body, whether the job is
+ * still its own (when it was claimed a while ago), and after a successful
+ * body, in the task's subtransaction, with the row locked.  Both mean
+ *
+ *		SELECT 1 FROM workflow.jobs
+ *		 WHERE id = $1 AND lease = $2 AND execution = 'running'
+ *		[FOR NO KEY UPDATE]
+ *
+ * under a fresh snapshot, as in READ COMMITTED.  Through SPI, such a
+ * statement costs a plan revalidation and an executor start-up and
+ * shutdown, several times what the probe itself costs; so this reads the
+ * primary key's index and the heap directly, and locks with
+ * table_tuple_lock(), which is what the executor's LockRows node calls.  A
+ * row updated after the snapshot is locked in its latest version, which is
+ * then checked again (the EvalPlanQual recheck of a locking SELECT); a
+ * version that fails the check stays locked, as it would there.  A lock
+ * held by another transaction is waited for, within the runner's
+ * lock_timeout.
+ *
+ * The relation, index, column numbers and the label's OID are looked up
+ * once per top-level transaction (the runner's batch), so a dropped and
+ * recreated extension is followed.
+ *
+ * Copyright (c) 2026, the workflow developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_enum.h"
+#include "executor/tuptable.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+
+#include "compat.h"
+#include "workflow.h"
+
+/* what the guard reads, valid for the top-level transaction `lxid' */
+typedef struct GuardRelation
+{
+	LocalTransactionId lxid;
+	Oid			jobs;			/* workflow.jobs */
+	Oid			pkey;			/* its primary key's index, on id */
+	AttrNumber	lease;
+	AttrNumber	execution;
+	Oid			running;		/* the label 'running' of workflow.execution */
+} GuardRelation;
+
+static GuardRelation guard = {InvalidLocalTransactionId};
+
+static void guard_lookup(void);
+static bool row_is_ours(TupleTableSlot *slot, int64 lease);
+
+/*
+ * Whether job `job_id' is still running under `lease', read with a fresh
+ * snapshot; with `lock', its row is then locked FOR NO KEY UPDATE by the
+ * current (sub)transaction, and the answer is about the version locked.
+ */
+bool
+workflow_job_is_ours(int64 job_id, int64 lease, bool lock)
+{
+	Relation	rel;
+	Relation	index;
+	Snapshot	snapshot;
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+	ScanKeyData key;
+	bool		ours = false;
+
+	guard_lookup();
+	/* what this transaction did so far is seen, as by a new statement */
+	CommandCounterIncrement();
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	rel = table_open(guard.jobs, lock ? RowShareLock : AccessShareLock);
+	index = index_open(guard.pkey, AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(job_id));
+	scan = WF_INDEX_BEGINSCAN(rel, index, snapshot, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		ours = row_is_ours(slot, lease);
+		if (ours && lock)
+		{
+			TM_FailureData tmfd;
+			TM_Result	result;
+
+			result = table_tuple_lock(rel, &slot->tts_tid, snapshot, slot,
+									  GetCurrentCommandId(true), LockTupleNoKeyExclusive,
+									  LockWaitBlock, TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
+									  &tmfd);
+			switch (result)
+			{
+				case TM_Ok:
+					/* the slot holds the version locked, maybe a newer one */
+					ours = row_is_ours(slot, lease);
+					break;
+				case TM_Deleted:
+					ours = false;
+					break;
+				default:
+					/* nothing else is possible when waiting for the latest version */
+					elog(ERROR, "unexpected result %d locking job %lld",
+						 (int) result, (long long) job_id);
+			}
+		}
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	/* the table's lock is kept until the end of the transaction */
+	table_close(rel, NoLock);
+	UnregisterSnapshot(snapshot);
+	return ours;
+}
+
+/*
+ * Whether the row in `slot' runs under `lease'.
+ */
+static bool
+row_is_ours(TupleTableSlot *slot, int64 lease)
+{
+	Datum		value;
+	bool		isnull;
+
+	value = slot_getattr(slot, guard.lease, &isnull);
+	if (isnull || DatumGetInt64(value) != lease)
+		return false;
+	value = slot_getattr(slot, guard.execution, &isnull);
+	return !isnull && DatumGetObjectId(value) == guard.running;
+}
+
+/*
+ * Look up what the guard reads, once per top-level transaction.
+ */
+static void
+guard_lookup(void)
+{
+	Oid			nsp;
+	HeapTuple	tuple;
+
+	if (guard.lxid == WF_MY_LXID && guard.lxid != InvalidLocalTransactionId)
+		return;
+
+	nsp = get_namespace_oid("workflow", false);
+	guard.jobs = get_relname_relid("jobs", nsp);
+	guard.pkey = get_relname_relid("jobs_pkey", nsp);
+	if (!OidIsValid(guard.jobs) || !OidIsValid(guard.pkey))
+		elog(ERROR, "workflow.jobs or its primary key is missing");
+	guard.lease = get_attnum(guard.jobs, "lease");
+	guard.execution = get_attnum(guard.jobs, "execution");
+	if (guard.lease == InvalidAttrNumber || guard.execution == InvalidAttrNumber)
+		elog(ERROR, "workflow.jobs has no column lease or execution");
+	tuple = SearchSysCache2(ENUMTYPOIDNAME,
+							ObjectIdGetDatum(get_atttype(guard.jobs, guard.execution)),
+							CStringGetDatum("running"));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "workflow.execution has no label \"running\"");
+	guard.running = ((Form_pg_enum) GETSTRUCT(tuple))->oid;
+	ReleaseSysCache(tuple);
+	guard.lxid = WF_MY_LXID;
+}
