@@ -38,7 +38,13 @@ COMMENT ON FUNCTION workflow.add_info(jsonb) IS
 -- columns it reads costs less than sorting the rows here).  A job found
 -- past its deadline is claimed too: the runner then handles the timeout.
 -- The claimed rows are updated by their row address (the version locked
--- by the loop, which nothing else can change since).
+-- by the query that chose them, which nothing else can change since).
+--
+-- Without a row in workflow.queues there is only the default queue,
+-- without limits: the batch is then chosen by one query, where a loop
+-- would cost more than the rest of the claim.  The candidates' runnable
+-- test is written twice, as each query must state the predicate of
+-- jobs_runnable_sql literally for its generic plan to use that index.
 CREATE OR REPLACE FUNCTION workflow._runner_claim(p_runner text, p_limit integer)
 RETURNS SETOF workflow.jobs
 LANGUAGE plpgsql
@@ -61,54 +67,66 @@ DECLARE
     room    jsonb := '{}';
     next_room jsonb;
 BEGIN
-    FOR cand IN
-        SELECT c.*, o.key_room, o.key_limit, o.rated
-          FROM (-- without a row in workflow.queues there is only the
-                -- default queue, without limits: no call of _queue_open
-                SELECT 'default'::text AS queue, p_limit AS budget, NULL::integer AS key_limit,
-                       NULL::jsonb AS key_room, NULL::text[] AS full_keys, false AS rated
-                 WHERE NOT EXISTS (SELECT FROM workflow.queues)
-                UNION ALL
-                SELECT * FROM workflow._queue_open(p_limit, NULL, NULL)
-                 WHERE EXISTS (SELECT FROM workflow.queues)) o
-         CROSS JOIN LATERAL (
-            SELECT j.ctid AS tid, j.id, j.created_by, j.target, j.queue, j.concurrency_key,
-                   j.priority, j.run_at
-              FROM workflow.jobs j
-             WHERE j.execution = 'queued' AND j.task_type IS NULL AND j.queue = o.queue
-               AND j.run_at <= now()
-               AND (o.full_keys IS NULL OR j.concurrency_key IS NULL
-                    OR j.concurrency_key <> ALL (o.full_keys))
-               AND (j.target IS NULL
-                    OR workflow._target_free(j.id, j.created_by, j.target, j.priority, j.run_at, now()))
-             ORDER BY j.priority DESC, j.run_at, j.id
-             LIMIT o.budget
-               FOR NO KEY UPDATE SKIP LOCKED) c
-         ORDER BY c.priority DESC, c.run_at, c.id
-         LIMIT p_limit
-    LOOP
-        -- at most key_concurrency running per concurrency key
-        IF cand.key_limit IS NOT NULL THEN
-            next_room := workflow._key_admit(room, cand.queue, cand.concurrency_key,
-                                             cand.key_room, cand.key_limit);
-            CONTINUE WHEN next_room IS NULL;
+    IF NOT EXISTS (SELECT FROM workflow.queues) THEN
+        -- the first jobs in claim order, less those whose target is held;
+        -- _take_target is called in claim order (the CTE's), so it also
+        -- refuses a second job of a target in this batch
+        tids := ARRAY(
+            WITH c AS MATERIALIZED (
+                SELECT j.ctid AS tid, j.id, j.created_by, j.target
+                  FROM workflow.jobs j
+                 WHERE j.execution = 'queued' AND j.task_type IS NULL AND j.queue = 'default'
+                   AND j.run_at <= now()
+                   AND (j.target IS NULL
+                        OR workflow._target_free(j.id, j.created_by, j.target, j.priority, j.run_at, now()))
+                 ORDER BY j.priority DESC, j.run_at, j.id
+                 LIMIT p_limit
+                   FOR NO KEY UPDATE SKIP LOCKED)
+            SELECT c.tid FROM c
+             WHERE c.target IS NULL OR workflow._take_target(c.id, c.created_by, c.target));
+    ELSE
+        FOR cand IN
+            SELECT c.*, o.key_room, o.key_limit, o.rated
+              FROM workflow._queue_open(p_limit, NULL, NULL) o
+             CROSS JOIN LATERAL (
+                SELECT j.ctid AS tid, j.id, j.created_by, j.target, j.queue, j.concurrency_key,
+                       j.priority, j.run_at
+                  FROM workflow.jobs j
+                 WHERE j.execution = 'queued' AND j.task_type IS NULL AND j.queue = o.queue
+                   AND j.run_at <= now()
+                   AND (o.full_keys IS NULL OR j.concurrency_key IS NULL
+                        OR j.concurrency_key <> ALL (o.full_keys))
+                   AND (j.target IS NULL
+                        OR workflow._target_free(j.id, j.created_by, j.target, j.priority, j.run_at, now()))
+                 ORDER BY j.priority DESC, j.run_at, j.id
+                 LIMIT o.budget
+                   FOR NO KEY UPDATE SKIP LOCKED) c
+             ORDER BY c.priority DESC, c.run_at, c.id
+             LIMIT p_limit
+        LOOP
+            -- at most key_concurrency running per concurrency key
+            IF cand.key_limit IS NOT NULL THEN
+                next_room := workflow._key_admit(room, cand.queue, cand.concurrency_key,
+                                                 cand.key_room, cand.key_limit);
+                CONTINUE WHEN next_room IS NULL;
+            END IF;
+            -- also refuses a second job of the same target in this batch
+            CONTINUE WHEN cand.target IS NOT NULL
+                      AND NOT workflow._take_target(cand.id, cand.created_by, cand.target);
+            IF cand.key_limit IS NOT NULL THEN
+                room := next_room;
+            END IF;
+            tids := tids || cand.tid;
+            IF cand.rated THEN
+                taken := taken || cand.queue;
+            END IF;
+        END LOOP;
+        IF cardinality(taken) > 0 THEN
+            PERFORM workflow._queue_take(taken);
         END IF;
-        -- also refuses a second job of the same target in this batch
-        CONTINUE WHEN cand.target IS NOT NULL
-                  AND NOT workflow._take_target(cand.id, cand.created_by, cand.target);
-        IF cand.key_limit IS NOT NULL THEN
-            room := next_room;
-        END IF;
-        tids := tids || cand.tid;
-        IF cand.rated THEN
-            taken := taken || cand.queue;
-        END IF;
-    END LOOP;
+    END IF;
     IF cardinality(tids) = 0 THEN
         RETURN;
-    END IF;
-    IF cardinality(taken) > 0 THEN
-        PERFORM workflow._queue_take(taken);
     END IF;
     RETURN QUERY
         UPDATE workflow.jobs j
