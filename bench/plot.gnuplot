@@ -1,7 +1,8 @@
 # bench/plot.gnuplot: bench/results/latest.png from the data files that
 # bench/run writes next to its report (run in that directory):
 #   throughput.dat  "label" value            one bar per case
-#   latency.dat     "label" p50 p95 p99      ms from the commit of create_job (or from its acknowledgement)
+#   latency.dat     "label" p50 p95 p99      ms from the commit of create_job (or from its
+#                                            acknowledgement; a peer's from that of its enqueue)
 #   steady.dat      minute finished/s jobs_MB n_dead_tup task_runs_MB
 if (!exists("quick")) quick = ""
 
@@ -10,7 +11,7 @@ set output 'latest.png'
 set multiplot layout 3,1 title "workflow benchmark".quick font ",13"
 
 # throughput bars per case, coloured by case (the label's first word)
-set title "Throughput per case: rows/s (floor), jobs/s (drain, growth, steady), tasks/s (ext); log scale"
+set title "Throughput per case: rows/s (floor), jobs/s (drain, growth, steady), tasks/s (ext), jobs/s (peer); log scale"
 set style fill solid 0.8 border -1
 set boxwidth 0.7
 set logscale y
@@ -23,12 +24,12 @@ set xtics rotate by -30 scale 0 font ",9" nomirror
 set grid ytics
 unset key
 colour(s) = (s eq "floor") ? 0xa5a5a5 : (s eq "drain") ? 0x4472c4 : (s eq "ext") ? 0x70ad47 : \
-            (s eq "growth") ? 0xed7d31 : 0x7030a0
+            (s eq "growth") ? 0xed7d31 : (s eq "peer") ? 0xc00000 : 0x7030a0
 plot 'throughput.dat' using 0:2:(colour(word(strcol(1), 1))):xtic(1) with boxes lc rgb variable, \
      '' using 0:($2 * 1.3):(sprintf("%.0f", $2)) with labels font ",8"
 
 # latency percentiles
-set title "Latency from the commit of create_job (ms; idle runners)"
+set title "Latency from the commit of create_job, or from the acknowledgement of the enqueue (ms; idle workers)"
 unset logscale y
 set yrange [0:*]
 set xrange [*:*]
