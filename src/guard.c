@@ -16,13 +16,19 @@
  * under a fresh snapshot, as in READ COMMITTED.  Through SPI, such a
  * statement costs a plan revalidation and an executor start-up and
  * shutdown, several times what the probe itself costs; so this reads the
- * primary key's index and the heap directly, and locks with
- * table_tuple_lock(), which is what the executor's LockRows node calls.  A
- * row updated after the snapshot is locked in its latest version, which is
- * then checked again (the EvalPlanQual recheck of a locking SELECT); a
- * version that fails the check stays locked, as it would there.  A lock
- * held by another transaction is waited for, within the runner's
- * lock_timeout.
+ * row directly, and locks it with table_tuple_lock(), which is what the
+ * executor's LockRows node calls.  A row updated after the snapshot is
+ * locked in its latest version, which is then checked again (the
+ * EvalPlanQual recheck of a locking SELECT); a version that fails the check
+ * stays locked, as it would there.  A lock held by another transaction is
+ * waited for, within the runner's lock_timeout.
+ *
+ * The row is read at the address of the version the claim made, when the
+ * runner has it: a job nothing changed since its claim is there, and the
+ * primary key's index, which holds an entry for every version of the row
+ * that was not a HOT update, is not read.  When that version is no longer
+ * the visible one (the job moved on, or something changed it), or the
+ * address holds another row since (VACUUM), the index is read.
  *
  * The relation, index, column numbers and the label's OID are looked up
  * once per top-level transaction (the runner's batch), so a dropped and
@@ -42,6 +48,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_enum.h"
 #include "executor/tuptable.h"
+#include "storage/bufmgr.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -57,6 +64,7 @@ typedef struct GuardRelation
 	LocalTransactionId lxid;
 	Oid			jobs;			/* workflow.jobs */
 	Oid			pkey;			/* its primary key's index, on id */
+	AttrNumber	id;
 	AttrNumber	lease;
 	AttrNumber	execution;
 	Oid			running;		/* the label 'running' of workflow.execution */
@@ -65,22 +73,23 @@ typedef struct GuardRelation
 static GuardRelation guard = {InvalidLocalTransactionId};
 
 static void guard_lookup(void);
+static bool fetch_at(Relation rel, Snapshot snapshot, ItemPointer hint, int64 job_id,
+					 TupleTableSlot *slot);
+static bool fetch_by_id(Relation rel, Snapshot snapshot, int64 job_id, TupleTableSlot *slot);
 static bool row_is_ours(TupleTableSlot *slot, int64 lease);
 
 /*
  * Whether job `job_id' is still running under `lease', read with a fresh
- * snapshot; with `lock', its row is then locked FOR NO KEY UPDATE by the
+ * snapshot, first at `hint' (the address of a version of its row, or NULL
+ * or invalid); with `lock', its row is then locked FOR NO KEY UPDATE by the
  * current (sub)transaction, and the answer is about the version locked.
  */
 bool
-workflow_job_is_ours(int64 job_id, int64 lease, bool lock)
+workflow_job_is_ours(int64 job_id, int64 lease, ItemPointer hint, bool lock)
 {
 	Relation	rel;
-	Relation	index;
 	Snapshot	snapshot;
 	TupleTableSlot *slot;
-	IndexScanDesc scan;
-	ScanKeyData key;
 	bool		ours = false;
 
 	guard_lookup();
@@ -88,13 +97,10 @@ workflow_job_is_ours(int64 job_id, int64 lease, bool lock)
 	CommandCounterIncrement();
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	rel = table_open(guard.jobs, lock ? RowShareLock : AccessShareLock);
-	index = index_open(guard.pkey, AccessShareLock);
 	slot = table_slot_create(rel, NULL);
 
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(job_id));
-	scan = WF_INDEX_BEGINSCAN(rel, index, snapshot, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
-	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	if (fetch_at(rel, snapshot, hint, job_id, slot) ||
+		fetch_by_id(rel, snapshot, job_id, slot))
 	{
 		ours = row_is_ours(slot, lease);
 		if (ours && lock)
@@ -122,13 +128,58 @@ workflow_job_is_ours(int64 job_id, int64 lease, bool lock)
 			}
 		}
 	}
-	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
 	/* the table's lock is kept until the end of the transaction */
 	table_close(rel, NoLock);
 	UnregisterSnapshot(snapshot);
 	return ours;
+}
+
+/*
+ * Fetch into `slot' the version of job `job_id' at address `hint', if it
+ * is there and visible to `snapshot'.
+ */
+static bool
+fetch_at(Relation rel, Snapshot snapshot, ItemPointer hint, int64 job_id,
+		 TupleTableSlot *slot)
+{
+	bool		isnull;
+	Datum		id;
+
+	if (hint == NULL || !ItemPointerIsValid(hint))
+		return false;
+	/* a page VACUUM truncated away is not read */
+	if (ItemPointerGetBlockNumber(hint) >= RelationGetNumberOfBlocks(rel))
+		return false;
+	/* checks that the line pointer holds a tuple, and its visibility */
+	if (!table_tuple_fetch_row_version(rel, hint, snapshot, slot))
+		return false;
+	/* the address may hold another row since */
+	id = slot_getattr(slot, guard.id, &isnull);
+	return !isnull && DatumGetInt64(id) == job_id;
+}
+
+/*
+ * Fetch into `slot' the version of job `job_id' visible to `snapshot',
+ * through the primary key's index.
+ */
+static bool
+fetch_by_id(Relation rel, Snapshot snapshot, int64 job_id, TupleTableSlot *slot)
+{
+	Relation	index;
+	IndexScanDesc scan;
+	ScanKeyData key;
+	bool		found;
+
+	index = index_open(guard.pkey, AccessShareLock);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(job_id));
+	scan = WF_INDEX_BEGINSCAN(rel, index, snapshot, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	/* the slot keeps its own pin of the tuple's buffer */
+	index_endscan(scan);
+	index_close(index, AccessShareLock);
+	return found;
 }
 
 /*
@@ -164,10 +215,12 @@ guard_lookup(void)
 	guard.pkey = get_relname_relid("jobs_pkey", nsp);
 	if (!OidIsValid(guard.jobs) || !OidIsValid(guard.pkey))
 		elog(ERROR, "workflow.jobs or its primary key is missing");
+	guard.id = get_attnum(guard.jobs, "id");
 	guard.lease = get_attnum(guard.jobs, "lease");
 	guard.execution = get_attnum(guard.jobs, "execution");
-	if (guard.lease == InvalidAttrNumber || guard.execution == InvalidAttrNumber)
-		elog(ERROR, "workflow.jobs has no column lease or execution");
+	if (guard.id == InvalidAttrNumber || guard.lease == InvalidAttrNumber ||
+		guard.execution == InvalidAttrNumber)
+		elog(ERROR, "workflow.jobs has no column id, lease or execution");
 	tuple = SearchSysCache2(ENUMTYPOIDNAME,
 							ObjectIdGetDatum(get_atttype(guard.jobs, guard.execution)),
 							CStringGetDatum("running"));

@@ -151,6 +151,7 @@ typedef struct ClaimedJob
 	int			attempt;
 	int			task_attempt;
 	TimestampTz claimed_at;		/* no later than the claim's claimed_at */
+	ItemPointerData tid;		/* the row version the claim made, or invalid */
 } ClaimedJob;
 
 /*
@@ -180,7 +181,8 @@ typedef struct JobColumns
 				owner,
 				deadline,
 				attempt,
-				task_attempt;
+				task_attempt,
+				tid;			/* 0: the result has no row address */
 } JobColumns;
 
 /*
@@ -491,7 +493,7 @@ claim_batch(ClaimedJob *jobs, int limit)
 		Oid			argtypes[2] = {TEXTOID, INT4OID};
 
 		/* claim order, in which the batch runs */
-		workflow_keep_plan(&plan, "SELECT " JOB_COLUMNS " FROM workflow._runner_claim($1, $2) "
+		workflow_keep_plan(&plan, "SELECT " JOB_COLUMNS ", tid FROM workflow._runner_claim($1, $2) "
 						   "ORDER BY priority DESC, run_at, id", 2, argtypes);
 	}
 	values[0] = CStringGetTextDatum(my_runner_id);
@@ -554,6 +556,7 @@ find_job_columns(TupleDesc desc, JobColumns *columns)
 	columns->deadline = column_number(desc, "deadline");
 	columns->attempt = column_number(desc, "attempt");
 	columns->task_attempt = column_number(desc, "task_attempt");
+	columns->tid = Max(SPI_fnumber(desc, "tid"), 0);
 }
 
 /*
@@ -576,6 +579,13 @@ read_job(ClaimedJob *job, HeapTuple row, TupleDesc desc, const JobColumns *colum
 	job->deadline = isnull ? DT_NOEND : DatumGetTimestampTz(value);
 	job->attempt = DatumGetInt32(SPI_getbinval(row, desc, columns->attempt, &isnull));
 	job->task_attempt = DatumGetInt32(SPI_getbinval(row, desc, columns->task_attempt, &isnull));
+	ItemPointerSetInvalid(&job->tid);
+	if (columns->tid > 0)
+	{
+		value = SPI_getbinval(row, desc, columns->tid, &isnull);
+		if (!isnull)
+			ItemPointerCopy((ItemPointer) DatumGetPointer(value), &job->tid);
+	}
 }
 
 /*
@@ -954,7 +964,7 @@ creator_problem(Oid owner)
 static bool
 claim_holds(ClaimedJob *job)
 {
-	return workflow_job_is_ours(job->id, job->lease, false);
+	return workflow_job_is_ours(job->id, job->lease, &job->tid, false);
 }
 
 /*
@@ -1026,7 +1036,7 @@ hold_success(ClaimedJob *job, WorkflowTaskDef *step, Datum output,
 	PendingSuccess *p;
 
 	*still_running = false;
-	if (!workflow_job_is_ours(job->id, job->lease, true))
+	if (!workflow_job_is_ours(job->id, job->lease, &job->tid, true))
 		return false;
 
 	Assert(npending < MAX_BATCH);
@@ -1046,6 +1056,8 @@ hold_success(ClaimedJob *job, WorkflowTaskDef *step, Datum output,
 		job->in_fallback = false;
 		/* the record sets claimed_at later than this */
 		job->claimed_at = p->finished;
+		/* and makes a new version of the row */
+		ItemPointerSetInvalid(&job->tid);
 		*still_running = true;
 	}
 	return true;

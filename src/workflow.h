@@ -16,6 +16,7 @@
 
 #include "executor/spi.h"
 #include "port/atomics.h"
+#include "storage/itemptr.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
@@ -218,7 +219,7 @@ extern PGDLLEXPORT void workflow_runner_main(Datum main_arg);
 extern void workflow_runner_id(int slot, char *buf, size_t len);
 
 /* src/guard.c: the lease guard of a claimed job */
-extern bool workflow_job_is_ours(int64 job_id, int64 lease, bool lock);
+extern bool workflow_job_is_ours(int64 job_id, int64 lease, ItemPointer hint, bool lock);
 
 /* src/sweeper.c */
 extern PGDLLEXPORT void workflow_sweeper_main(Datum main_arg);

@@ -33,9 +33,11 @@ COMMENT ON FUNCTION workflow.add_info(jsonb) IS
 -- Claim up to p_limit runnable jobs for the in-server runners, in claim
 -- order (priority, run_at, id) across the queues that may start jobs now
 -- and within each queue's limits (42_queues.sql), with SKIP LOCKED and lock
--- by target.  Returns them in no particular order: the runner orders the
--- batch by claim order and starts its jobs in that order (sorting the few
--- columns it reads costs less than sorting the rows here).  A job found
+-- by target.  Returns what the runner reads of each job, with the address
+-- of the row version the claim made (src/guard.c reads that first), in no
+-- particular order: the runner orders the batch by claim order and starts
+-- its jobs in that order (sorting the few columns it reads costs less
+-- than sorting the rows here).  A job found
 -- past its deadline is claimed too: the runner then handles the timeout.
 -- The claimed rows are updated by their row address (the version locked
 -- by the query that chose them, which nothing else can change since).
@@ -46,7 +48,9 @@ COMMENT ON FUNCTION workflow.add_info(jsonb) IS
 -- test is written twice, as each query must state the predicate of
 -- jobs_runnable_sql literally for its generic plan to use that index.
 CREATE OR REPLACE FUNCTION workflow._runner_claim(p_runner text, p_limit integer)
-RETURNS SETOF workflow.jobs
+RETURNS TABLE (id bigint, lease bigint, workflow_id bigint, phase workflow.phase, step integer,
+               in_fallback boolean, created_by regrole, deadline timestamptz, attempt integer,
+               task_attempt integer, priority integer, run_at timestamptz, tid tid)
 LANGUAGE plpgsql
 -- the plans do not depend on the values: planning them again at every
 -- call (custom plans) cost more than the claim itself
@@ -60,6 +64,7 @@ SET enable_seqscan = off
 -- jit_above_cost, and a compilation costs a hundred claims
 SET jit = off
 AS $$
+#variable_conflict use_column
 DECLARE
     cand    record;
     tids    tid[] := '{}';
@@ -140,7 +145,8 @@ BEGIN
                                    now() + (SELECT w.timeout FROM workflow.workflows w
                                              WHERE w.id = j.workflow_id))
          WHERE j.ctid = ANY (tids)
-        RETURNING j.*;
+        RETURNING j.id, j.lease, j.workflow_id, j.phase, j.step, j.in_fallback, j.created_by,
+                  j.deadline, j.attempt, j.task_attempt, j.priority, j.run_at, j.ctid;
 END
 $$;
 COMMENT ON FUNCTION workflow._runner_claim(text, integer) IS

@@ -153,8 +153,9 @@ SELECT is(enum_range(NULL::workflow.outcome)::text[],
 
 SELECT pg_temp.reset() \gset
 SELECT workflow.create_job('e_two') AS j \gset
+SELECT string_agg(id::text, ',') AS claimed FROM workflow._runner_claim('runner-1', 10) \gset
 SELECT is((SELECT string_agg(id::text || ' ' || execution || ' ' || runner_id, ',')
-             FROM workflow._runner_claim('runner-1', 10)),
+             FROM workflow.jobs WHERE id IN (:claimed)),
           :j || ' running runner-1', 'queued --claim (runner)--> running (_runner_claim)');
 SELECT is((SELECT string_agg(id::text || ' ' || execution || ' ' || runner_id, ',')
              FROM workflow._runner_takeover('runner-2', 10, '{}', '0', '{runner-1}', ARRAY[now() - interval '1 hour'])),

@@ -45,6 +45,7 @@ DROP FUNCTION workflow._complete_task(bigint, bigint, jsonb);  -- _complete_task
 DROP FUNCTION workflow._leased_job(bigint, bigint, text);      -- (..., oid)
 DROP FUNCTION workflow._release_target(workflow.jobs);         -- (regrole, text, bigint)
 DROP FUNCTION workflow._runner_record(bigint, bigint, text, jsonb, jsonb, timestamptz, interval, jsonb[]);  -- p_outcome workflow.outcome
+DROP FUNCTION workflow._runner_claim(text, integer);           -- returns the runner's columns
 DROP FUNCTION workflow._runner_seen(text, text);               -- (text, oid)
 DROP FUNCTION workflow._sweep(text, interval, integer);        -- (..., bigint[], interval)
 DROP FUNCTION workflow._target_free(bigint, text, integer, timestamptz, timestamptz);  -- (..., regrole, ...)
