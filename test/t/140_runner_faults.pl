@@ -16,6 +16,11 @@
 # (4) A row lock held by an open transaction on a running job: the runner
 #     does not wait for it (other jobs keep running), and the job is not
 #     lost -- it succeeds once the lock is released, its effect there once.
+# (4b) The transaction holding that lock cancels the job, and commits
+#     while the runner waits for the row after the task's body: the runner
+#     finds the job canceled in the version it locks (newer than the one it
+#     read), so the task's effect is rolled back, and the batch around it is
+#     not undone (no "could not record the outcome" error).
 # (5) A task that catches query_canceled in a loop past its 300 ms timeout
 #     (workflow.cancel_grace_period = 1s): the runner is replaced, the task
 #     gets a failed attempt (57014, "did not stop within
@@ -217,6 +222,43 @@ is( $node->q(
 	),
 	'a:succeeded b:succeeded',
 	'locked row: no attempt was counted');
+
+# ---------------------------------------------------------------- (4b)
+$node->create_workflow(q{
+{"name": "slow_cancel", "chain": [
+  {"name": "a", "sql": "select pg_sleep(1); insert into public.done values (($1->'job'->>'id')::bigint, 'a', 'mallory')"}]}
+}, set_role => 'mallory');
+my $log_offset = -s $node->logfile;
+my $canceled;
+batch_around(10, q{SET LOCAL ROLE mallory; SELECT workflow.create_job('slow_cancel')});
+$canceled = $node->q(q{SELECT id FROM workflow.jobs WHERE workflow = 'slow_cancel'});
+$node->poll_for(
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'workflow runner' AND query LIKE 'workflow job $canceled:%'",
+	undef, 30) or diag('the slow_cancel job did not start');
+$locker = $node->background_psql('postgres');
+$locker->query_safe("BEGIN; SELECT workflow.cancel_job($canceled)");
+# the runner waits at most 200 ms for the row: commit as soon as it waits
+# (both statements sent at once)
+$locker->query_safe(q{
+DO $$
+BEGIN
+    FOR i IN 1 .. 30000 LOOP
+        EXIT WHEN EXISTS (SELECT FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                           WHERE a.backend_type = 'workflow runner' AND NOT l.granted);
+        PERFORM pg_sleep(0.001);
+    END LOOP;
+END $$;
+COMMIT});
+$locker->quit;
+all_work_done('cancel under the lock', 30);
+is($node->q("SELECT execution FROM workflow.jobs WHERE id = $canceled"),
+	'canceled', 'cancel under the lock: the job is canceled');
+is($node->q("SELECT count(*) FROM public.done WHERE job = $canceled"),
+	'0', 'cancel under the lock: the task\'s effect was rolled back');
+unlike(
+	slurp_file($node->logfile, $log_offset),
+	qr/could not record the outcome/,
+	'cancel under the lock: the batch around it was not undone');
 
 # ---------------------------------------------------------------- (5)
 $node->create_workflow(q{
