@@ -236,7 +236,7 @@ static bool claim_holds(ClaimedJob *job);
 static Datum job_context(ClaimedJob *job, WorkflowTaskDef *step, bool *holds);
 static bool hold_success(ClaimedJob *job, WorkflowTaskDef *step, Datum output,
 						 TimestampTz started, bool *still_running);
-static void flush_successes(void);
+static void flush_successes(ClaimedJob *kept, int nkept);
 static int	take_over_jobs(ClaimedJob *jobs, int limit);
 static void publish_batch(ClaimedJob *jobs, int n);
 static int	run_batch(ClaimedJob *jobs, int n, ClaimedJob *next);
@@ -733,9 +733,9 @@ run_batch(ClaimedJob *jobs, int n, ClaimedJob *next)
 				next[nnext++] = jobs[i];
 			/* large outputs: written before the batch ends */
 			if (pending_bytes > FLUSH_OUTPUT_BYTES)
-				flush_successes();
+				flush_successes(next, nnext);
 		}
-		flush_successes();
+		flush_successes(next, nnext);
 		workflow_end_spi(true);
 		workflow_crash_record_note(my_slot_number, 0, 0);
 	}
@@ -1056,7 +1056,7 @@ hold_success(ClaimedJob *job, WorkflowTaskDef *step, Datum output,
 		job->in_fallback = false;
 		/* the record sets claimed_at later than this */
 		job->claimed_at = p->finished;
-		/* and makes a new version of the row */
+		/* and makes a new version of the row (flush_successes) */
 		ItemPointerSetInvalid(&job->tid);
 		*still_running = true;
 	}
@@ -1067,15 +1067,18 @@ hold_success(ClaimedJob *job, WorkflowTaskDef *step, Datum output,
  * Record what hold_success() kept for the batch, by the one author of the
  * edge, workflow._tasks_succeeded, with the next SQL tasks kept: one
  * statement for the batch.  The rows are locked by this transaction since.
+ * The jobs kept for their next task, kept[0 .. nkept - 1] in batch order,
+ * learn where their row's new version is.
  */
 static void
-flush_successes(void)
+flush_successes(ClaimedJob *kept, int nkept)
 {
 	static WorkflowFunctionPlan plan;
 	Datum	   *ids, *leases, *outputs, *starts, *ends;
 	bool	   *output_nulls;
 	Datum		values[7];
 	int			i;
+	int			k;
 	int			dims[1];
 	int			lbs[1] = {1};
 
@@ -1115,6 +1118,25 @@ flush_successes(void)
 						 values, NULL, false, 0) != SPI_OK_SELECT ||
 		SPI_processed != (uint64) npending)
 		elog(ERROR, "workflow runner could not record the outcome of %d tasks", npending);
+
+	/* the rows come in batch order, and so do the kept jobs */
+	k = 0;
+	for (i = 0; i < npending; i++)
+	{
+		bool		isnull;
+		Datum		tid = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 6, &isnull);
+		int64		id;
+
+		if (isnull)
+			continue;
+		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+		while (k < nkept && kept[k].id != id)
+			k++;
+		if (k == nkept)
+			break;
+		ItemPointerCopy((ItemPointer) DatumGetPointer(tid), &kept[k].tid);
+		k++;
+	}
 	npending = 0;
 	pending_bytes = 0;
 }

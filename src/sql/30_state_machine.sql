@@ -303,8 +303,10 @@ COMMENT ON FUNCTION workflow._job_failed(workflow.jobs, jsonb) IS
 -- is moved only if it is running or waiting under the lease given (NULL
 -- for a waiting job), locked here in the order given; the others are left
 -- alone and missing from the result.  Returns per job moved: its position
--- in the arrays, id, the executor that held it, its new state, and how
--- many executors its move wakes at commit.
+-- in the arrays, id, the executor that held it, its new state, how many
+-- executors its move wakes at commit, and for a job still running (an SQL
+-- task kept) the address of its row's new version (src/guard.c reads
+-- there first).
 --
 -- The arguments, by position (C executes this body as a statement of its
 -- own, src/plans.c): $1 job ids, $2 leases, $3 outputs (NULL: none), $4
@@ -313,7 +315,8 @@ COMMENT ON FUNCTION workflow._job_failed(workflow.jobs, jsonb) IS
 -- reports of external workers).
 CREATE OR REPLACE FUNCTION workflow._tasks_succeeded(bigint[], bigint[], jsonb[], timestamptz[],
                                                      timestamptz[], boolean, boolean)
-RETURNS TABLE (n bigint, job_id bigint, runner_id text, execution workflow.execution, woken integer)
+RETURNS TABLE (n bigint, job_id bigint, runner_id text, execution workflow.execution, woken integer,
+               tid tid)
 LANGUAGE sql
 AS $$
 WITH v AS (
@@ -372,23 +375,27 @@ moved AS (
       FROM c
      -- by id: a version committed after this statement's snapshot and
      -- locked above is found from the visible one
-     WHERE j.id = c.id AND c.next_execution IS NOT NULL)
+     WHERE j.id = c.id AND c.next_execution IS NOT NULL
+    -- the result of a job moved, with the calls its move makes
+    RETURNING c.n, c.id, c.runner_id, c.next_execution,
+              CASE WHEN c.next_execution = 'queued' THEN workflow._wake_at_commit(c.next_type)
+                   -- a target is released by a call rather than a DELETE of
+                   -- this statement, which every batch would start for nothing
+                   WHEN c.next_execution IN ('succeeded', 'canceled') AND c.target IS NOT NULL
+                   THEN workflow._release_target(c.created_by, c.target, c.id)
+                   ELSE 0 END,
+              CASE WHEN c.next_execution = 'running' THEN j.ctid END)
+SELECT * FROM moved
+UNION ALL
+-- the end of onerror, with the job as locked above (which moved left
+-- alone): the only place that reads the whole row
 SELECT c.n, c.id, c.runner_id,
-       CASE WHEN c.next_execution IS NULL
-            -- the end of onerror, with the job as locked above (which
-            -- moved left alone): the only place that reads the whole row
-            THEN (SELECT (workflow._job_failed(f.job, (f.job).error)).execution
-                    FROM (SELECT j AS job FROM workflow.jobs j WHERE j.id = c.id
-                             FOR NO KEY UPDATE) f)
-            ELSE c.next_execution END,
-       CASE WHEN c.next_execution = 'queued' THEN workflow._wake_at_commit(c.next_type)
-            -- a target is released by a call rather than a DELETE of
-            -- this statement, which every batch would start for nothing
-            WHEN c.next_execution IN ('succeeded', 'canceled') AND c.target IS NOT NULL
-            THEN workflow._release_target(c.created_by, c.target, c.id)
-            ELSE 0 END
+       (SELECT (workflow._job_failed(f.job, (f.job).error)).execution
+          FROM (SELECT j AS job FROM workflow.jobs j WHERE j.id = c.id FOR NO KEY UPDATE) f),
+       0, NULL
   FROM c
- ORDER BY c.n
+ WHERE c.next_execution IS NULL
+ ORDER BY 1
 $$;
 COMMENT ON FUNCTION workflow._tasks_succeeded(bigint[], bigint[], jsonb[], timestamptz[], timestamptz[], boolean, boolean) IS
     'internal: the current tasks of a set of locked jobs succeeded: record them and move each job on';
