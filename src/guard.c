@@ -23,6 +23,16 @@
  * stays locked, as it would there.  A lock held by another transaction is
  * waited for, within the runner's lock_timeout.
  *
+ * After a task succeeded, the row is locked by the task's subtransaction
+ * only when another transaction holds or changes it (then the wait, and
+ * its timeout, are that job's alone).  Otherwise the runner locks it just
+ * after that subtransaction ends, in the batch's transaction, without
+ * waiting (workflow_job_lock): the batch's record then updates a row its
+ * own transaction locked, where a lock of the subtransaction would make the
+ * row's xmax a MultiXact.  A transaction that locks or changes the row in
+ * between, a few microseconds, makes that an error of the batch, which is
+ * handed back and run again.
+ *
  * The row is read at the address of the version the claim made, when the
  * runner has it: a job nothing changed since its claim is there, and the
  * primary key's index, which holds an entry for every version of the row
@@ -41,14 +51,18 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/multixact.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_enum.h"
 #include "executor/tuptable.h"
 #include "storage/bufmgr.h"
+#include "storage/procarray.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -77,33 +91,42 @@ static bool fetch_at(Relation rel, Snapshot snapshot, ItemPointer hint, int64 jo
 					 TupleTableSlot *slot);
 static bool fetch_by_id(Relation rel, Snapshot snapshot, int64 job_id, TupleTableSlot *slot);
 static bool row_is_ours(TupleTableSlot *slot, int64 lease);
+static bool row_is_free(TupleTableSlot *slot);
 
 /*
  * Whether job `job_id' is still running under `lease', read with a fresh
  * snapshot, first at `hint' (the address of a version of its row, or NULL
- * or invalid); with `lock', its row is then locked FOR NO KEY UPDATE by the
- * current (sub)transaction, and the answer is about the version locked.
+ * or invalid).  With WF_GUARD_LOCK, its row is then locked FOR NO KEY
+ * UPDATE by the current (sub)transaction, and the answer is about the
+ * version locked; with WF_GUARD_LOCK_IF_HELD only when another transaction
+ * holds a lock on it or changes it.  *locked (when not NULL) tells whether
+ * the row was locked, and *found (when not NULL) where the version read or
+ * locked is.
  */
 bool
-workflow_job_is_ours(int64 job_id, int64 lease, ItemPointer hint, bool lock)
+workflow_job_is_ours(int64 job_id, int64 lease, ItemPointer hint, WorkflowGuardLock lock,
+					 bool *locked, ItemPointer found)
 {
 	Relation	rel;
 	Snapshot	snapshot;
 	TupleTableSlot *slot;
 	bool		ours = false;
 
+	if (locked != NULL)
+		*locked = false;
 	guard_lookup();
 	/* what this transaction did so far is seen, as by a new statement */
 	CommandCounterIncrement();
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	rel = table_open(guard.jobs, lock ? RowShareLock : AccessShareLock);
+	rel = table_open(guard.jobs, lock != WF_GUARD_READ ? RowShareLock : AccessShareLock);
 	slot = table_slot_create(rel, NULL);
 
 	if (fetch_at(rel, snapshot, hint, job_id, slot) ||
 		fetch_by_id(rel, snapshot, job_id, slot))
 	{
 		ours = row_is_ours(slot, lease);
-		if (ours && lock)
+		if (ours && (lock == WF_GUARD_LOCK ||
+					 (lock == WF_GUARD_LOCK_IF_HELD && !row_is_free(slot))))
 		{
 			TM_FailureData tmfd;
 			TM_Result	result;
@@ -117,6 +140,8 @@ workflow_job_is_ours(int64 job_id, int64 lease, ItemPointer hint, bool lock)
 				case TM_Ok:
 					/* the slot holds the version locked, maybe a newer one */
 					ours = row_is_ours(slot, lease);
+					if (locked != NULL)
+						*locked = true;
 					break;
 				case TM_Deleted:
 					ours = false;
@@ -128,11 +153,88 @@ workflow_job_is_ours(int64 job_id, int64 lease, ItemPointer hint, bool lock)
 			}
 		}
 	}
+	if (ours && found != NULL)
+		ItemPointerCopy(&slot->tts_tid, found);
 	ExecDropSingleTupleTableSlot(slot);
 	/* the table's lock is kept until the end of the transaction */
 	table_close(rel, NoLock);
 	UnregisterSnapshot(snapshot);
 	return ours;
+}
+
+/*
+ * Lock, in the current transaction and without waiting, the row of job
+ * `job_id' that workflow_job_is_ours() found running under `lease' and
+ * free, at `tid', in a subtransaction that has ended since.  An error when
+ * another transaction changed or locked the row in between: the task's
+ * effects are part of this transaction already, so only the whole
+ * transaction can be undone.
+ */
+void
+workflow_job_lock(int64 job_id, int64 lease, ItemPointer tid)
+{
+	Relation	rel;
+	Snapshot	snapshot;
+	TupleTableSlot *slot;
+	bool		ours = false;
+
+	guard_lookup();
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	/* locked by the subtransaction already: VACUUM cannot truncate it */
+	rel = table_open(guard.jobs, RowShareLock);
+	slot = table_slot_create(rel, NULL);
+	/* the fetch pins the page: no pruning moves the tuple meanwhile */
+	if (fetch_at(rel, snapshot, tid, job_id, slot))
+	{
+		TM_FailureData tmfd;
+
+		ours = table_tuple_lock(rel, &slot->tts_tid, snapshot, slot,
+								GetCurrentCommandId(true), LockTupleNoKeyExclusive,
+								LockWaitSkip, TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
+								&tmfd) == TM_Ok &&
+			row_is_ours(slot, lease);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, NoLock);
+	UnregisterSnapshot(snapshot);
+	if (!ours)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("job %lld changed while its task's success was being recorded",
+						(long long) job_id),
+				 errdetail("The runner's batch is handed back and runs again.")));
+}
+
+/*
+ * Whether no other transaction holds a lock on the row version in `slot'
+ * (a buffer tuple, pinned) or is changing it, nor changed it since the
+ * snapshot it was read with.  Read under the buffer's share lock; a
+ * locker that comes just after is seen by workflow_job_lock().
+ */
+static bool
+row_is_free(TupleTableSlot *slot)
+{
+	BufferHeapTupleTableSlot *bslot = (BufferHeapTupleTableSlot *) slot;
+	uint16		infomask;
+	TransactionId xmax;
+
+	Assert(TTS_IS_BUFFERTUPLE(slot));
+	LockBuffer(bslot->buffer, BUFFER_LOCK_SHARE);
+	infomask = bslot->base.tuple->t_data->t_infomask;
+	xmax = HeapTupleHeaderGetRawXmax(bslot->base.tuple->t_data);
+	LockBuffer(bslot->buffer, BUFFER_LOCK_UNLOCK);
+
+	if (infomask & HEAP_XMAX_INVALID)
+		return true;
+	if (infomask & HEAP_XMAX_IS_MULTI)
+		return !MultiXactIdIsRunning(xmax, HEAP_XMAX_IS_LOCKED_ONLY(infomask));
+	/* a lock of this transaction's own (the task's SQL) */
+	if (TransactionIdIsCurrentTransactionId(xmax))
+		return HEAP_XMAX_IS_LOCKED_ONLY(infomask);
+	if (TransactionIdIsInProgress(xmax))
+		return false;
+	/* an updater that committed after the snapshot made a newer version */
+	return HEAP_XMAX_IS_LOCKED_ONLY(infomask) || !TransactionIdDidCommit(xmax);
 }
 
 /*

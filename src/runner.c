@@ -43,9 +43,10 @@
  * of a job that another transaction holds locked is waited for at most
  * GUARD_LOCK_TIMEOUT (bound_lock_waits): then the job's work is rolled
  * back and the job is handed back to the queue, untouched, once the row is
- * free (the deferred list).  Only an
- * error of the batch as a whole (its commit) undoes the batch; its jobs
- * are then handed back, not failed.
+ * free (the deferred list).  Only an error of the batch as a whole undoes
+ * the batch -- its commit, or a job's row changed in the microseconds
+ * between the end of its task's subtransaction and the lock of its
+ * success (lock_success) -- and its jobs are then handed back, not failed.
  *
  * Signals.  SIGTERM asks for a graceful stop: an idle runner exits; a busy
  * one cancels the statement of its task, and hands the job back to the
@@ -211,6 +212,8 @@ typedef struct PendingSuccess
 	Datum		output;			/* jsonb, or 0 for NULL */
 	TimestampTz started;
 	TimestampTz finished;
+	bool		unlocked;		/* its row is to be locked after the task (lock_success) */
+	ItemPointerData tid;		/* where its row was found */
 } PendingSuccess;
 
 static PendingSuccess pending[MAX_BATCH];
@@ -236,6 +239,7 @@ static bool claim_holds(ClaimedJob *job);
 static Datum job_context(ClaimedJob *job, WorkflowTaskDef *step, bool *holds);
 static bool hold_success(ClaimedJob *job, WorkflowTaskDef *step, Datum output,
 						 TimestampTz started, bool *still_running);
+static void lock_success(ClaimedJob *job);
 static void flush_successes(ClaimedJob *kept, int nkept);
 static int	take_over_jobs(ClaimedJob *jobs, int limit);
 static void publish_batch(ClaimedJob *jobs, int n);
@@ -710,6 +714,7 @@ run_batch(ClaimedJob *jobs, int n, ClaimedJob *next)
 	PG_TRY();
 	{
 		int			i;
+		StepNext	step_next;
 
 		workflow_begin_spi();
 		bound_lock_waits(GUARD_LOCK_TIMEOUT);
@@ -729,7 +734,10 @@ run_batch(ClaimedJob *jobs, int n, ClaimedJob *next)
 									   0, &still_running);
 				continue;
 			}
-			if (run_step(&jobs[i]) == STEP_CONTINUE)
+			step_next = run_step(&jobs[i]);
+			/* outside the job's subtransaction, which has ended */
+			lock_success(&jobs[i]);
+			if (step_next == STEP_CONTINUE)
 				next[nnext++] = jobs[i];
 			/* large outputs: written before the batch ends */
 			if (pending_bytes > FLUSH_OUTPUT_BYTES)
@@ -964,7 +972,7 @@ creator_problem(Oid owner)
 static bool
 claim_holds(ClaimedJob *job)
 {
-	return workflow_job_is_ours(job->id, job->lease, &job->tid, false);
+	return workflow_job_is_ours(job->id, job->lease, &job->tid, WF_GUARD_READ, NULL, NULL);
 }
 
 /*
@@ -1018,29 +1026,36 @@ job_context(ClaimedJob *job, WorkflowTaskDef *step, bool *holds)
 /*
  * A task succeeded, with nothing else to record (no progress information):
  * the common outcome, recorded for the whole batch at once.  Inside the
- * task's subtransaction, the job's row is locked, guarded by the lease like
- * workflow._runner_record(): when the guard fails the caller rolls the
- * task back.  The row then stays locked by this transaction, so nothing
- * can change the job before the batch commits, and the success itself is
- * recorded for every job of the batch by one execution of
- * workflow._tasks_succeeded just before the commit (flush_successes).  A
- * row another transaction holds for longer than GUARD_LOCK_TIMEOUT (a
- * role's open transaction) raises lock_not_available, and the job is
- * handed back (job_fault).  A job whose next task is an SQL task stays
- * ours at that task (*still_running).
+ * task's subtransaction, the job is checked to be still ours, guarded by
+ * the lease like workflow._runner_record(): when the guard fails the
+ * caller rolls the task back.  Its row must then stay locked by this
+ * transaction, so that nothing changes the job before the batch commits:
+ * when another transaction holds it (a role's open transaction, a cancel
+ * not yet committed), the row is locked here, waiting at most
+ * GUARD_LOCK_TIMEOUT (then lock_not_available, and the job is handed back,
+ * job_fault); else lock_success() locks it in the batch's transaction once
+ * the subtransaction has ended.  The success itself is recorded for every
+ * job of the batch by one execution of workflow._tasks_succeeded just
+ * before the commit (flush_successes).  A job whose next task is an SQL
+ * task stays ours at that task (*still_running).
  */
 static bool
 hold_success(ClaimedJob *job, WorkflowTaskDef *step, Datum output,
 			 TimestampTz started, bool *still_running)
 {
 	PendingSuccess *p;
+	bool		locked;
+	ItemPointerData found;
 
 	*still_running = false;
-	if (!workflow_job_is_ours(job->id, job->lease, &job->tid, true))
+	if (!workflow_job_is_ours(job->id, job->lease, &job->tid, WF_GUARD_LOCK_IF_HELD,
+							  &locked, &found))
 		return false;
 
 	Assert(npending < MAX_BATCH);
 	p = &pending[npending++];
+	p->unlocked = !locked;
+	p->tid = found;
 	p->id = job->id;
 	p->lease = job->lease;
 	p->output = output;
@@ -1061,6 +1076,26 @@ hold_success(ClaimedJob *job, WorkflowTaskDef *step, Datum output,
 		*still_running = true;
 	}
 	return true;
+}
+
+/*
+ * After a job's subtransaction ended: lock the row of the success
+ * hold_success() kept for it, if that was left to the batch's transaction
+ * (see src/guard.c: the record then makes no MultiXact).  Raises an error,
+ * which undoes the batch, when the row changed in between.
+ */
+static void
+lock_success(ClaimedJob *job)
+{
+	PendingSuccess *p;
+
+	if (npending == 0)
+		return;
+	p = &pending[npending - 1];
+	if (p->id != job->id || !p->unlocked)
+		return;
+	workflow_job_lock(p->id, p->lease, &p->tid);
+	p->unlocked = false;
 }
 
 /*

@@ -219,7 +219,16 @@ extern PGDLLEXPORT void workflow_runner_main(Datum main_arg);
 extern void workflow_runner_id(int slot, char *buf, size_t len);
 
 /* src/guard.c: the lease guard of a claimed job */
-extern bool workflow_job_is_ours(int64 job_id, int64 lease, ItemPointer hint, bool lock);
+typedef enum WorkflowGuardLock
+{
+	WF_GUARD_READ,				/* only whether the job is ours */
+	WF_GUARD_LOCK,				/* and lock its row, waiting within lock_timeout */
+	WF_GUARD_LOCK_IF_HELD		/* lock it only if another transaction holds it */
+} WorkflowGuardLock;
+
+extern bool workflow_job_is_ours(int64 job_id, int64 lease, ItemPointer hint,
+								 WorkflowGuardLock lock, bool *locked, ItemPointer found);
+extern void workflow_job_lock(int64 job_id, int64 lease, ItemPointer tid);
 
 /* src/sweeper.c */
 extern PGDLLEXPORT void workflow_sweeper_main(Datum main_arg);
