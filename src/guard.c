@@ -7,7 +7,7 @@
  *
  * A runner asks this for every task: before the body, whether the job is
  * still its own (when it was claimed a while ago), and after a successful
- * body, in the task's subtransaction, with the row locked.  Both mean
+ * body, in the task's subtransaction, with the row then locked.  Both mean
  *
  *		SELECT 1 FROM workflow.jobs
  *		 WHERE id = $1 AND lease = $2 AND execution = 'running'
@@ -96,12 +96,12 @@ static bool row_is_free(TupleTableSlot *slot);
 /*
  * Whether job `job_id' is still running under `lease', read with a fresh
  * snapshot, first at `hint' (the address of a version of its row, or NULL
- * or invalid).  With WF_GUARD_LOCK, its row is then locked FOR NO KEY
- * UPDATE by the current (sub)transaction, and the answer is about the
- * version locked; with WF_GUARD_LOCK_IF_HELD only when another transaction
- * holds a lock on it or changes it.  *locked (when not NULL) tells whether
- * the row was locked, and *found (when not NULL) where the version read or
- * locked is.
+ * or invalid).  With WF_GUARD_LOCK_IF_HELD, when another transaction
+ * holds a lock on its row or changes it, the row is locked FOR NO KEY
+ * UPDATE by the current (sub)transaction, waiting within lock_timeout, and
+ * the answer is about the version locked.  *locked (when not NULL) tells
+ * whether the row was locked, and *found (when not NULL) where the version
+ * read or locked is.
  */
 bool
 workflow_job_is_ours(int64 job_id, int64 lease, ItemPointer hint, WorkflowGuardLock lock,
@@ -125,8 +125,7 @@ workflow_job_is_ours(int64 job_id, int64 lease, ItemPointer hint, WorkflowGuardL
 		fetch_by_id(rel, snapshot, job_id, slot))
 	{
 		ours = row_is_ours(slot, lease);
-		if (ours && (lock == WF_GUARD_LOCK ||
-					 (lock == WF_GUARD_LOCK_IF_HELD && !row_is_free(slot))))
+		if (ours && lock == WF_GUARD_LOCK_IF_HELD && !row_is_free(slot))
 		{
 			TM_FailureData tmfd;
 			TM_Result	result;

@@ -222,8 +222,7 @@ extern void workflow_runner_id(int slot, char *buf, size_t len);
 typedef enum WorkflowGuardLock
 {
 	WF_GUARD_READ,				/* only whether the job is ours */
-	WF_GUARD_LOCK,				/* and lock its row, waiting within lock_timeout */
-	WF_GUARD_LOCK_IF_HELD		/* lock it only if another transaction holds it */
+	WF_GUARD_LOCK_IF_HELD		/* and lock its row if another transaction holds it */
 } WorkflowGuardLock;
 
 extern bool workflow_job_is_ours(int64 job_id, int64 lease, ItemPointer hint,

@@ -37,10 +37,10 @@ COMMENT ON FUNCTION workflow.add_info(jsonb) IS
 -- of the row version the claim made (src/guard.c reads that first), in no
 -- particular order: the runner orders the batch by claim order and starts
 -- its jobs in that order (sorting the few columns it reads costs less
--- than sorting the rows here).  A job found
--- past its deadline is claimed too: the runner then handles the timeout.
--- The claimed rows are updated by their row address (the version locked
--- by the query that chose them, which nothing else can change since).
+-- than sorting the rows here).  A job found past its deadline is claimed
+-- too: the runner then handles the timeout.  The claimed rows are updated
+-- by their row address (the version locked by the query that chose them,
+-- which nothing else can change since).
 --
 -- Without a row in workflow.queues there is only the default queue,
 -- without limits: the batch is then chosen by one query, where a loop
