@@ -16,7 +16,7 @@
 -- (pg_temp.reset).
 
 BEGIN;
-SELECT plan(91);
+SELECT plan(93);
 
 SET LOCAL search_path = public, pg_catalog;
 
@@ -160,6 +160,17 @@ SELECT is((SELECT string_agg(id::text || ' ' || execution || ' ' || runner_id, '
 SELECT is((SELECT string_agg(id::text || ' ' || execution || ' ' || runner_id, ',')
              FROM workflow._runner_takeover('runner-2', 10, '{}', '0', '{runner-1}', ARRAY[now() - interval '1 hour'])),
           :j || ' running runner-2', 'running --takeover--> running under another runner (_runner_takeover)');
+
+-- without a queue with limits the claim is one query: it still takes one
+-- job of a target per batch, the first in claim order
+SELECT pg_temp.reset() \gset
+SELECT workflow.create_job('e_two', target => 'shared') AS t1 \gset
+SELECT workflow.create_job('e_two', target => 'shared') AS t2 \gset
+SELECT workflow.create_job('e_two') AS t3 \gset
+SELECT is((SELECT string_agg(id::text, ',' ORDER BY id) FROM workflow._runner_claim('runner-1', 10)),
+          :t1 || ',' || :t3, 'queued --claim (runner)--> running: one job of a target per batch');
+SELECT is((SELECT count(*) FROM workflow._runner_claim('runner-1', 10)), 0::bigint,
+          'queued --claim (runner)--> running: not while the target is held by the running job');
 
 SELECT workflow.create_job('e_ext') AS j \gset
 SELECT is((SELECT t.job_id FROM workflow.poll_tasks('e.ext', 'w1') t), :j::bigint,
