@@ -3,26 +3,33 @@
  * crashrecord.c
  *		What the runners were executing when the server crashed.
  *
- * A runner claims a batch of jobs in a transaction of its own, then runs
- * their tasks one after the other in one more transaction.  A crash (any
- * backend killed, a PANIC) rolls that transaction back: of the jobs of
- * the batch, one was executing its task, perhaps the cause of the crash,
- * and the others never started or had their effects undone.  The database
- * cannot tell them apart afterwards: all are `running' under a runner that
- * is gone.  So each runner notes, before a task's body starts, the job and
- * lease it executes, in a file of the data directory ("workflow.running",
- * one fixed-size record per worker slot, written in place without fsync,
- * cleared when the batch ends), and at every start of the server
- * (including the restart after a crash) the records are loaded into shared
- * memory and the file is emptied, before any runner starts.
+ * A runner claims a batch of jobs in a transaction of its own, committed
+ * without waiting for its WAL flush, then runs their tasks one after the
+ * other in one more transaction, committed synchronously (which flushes
+ * the claim too: no task's effect is ever durable without its claim).  A
+ * crash (any backend killed, a PANIC) rolls that transaction back: of the
+ * jobs of the batch, one was executing its task, perhaps the cause of the
+ * crash, and the others never started or had their effects undone.  The
+ * claim may have been lost too, and the jobs found queued again.  The
+ * database cannot tell these cases apart afterwards.  So each runner notes,
+ * before a task's body starts, the job, lease and task it executes, in a
+ * file of the data directory ("workflow.running", one fixed-size record per
+ * worker slot, written in place without fsync, which a crash of the server
+ * does not lose, cleared when the batch ends), and at every start of the
+ * server (including the restart after a crash) the records are loaded into
+ * shared memory and the file is emptied, before any runner starts.
  *
- * The sweeper then treats a stale job of an in-server runner by what the
- * record says (workflow._sweep_stale): the job whose task was executing
- * (workflow._interrupted_by_crash) gets a failed run and its workflow's
- * on_stale policy, as before; the other jobs of the batch are handed back
- * to the queue, no attempt counted.  A record lost with the operating
- * system (no fsync) only means that the job that was executing is handed
- * back too.
+ * A loaded record holds its job until the sweeper of its database has
+ * settled it (workflow._sweep_crashed): the job, running under the runner
+ * that is gone or queued again at the same task because its claim was
+ * lost, gets a failed run and its workflow's on_stale policy; a crash loop
+ * ends at the third crash in the same task.  Until then runners do not
+ * claim it (workflow._crash_held() in workflow._runner_claim), so a task
+ * that crashes the server is never run again uncounted.  The other jobs of
+ * the batch are handed back by the stale-job path, no attempt counted.  A
+ * record lost with the operating system (no fsync) only means that the job
+ * that was executing is handed back too, or, its claim lost as well, simply
+ * queued.
  *
  * Copyright (c) 2026, the workflow developers
  *
@@ -33,13 +40,21 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
 
 #include "workflow.h"
 
-PG_FUNCTION_INFO_V1(workflow_interrupted_by_crash);
+PG_FUNCTION_INFO_V1(workflow_crash_held);
+PG_FUNCTION_INFO_V1(workflow_crash_records);
+PG_FUNCTION_INFO_V1(workflow_crash_settled);
 
 /* the file, in the data directory */
 #define CRASH_RECORD_FILE "workflow.running"
@@ -49,16 +64,37 @@ static int	record_fd = -1;
 static int	record_slot = -1;
 
 /*
+ * Records settled by this transaction, cleared in shared memory when it
+ * commits: the job and the subtransaction that settled it (an entry goes
+ * with its subtransaction when that rolls back).  In TopTransactionContext.
+ */
+typedef struct SettledRecord
+{
+	int64		job_id;
+	SubTransactionId subid;
+} SettledRecord;
+
+static List *settled_records = NIL;
+static bool settle_callbacks_registered = false;
+
+static void settle_at_commit(XactEvent event, void *arg);
+static void settle_at_subcommit(SubXactEvent event, SubTransactionId mySubid,
+								SubTransactionId parentSubid, void *arg);
+
+/*
  * Load the records the runners of the previous server run left, into
  * `records' (WF_NUM_SLOTS entries, zeroed first), and empty the file.  Runs
  * in the postmaster when the shared memory is created, before any runner
- * starts; a file that cannot be read is reported and ignored.
+ * starts; a file that cannot be read is reported and ignored, and so is a
+ * record not of this layout (a file an older build wrote).  Returns how
+ * many records name a job.
  */
-void
+uint32
 workflow_crash_records_load(WorkflowCrashRecord *records)
 {
 	int			fd;
 	ssize_t		got;
+	uint32		n = 0;
 
 	memset(records, 0, sizeof(WorkflowCrashRecord) * WF_NUM_SLOTS);
 	fd = OpenTransientFile(CRASH_RECORD_FILE, O_RDWR | PG_BINARY);
@@ -68,7 +104,7 @@ workflow_crash_records_load(WorkflowCrashRecord *records)
 			ereport(LOG,
 					(errcode_for_file_access(),
 					 errmsg("could not open file \"%s\": %m", CRASH_RECORD_FILE)));
-		return;
+		return 0;
 	}
 	got = read(fd, records, sizeof(WorkflowCrashRecord) * WF_NUM_SLOTS);
 	if (got < 0)
@@ -87,15 +123,26 @@ workflow_crash_records_load(WorkflowCrashRecord *records)
 				(errcode_for_file_access(),
 				 errmsg("could not truncate file \"%s\": %m", CRASH_RECORD_FILE)));
 	CloseTransientFile(fd);
+
+	for (int i = 0; i < WF_NUM_SLOTS; i++)
+	{
+		if (records[i].magic != WF_CRASH_RECORD_MAGIC || records[i].job_id <= 0 ||
+			!OidIsValid(records[i].dboid))
+			memset(&records[i], 0, sizeof(WorkflowCrashRecord));
+		else
+			n++;
+	}
+	return n;
 }
 
 /*
- * Note, for the runner of `slot', the job whose task is about to run (or,
- * with job_id 0, that none runs).  A failure to write is logged once and
- * otherwise ignored: the record only refines what happens after a crash.
+ * Note, for the runner of `slot', the task it is about to run (job_id,
+ * lease, phase, step, attempt and task_attempt of `what'), or with NULL
+ * that none runs.  A failure to write is logged once and otherwise
+ * ignored: the record only refines what happens after a crash.
  */
 void
-workflow_crash_record_note(int slot, int64 job_id, int64 lease)
+workflow_crash_record_note(int slot, const WorkflowCrashRecord *what)
 {
 	static bool write_failure_logged = false;
 	WorkflowCrashRecord record;
@@ -117,9 +164,18 @@ workflow_crash_record_note(int slot, int64 job_id, int64 lease)
 		}
 	}
 	memset(&record, 0, sizeof(record));
-	record.job_id = job_id;
-	record.lease = lease;
-	record.dboid = job_id != 0 ? MyDatabaseId : InvalidOid;
+	if (what != NULL)
+	{
+		record.magic = WF_CRASH_RECORD_MAGIC;
+		record.dboid = MyDatabaseId;
+		record.job_id = what->job_id;
+		record.lease = what->lease;
+		record.started_at = GetCurrentTimestamp();
+		record.phase = what->phase;
+		record.step = what->step;
+		record.attempt = what->attempt;
+		record.task_attempt = what->task_attempt;
+	}
 	if (pwrite(record_fd, &record, sizeof(record), (off_t) slot * sizeof(record)) !=
 		(ssize_t) sizeof(record) && !write_failure_logged)
 	{
@@ -131,24 +187,162 @@ workflow_crash_record_note(int slot, int64 job_id, int64 lease)
 }
 
 /*
- * workflow._interrupted_by_crash(job_id bigint, lease bigint) returns
- * boolean: whether a runner was executing the task of that job, under that
- * lease, in this database when the server last crashed.
+ * workflow._crash_held() returns bigint[]: the jobs of this database that
+ * crash records name and the sweeper has not settled yet; runners do not
+ * claim them.  Without records (the rule) an empty array, without taking
+ * the lock.
  */
 Datum
-workflow_interrupted_by_crash(PG_FUNCTION_ARGS)
+workflow_crash_held(PG_FUNCTION_ARGS)
 {
-	int64		job_id = PG_GETARG_INT64(0);
-	int64		lease = PG_GETARG_INT64(1);
+	Datum		ids[WF_NUM_SLOTS];
+	int			n = 0;
 
 	workflow_require_shmem();
+	if (pg_atomic_read_u32(&WorkflowShmem->unsettled) > 0)
+	{
+		SpinLockAcquire(&WorkflowShmem->mutex);
+		for (int i = 0; i < WF_NUM_SLOTS; i++)
+		{
+			WorkflowCrashRecord *record = &WorkflowShmem->interrupted[i];
+
+			if (record->job_id != 0 && record->dboid == MyDatabaseId)
+				ids[n++] = Int64GetDatum(record->job_id);
+		}
+		SpinLockRelease(&WorkflowShmem->mutex);
+	}
+	PG_RETURN_ARRAYTYPE_P(construct_array(ids, n, INT8OID, sizeof(int64),
+										  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/*
+ * workflow._crash_records() returns the unsettled crash records of this
+ * database: job_id, lease, runner_id (of the slot that noted it),
+ * started_at, phase, step, attempt and task_attempt.
+ */
+Datum
+workflow_crash_records(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	WorkflowCrashRecord records[WF_NUM_SLOTS];
+
+	workflow_require_shmem();
+	InitMaterializedSRF(fcinfo, 0);
+	if (pg_atomic_read_u32(&WorkflowShmem->unsettled) == 0)
+		return (Datum) 0;
+	SpinLockAcquire(&WorkflowShmem->mutex);
+	memcpy(records, WorkflowShmem->interrupted, sizeof(records));
+	SpinLockRelease(&WorkflowShmem->mutex);
+
 	for (int i = 0; i < WF_NUM_SLOTS; i++)
 	{
-		WorkflowCrashRecord *record = &WorkflowShmem->interrupted[i];
+		WorkflowCrashRecord *record = &records[i];
+		char		runner_id[NAMEDATALEN];
+		Datum		values[8];
+		bool		nulls[8] = {false};
 
-		if (record->job_id == job_id && record->lease == lease &&
-			record->dboid == MyDatabaseId && job_id != 0)
-			PG_RETURN_BOOL(true);
+		if (record->job_id == 0 || record->dboid != MyDatabaseId)
+			continue;
+		if (record->phase < 0 || record->phase >= WF_NUM_PHASES)
+			continue;			/* not written by this build: ignored */
+		workflow_runner_id(i, runner_id, sizeof(runner_id));
+		values[0] = Int64GetDatum(record->job_id);
+		values[1] = Int64GetDatum(record->lease);
+		values[2] = CStringGetTextDatum(runner_id);
+		values[3] = TimestampTzGetDatum(record->started_at);
+		values[4] = CStringGetTextDatum(WorkflowPhaseNames[record->phase]);
+		values[5] = Int32GetDatum(record->step);
+		values[6] = Int32GetDatum(record->attempt);
+		values[7] = Int32GetDatum(record->task_attempt);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
-	PG_RETURN_BOOL(false);
+	return (Datum) 0;
+}
+
+/*
+ * workflow._crash_settled(job_id bigint) returns void: the crash record of
+ * that job (in this database) is settled once this transaction commits,
+ * unless the subtransaction that calls this rolls back.
+ */
+Datum
+workflow_crash_settled(PG_FUNCTION_ARGS)
+{
+	SettledRecord *entry;
+	MemoryContext old;
+
+	workflow_require_shmem();
+	if (!settle_callbacks_registered)
+	{
+		RegisterXactCallback(settle_at_commit, NULL);
+		RegisterSubXactCallback(settle_at_subcommit, NULL);
+		settle_callbacks_registered = true;
+	}
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	entry = palloc(sizeof(SettledRecord));
+	entry->job_id = PG_GETARG_INT64(0);
+	entry->subid = GetCurrentSubTransactionId();
+	settled_records = lappend(settled_records, entry);
+	MemoryContextSwitchTo(old);
+	PG_RETURN_VOID();
+}
+
+/*
+ * At the commit of a transaction that settled records, clear them in
+ * shared memory; at its end either way, forget them (they were in
+ * TopTransactionContext).
+ */
+static void
+settle_at_commit(XactEvent event, void *arg)
+{
+	ListCell   *lc;
+
+	if (settled_records == NIL)
+		return;
+	if (event == XACT_EVENT_COMMIT)
+	{
+		SpinLockAcquire(&WorkflowShmem->mutex);
+		foreach(lc, settled_records)
+		{
+			SettledRecord *entry = (SettledRecord *) lfirst(lc);
+
+			for (int i = 0; i < WF_NUM_SLOTS; i++)
+			{
+				WorkflowCrashRecord *record = &WorkflowShmem->interrupted[i];
+
+				if (record->job_id == entry->job_id && record->dboid == MyDatabaseId)
+				{
+					memset(record, 0, sizeof(WorkflowCrashRecord));
+					pg_atomic_fetch_sub_u32(&WorkflowShmem->unsettled, 1);
+				}
+			}
+		}
+		SpinLockRelease(&WorkflowShmem->mutex);
+	}
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		settled_records = NIL;
+}
+
+/*
+ * A subtransaction's settled records become its parent's when it commits,
+ * and are forgotten when it rolls back.
+ */
+static void
+settle_at_subcommit(SubXactEvent event, SubTransactionId mySubid,
+					SubTransactionId parentSubid, void *arg)
+{
+	ListCell   *lc;
+
+	foreach(lc, settled_records)
+	{
+		SettledRecord *entry = (SettledRecord *) lfirst(lc);
+
+		if (entry->subid != mySubid)
+			continue;
+		if (event == SUBXACT_EVENT_COMMIT_SUB)
+			entry->subid = parentSubid;
+		else if (event == SUBXACT_EVENT_ABORT_SUB)
+			settled_records = foreach_delete_current(settled_records, lc);
+	}
 }

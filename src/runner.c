@@ -8,7 +8,8 @@
  * Batches.  A runner claims up to workflow.batch_size jobs at once — only
  * as many as are waiting, so a short queue keeps its latency — in a short
  * transaction of its own (execution = running, runner id, a new lease),
- * committed before any task runs.
+ * committed before any task runs, without waiting for its WAL flush
+ * (claim_batch says why that is safe).
  * The batch's tasks then run in one transaction, each job's task in a
  * subtransaction of its own together with the guard of its outcome: a
  * task's effects and its job's progress commit or roll back together, and
@@ -458,10 +459,14 @@ workflow_runner_main(Datum main_arg)
 
 /*
  * Claim up to `limit' jobs in a transaction of its own.  It commits
- * synchronously: once a task may have started, the claim must survive a
- * crash, so that the job is then handled by its on_stale policy rather
- * than silently run again.  Registers the runner first when the extension
- * is new to us.  Returns how many.
+ * without waiting for its WAL flush, which is off the path from a job's
+ * creation to its task's start: the batch's transaction commits
+ * synchronously and so flushes the claim with any effect of a task, and a
+ * claim lost in a crash of the server is settled from the crash record
+ * written before the task started (src/crashrecord.c): the job that was
+ * executing still gets its failed run and on_stale policy, and the others
+ * are simply queued again, as none of their tasks ran.  Registers the
+ * runner first when the extension is new to us.  Returns how many.
  */
 static int
 claim_batch(ClaimedJob *jobs, int limit)
@@ -472,6 +477,9 @@ claim_batch(ClaimedJob *jobs, int limit)
 	int			n;
 
 	workflow_begin_spi();
+	/* SET LOCAL synchronous_commit = off, see above */
+	(void) set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
 	extoid = workflow_extension_ready();
 	if (!OidIsValid(extoid))
 	{
@@ -745,7 +753,7 @@ run_batch(ClaimedJob *jobs, int n, ClaimedJob *next)
 		}
 		flush_successes(next, nnext);
 		workflow_end_spi(true);
-		workflow_crash_record_note(my_slot_number, 0, 0);
+		workflow_crash_record_note(my_slot_number, NULL);
 	}
 	PG_CATCH();
 	{
@@ -780,7 +788,7 @@ run_batch(ClaimedJob *jobs, int n, ClaimedJob *next)
 			(void) record_isolated(&jobs[i], WF_OUTCOME_RETURN, 0, &still_running);
 		}
 		workflow_end_spi(true);
-		workflow_crash_record_note(my_slot_number, 0, 0);
+		workflow_crash_record_note(my_slot_number, NULL);
 
 		/*
 		 * Never loop hot on a persistent error: a second before the next
@@ -1342,7 +1350,17 @@ run_body(ClaimedJob *job, WorkflowTaskDef *step, Datum context, int timeout_ms,
 		QueryCancelPending = true;
 	}
 	/* what a crash would interrupt (src/crashrecord.c) */
-	workflow_crash_record_note(my_slot_number, job->id, job->lease);
+	{
+		WorkflowCrashRecord what = {0};
+
+		what.job_id = job->id;
+		what.lease = job->lease;
+		what.phase = job->phase;
+		what.step = job->step;
+		what.attempt = job->attempt;
+		what.task_attempt = job->task_attempt;
+		workflow_crash_record_note(my_slot_number, &what);
+	}
 	workflow_execute_task(job->id, step, context, job->owner, timeout_ms, res);
 	/* workflow_execute_task() ended the body and dropped late cancels */
 	workflow_task_running = false;

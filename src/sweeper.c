@@ -22,15 +22,15 @@
  * With workflow.enabled = off it only writes heartbeats: a paused system
  * neither runs nor cancels anything.
  *
- * The work itself is SQL (workflow._sweep, which calls _sweep_timers,
- * _sweep_timeouts, _sweep_stale and _sweep_retention) in small batches
+ * The work itself is SQL (workflow._sweep, which calls _sweep_crashed,
+ * _sweep_timers, _sweep_timeouts, _sweep_stale and _sweep_retention) in small batches
  * with SKIP LOCKED, so the sweeper never blocks the queue nor waits for a
  * session that holds a job; when a batch was full it goes on at once
  * instead of waiting for the next period.  The external runners are
  * pruned by workflow._sweep_runners, in the same transaction after _sweep.
  * _sweep returns a jsonb object:
- * how many items each section took on ("timers", "timeouts", "stale",
- * "pruned") and the ids of the jobs that failed ("failed", absent when
+ * how many items each section took on ("crashed", "timers", "timeouts",
+ * "stale", "pruned") and the ids of the jobs that failed ("failed", absent when
  * none); sweep_once() reads these keys by name.
  *
  * Faults.  _sweep handles every item (a timer, a timeout, a stale job, a
@@ -298,14 +298,14 @@ sweep_once(bool *present)
 	values[4] = IntervalPGetDatum(failed_retention);
 	/* the keys of _sweep's result, read by name */
 	if (SPI_execute_with_args("SELECT s.* FROM pg_catalog.jsonb_to_record(workflow._sweep($1, $2, $3, $4, $5)) "
-							  "AS s(timers integer, timeouts integer, stale integer, "
+							  "AS s(crashed integer, timers integer, timeouts integer, stale integer, "
 							  "pruned integer, failed bigint[])",
 							  5, argtypes, values, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "workflow sweeper could not sweep");
 	else
 	{
-		static const char *const sections[] = {"timers", "timeouts", "stale", "pruned"};
+		static const char *const sections[] = {"crashed", "timers", "timeouts", "stale", "pruned"};
 		HeapTuple	row = SPI_tuptable->vals[0];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;

@@ -166,7 +166,8 @@ workflow_wakeup_shmem_init(WorkflowShared *shared)
 		pg_atomic_init_u32(&db->poke_pending, 0);
 		pg_atomic_init_u32(&db->queued, 0);
 	}
-	workflow_crash_records_load(shared->interrupted);
+	pg_atomic_init_u32(&shared->unsettled,
+					   workflow_crash_records_load(shared->interrupted));
 	shared->nwaiters = MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
 	for (i = 0; i < shared->nwaiters; i++)
 	{

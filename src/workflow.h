@@ -153,15 +153,26 @@ typedef struct WorkflowDatabase
 
 /*
  * What a runner executes, as noted in the crash record file
- * (src/crashrecord.c); all zero when nothing.
+ * (src/crashrecord.c); all zero when nothing.  The task is named by its
+ * place (phase, step, attempts): a claim committed without waiting for its
+ * WAL flush may be lost in the crash, and the job then found queued again
+ * at that very task.
  */
 typedef struct WorkflowCrashRecord
 {
+	uint32		magic;			/* WF_CRASH_RECORD_MAGIC, or 0 when nothing */
+	Oid			dboid;
 	int64		job_id;
 	int64		lease;
-	Oid			dboid;
-	uint32		padding;		/* zero: a fixed layout on disk */
+	TimestampTz started_at;		/* when the task's body started */
+	int32		phase;			/* WF_PHASE_* */
+	int32		step;
+	int32		attempt;		/* the job's attempt */
+	int32		task_attempt;
 } WorkflowCrashRecord;
+
+/* marks a record of this layout in the file */
+#define WF_CRASH_RECORD_MAGIC 0x57464352
 
 /* the shared-memory area of the extension */
 typedef struct WorkflowShared
@@ -173,8 +184,13 @@ typedef struct WorkflowShared
 	LWLock	   *lock;			/* protects the databases (see above) */
 	WorkflowWorkerSlot slots[WF_NUM_SLOTS];
 	WorkflowDatabase databases[WF_MAX_DATABASES];
-	/* what each slot's runner executed when the server last crashed */
+	/*
+	 * What each slot's runner executed when the server last crashed, until
+	 * the sweeper of its database has settled it (cleared under mutex);
+	 * unsettled counts the records not yet cleared.
+	 */
 	WorkflowCrashRecord interrupted[WF_NUM_SLOTS];
+	pg_atomic_uint32 unsettled;
 	int			nwaiters;		/* entries in waiters[] */
 	WorkflowWaiter waiters[FLEXIBLE_ARRAY_MEMBER];
 } WorkflowShared;
@@ -185,8 +201,8 @@ extern WorkflowShared *WorkflowShmem;
 extern void workflow_require_shmem(void);
 
 /* src/crashrecord.c */
-extern void workflow_crash_records_load(WorkflowCrashRecord *records);
-extern void workflow_crash_record_note(int slot, int64 job_id, int64 lease);
+extern uint32 workflow_crash_records_load(WorkflowCrashRecord *records);
+extern void workflow_crash_record_note(int slot, const WorkflowCrashRecord *what);
 
 /* src/definitions.c */
 extern void workflow_check_payload_size(Datum value, const char *what);

@@ -44,12 +44,28 @@ AS 'MODULE_PATHNAME', 'workflow_wake_at_commit';
 COMMENT ON FUNCTION workflow._wake_at_commit(text, integer) IS
     'internal: wake count idle runners (queue NULL) or long-polling workers of a task type when this transaction commits; returns count';
 
-CREATE OR REPLACE FUNCTION workflow._interrupted_by_crash(job_id bigint, lease bigint)
-RETURNS boolean
-LANGUAGE c STRICT STABLE PARALLEL SAFE
-AS 'MODULE_PATHNAME', 'workflow_interrupted_by_crash';
-COMMENT ON FUNCTION workflow._interrupted_by_crash(bigint, bigint) IS
-    'internal: whether a runner was executing the task of this job under this lease when the server last crashed (src/crashrecord.c)';
+CREATE OR REPLACE FUNCTION workflow._crash_held()
+RETURNS bigint[]
+LANGUAGE c STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'workflow_crash_held';
+COMMENT ON FUNCTION workflow._crash_held() IS
+    'internal: the jobs of this database that a runner was executing when the server last crashed and that the sweeper has not settled yet; runners do not claim them (src/crashrecord.c)';
+
+CREATE OR REPLACE FUNCTION workflow._crash_records(OUT job_id bigint, OUT lease bigint, OUT runner_id text,
+                                                   OUT started_at timestamptz, OUT phase text, OUT step integer,
+                                                   OUT attempt integer, OUT task_attempt integer)
+RETURNS SETOF record
+LANGUAGE c VOLATILE PARALLEL UNSAFE ROWS 2
+AS 'MODULE_PATHNAME', 'workflow_crash_records';
+COMMENT ON FUNCTION workflow._crash_records() IS
+    'internal: the tasks runners of this database were executing when the server last crashed, not settled yet (src/crashrecord.c)';
+
+CREATE OR REPLACE FUNCTION workflow._crash_settled(job_id bigint)
+RETURNS void
+LANGUAGE c STRICT VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'workflow_crash_settled';
+COMMENT ON FUNCTION workflow._crash_settled(bigint) IS
+    'internal: the crash record of this job is settled when this transaction commits (src/crashrecord.c)';
 
 CREATE OR REPLACE FUNCTION workflow._new_lease()
 RETURNS bigint

@@ -42,6 +42,10 @@ COMMENT ON FUNCTION workflow.add_info(jsonb) IS
 -- by their row address (the version locked by the query that chose them,
 -- which nothing else can change since).
 --
+-- A job a crash interrupted is not claimed until the sweeper has settled
+-- its crash record (workflow._crash_held(), src/crashrecord.c): its claim
+-- may have been lost with the crash.
+--
 -- Without a row in workflow.queues there is only the default queue,
 -- without limits: the batch is then chosen by one query, where a loop
 -- would cost more than the rest of the claim.  The candidates' runnable
@@ -71,6 +75,8 @@ DECLARE
     taken   text[] := '{}';
     room    jsonb := '{}';
     next_room jsonb;
+    -- jobs a crash interrupted, until the sweeper has settled them
+    held    bigint[] := workflow._crash_held();
 BEGIN
     IF NOT EXISTS (SELECT FROM workflow.queues) THEN
         -- the first jobs in claim order, less those whose target is held;
@@ -81,7 +87,7 @@ BEGIN
                 SELECT j.ctid AS tid, j.id, j.created_by, j.target
                   FROM workflow.jobs j
                  WHERE j.execution = 'queued' AND j.task_type IS NULL AND j.queue = 'default'
-                   AND j.run_at <= now()
+                   AND j.run_at <= now() AND j.id <> ALL (held)
                    AND (j.target IS NULL
                         OR workflow._target_free(j.id, j.created_by, j.target, j.priority, j.run_at, now()))
                  ORDER BY j.priority DESC, j.run_at, j.id
@@ -98,7 +104,7 @@ BEGIN
                        j.priority, j.run_at
                   FROM workflow.jobs j
                  WHERE j.execution = 'queued' AND j.task_type IS NULL AND j.queue = o.queue
-                   AND j.run_at <= now()
+                   AND j.run_at <= now() AND j.id <> ALL (held)
                    AND (o.full_keys IS NULL OR j.concurrency_key IS NULL
                         OR j.concurrency_key <> ALL (o.full_keys))
                    AND (j.target IS NULL

@@ -22,13 +22,15 @@ $$;
 COMMENT ON FUNCTION workflow._in_server_heartbeat(text[], integer[]) IS
     'internal: heartbeat of the in-server workers, from shared memory';
 
--- One pass of the sweeper; returns what it did: how many timers, timeouts,
--- stale jobs and jobs to prune it took on ("timers", "timeouts", "stale",
--- "pruned", read by src/sweeper.c), and in "failed" (only when there are
--- any) the ids of the jobs it could not handle.
+-- One pass of the sweeper; returns what it did: how many tasks a crash
+-- interrupted, timers, timeouts, stale jobs and jobs to prune it took on
+-- ("crashed", "timers", "timeouts", "stale", "pruned", read by
+-- src/sweeper.c), and in "failed" (only when there are any) the ids of the
+-- jobs it could not handle.
 --
--- Faults stay with their item: each of the four sections below handles
--- every item (a timer, a timeout, a stale job) in a subtransaction of its
+-- Faults stay with their item: each of the five sections below handles
+-- every item (a crash record, a timer, a timeout, a stale job) in a
+-- subtransaction of its
 -- own (an exception block), so an item that fails is rolled back alone,
 -- logged with its job id, and the pass goes on; each section is another
 -- such block, so not even an error of its query stops the other sections.
@@ -58,22 +60,137 @@ DECLARE
     stale       record;
     pruned      record;
     failed      bigint[];
+    crashed     record;
 BEGIN
+    SELECT * INTO crashed FROM workflow._sweep_crashed(p_stale_action, skip);
     SELECT * INTO timers FROM workflow._sweep_timers(p_batch, skip);
     SELECT * INTO timeouts FROM workflow._sweep_timeouts(p_batch, skip);
     SELECT * INTO stale FROM workflow._sweep_stale(p_stale_action, p_batch, skip);
     SELECT * INTO pruned FROM workflow._sweep_retention(p_retention, coalesce(p_failed_retention, p_retention),
                                                         p_batch, skip);
 
-    failed := timers.failed || timeouts.failed || stale.failed || pruned.failed;
-    RETURN jsonb_build_object('timers', timers.handled, 'timeouts', timeouts.handled,
+    failed := crashed.failed || timers.failed || timeouts.failed || stale.failed || pruned.failed;
+    RETURN jsonb_build_object('crashed', crashed.handled,
+                              'timers', timers.handled, 'timeouts', timeouts.handled,
                               'stale', stale.handled, 'pruned', pruned.handled)
            || CASE WHEN cardinality(failed) > 0
                    THEN jsonb_build_object('failed', failed) ELSE '{}' END;
 END
 $$;
 COMMENT ON FUNCTION workflow._sweep(text, interval, integer, bigint[], interval) IS
-    'internal: one pass of the sweeper: elapsed timers, job timeouts, stale jobs, retention, each item in a subtransaction of its own';
+    'internal: one pass of the sweeper: tasks a crash interrupted, elapsed timers, job timeouts, stale jobs, retention, each item in a subtransaction of its own';
+
+-- An attempt of a locked job that its executor never finished (a crash of
+-- the server, a worker that stopped reporting): a failed run with err,
+-- then the on_stale action: "retry" runs the task again, anything else
+-- cancels the job (its oncancel chain, if any).
+CREATE OR REPLACE FUNCTION workflow._attempt_interrupted(j workflow.jobs, action text, err jsonb,
+                                                        started timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM workflow._record_run(j, (workflow._task_of(j)).name, 'failed', started, NULL, err);
+    IF action = 'retry' THEN
+        PERFORM workflow._enqueue_task(j, j.phase, j.step, j.task_attempt + 1, now(), j.in_fallback);
+    ELSIF j.phase = 'oncancel' THEN
+        PERFORM workflow._terminate(j, 'canceled', NULL, err);
+    ELSE
+        PERFORM workflow._cancel(j, err);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION workflow._attempt_interrupted(workflow.jobs, text, jsonb, timestamptz) IS
+    'internal: an attempt its executor never finished: a failed run, then retry or cancel (on_stale)';
+
+-- The tasks the runners of this database were executing when the server
+-- last crashed (src/crashrecord.c), each settled once: the one author of
+-- "a crash interrupted the task".  A record names a job, its task (phase,
+-- step, attempts) and the lease of the runner's claim.  When the job is
+-- still at that task with no outcome recorded under that lease, the crash
+-- interrupted it, and the job is either
+--   running under the runner that is gone (its claim survived), or
+--   queued again at that task: the claim, committed without waiting for
+--     its WAL flush, was lost with the crash;
+-- either way it is taken as the runner had it, and gets a failed run that
+-- says the server crashed and its workflow's on_stale policy (or
+-- p_stale_action): "retry" runs the task again, except that the third
+-- crash in the same task (in this attempt of the job) fails it for good,
+-- without retry (then its fallback, onerror, failed): no crash loop;
+-- anything else cancels the job (its oncancel chain, if any).  Otherwise
+-- (the job moved on, was pruned) there is nothing to do.  Runners do not
+-- claim a job whose record is not settled yet (workflow._crash_held()).
+-- Returns how many jobs it took on, and the ids of those it could not
+-- handle.
+CREATE OR REPLACE FUNCTION workflow._sweep_crashed(p_stale_action text, p_skip bigint[],
+                                                   OUT handled integer, OUT failed bigint[])
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r           record;
+    j           workflow.jobs;
+    action      text;
+    err         jsonb;
+    crashes     bigint;
+BEGIN
+    handled := 0;
+    failed := '{}';
+    BEGIN
+        FOR r IN SELECT c.* FROM workflow._crash_records() c WHERE c.job_id <> ALL (p_skip)
+        LOOP
+            BEGIN
+                SELECT * INTO j FROM workflow.jobs WHERE id = r.job_id
+                   FOR NO KEY UPDATE SKIP LOCKED;
+                IF NOT FOUND THEN
+                    -- a session holds the job: at a later pass
+                    CONTINUE WHEN EXISTS (SELECT 1 FROM workflow.jobs WHERE id = r.job_id);
+                    PERFORM workflow._crash_settled(r.job_id);
+                    CONTINUE;
+                END IF;
+                handled := handled + 1;
+                IF j.task_type IS NULL AND j.execution IN ('running', 'queued')
+                   AND j.phase::text = r.phase AND j.step = r.step
+                   AND j.attempt = r.attempt AND j.task_attempt = r.task_attempt
+                   AND NOT EXISTS (SELECT 1 FROM workflow.task_runs t
+                                    WHERE t.job_id = j.id AND t.lease = r.lease
+                                      AND t.job_attempt = j.attempt AND t.phase = j.phase
+                                      AND t.step = j.step AND t.attempt = j.task_attempt) THEN
+                    err := jsonb_build_object('message', format('the server crashed while runner "%s" ran the task', r.runner_id),
+                                              'stale', true, 'crashed', true);
+                    IF j.execution = 'queued' THEN
+                        -- the job as the lost claim had made it
+                        err := err || '{"claim_lost": true}';
+                        j.execution := 'running';
+                        j.runner_id := r.runner_id;
+                        j.lease := r.lease;
+                    END IF;
+                    action := coalesce((SELECT w.on_stale FROM workflow.workflows w WHERE w.id = j.workflow_id),
+                                       p_stale_action);
+                    crashes := 1 + (SELECT count(*) FROM workflow.task_runs t
+                                     WHERE t.job_id = j.id AND t.job_attempt = j.attempt
+                                       AND t.phase = j.phase AND t.step = j.step
+                                       AND coalesce((t.error ->> 'crashed')::boolean, false));
+                    IF action = 'retry' AND crashes >= 3 THEN
+                        PERFORM workflow._task_failed(j, err || jsonb_build_object('crashes', crashes),
+                                                      r.started_at, false);
+                    ELSE
+                        PERFORM workflow._attempt_interrupted(j, action, err, r.started_at);
+                    END IF;
+                END IF;
+                PERFORM workflow._crash_settled(r.job_id);
+            EXCEPTION WHEN OTHERS THEN
+                failed := failed || r.job_id;
+                PERFORM workflow._sweep_failed('settle the crash of', r.job_id, SQLSTATE, SQLERRM);
+            END;
+        END LOOP;
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM workflow._sweep_failed('settle crash records', NULL, SQLSTATE, SQLERRM);
+    END;
+END
+$$;
+COMMENT ON FUNCTION workflow._sweep_crashed(text, bigint[]) IS
+    'internal: the sweeper''s tasks a crash of the server interrupted (src/crashrecord.c): a failed run and on_stale, each job in a subtransaction of its own';
 
 -- The sweeper's timers: wait tasks whose timer has elapsed succeed, with
 -- their timer's end as their start; waits for a signal or for children
@@ -180,17 +297,16 @@ COMMENT ON FUNCTION workflow._sweep_timeouts(integer, bigint[]) IS
     'internal: the sweeper''s job timeouts of running and waiting jobs, each job in a subtransaction of its own';
 
 -- The sweeper's stale jobs: a task whose lease expired (its worker died or
--- hung) is a failed attempt.  A job an in-server runner claimed and had not
--- started when it stopped (the server crashed in the middle of its batch:
--- src/crashrecord.c) is handed back, no attempt counted: nothing of it
--- ran, or what ran was rolled back with the batch.  Any other job of a
--- runner that stopped reporting -- the one whose task an in-server runner
--- was executing at a crash, or one an external worker claimed with
--- run_job -- gets a failed run and follows its workflow's on_stale
--- policy, or p_stale_action (workflow.stale_job_action): "retry" runs the
--- task again, anything else cancels the job (its oncancel chain, if any).
--- Returns how many it took on, and the ids of the jobs it could not
--- handle.
+-- hung) is a failed attempt.  A job of an in-server runner that stopped
+-- (the server crashed in the middle of its batch: src/crashrecord.c) is
+-- handed back, no attempt counted, unless a crash record names it: nothing
+-- of it ran, or what ran was rolled back with the batch.  The job whose
+-- task was executing is _sweep_crashed's, which runs first in a pass.  A
+-- job an external worker claimed with run_job and stopped reporting on
+-- gets a failed run and follows its workflow's on_stale policy, or
+-- p_stale_action (workflow.stale_job_action): "retry" runs the task again,
+-- anything else cancels the job (its oncancel chain, if any).  Returns how
+-- many it took on, and the ids of the jobs it could not handle.
 CREATE OR REPLACE FUNCTION workflow._sweep_stale(p_stale_action text, p_batch integer, p_skip bigint[],
                                                  OUT handled integer, OUT failed bigint[])
 LANGUAGE plpgsql
@@ -201,14 +317,13 @@ DECLARE
     stale       workflow.jobs;
     action      text;
     err         jsonb;
-    in_server   boolean;
-    crashes     bigint;
+    held        bigint[] := workflow._crash_held();
 BEGIN
     handled := 0;
     failed := '{}';
     BEGIN
         FOR stale IN SELECT s.* FROM workflow.stale_jobs() s
-                      WHERE s.id <> ALL (p_skip) LIMIT p_batch
+                      WHERE s.id <> ALL (p_skip) AND s.id <> ALL (held) LIMIT p_batch
         LOOP
             BEGIN
                 -- IS TRUE: the lookup by id and lease stays on the primary
@@ -229,9 +344,8 @@ BEGIN
                         j.claimed_at, true);
                     CONTINUE;
                 END IF;
-                in_server := EXISTS (SELECT 1 FROM workflow.runners r
-                                      WHERE r.id = j.runner_id AND r.kind = 'runner');
-                IF in_server AND NOT workflow._interrupted_by_crash(j.id, j.lease) THEN
+                IF EXISTS (SELECT 1 FROM workflow.runners r
+                            WHERE r.id = j.runner_id AND r.kind = 'runner') THEN
                     -- claimed, never started: the hand-back of a runner
                     PERFORM workflow._runner_record(j.id, j.lease, 'release', NULL,
                         jsonb_build_object('message', format('runner "%s" stopped before the task started', j.runner_id),
@@ -241,35 +355,9 @@ BEGIN
                 END IF;
                 action := coalesce((SELECT w.on_stale FROM workflow.workflows w WHERE w.id = j.workflow_id),
                                    p_stale_action);
-                err := jsonb_build_object('message',
-                                          CASE WHEN in_server
-                                               THEN format('the server crashed while runner "%s" ran the task', j.runner_id)
-                                               ELSE format('runner "%s" stopped reporting', j.runner_id) END,
-                                          'stale', true)
-                       || CASE WHEN in_server THEN '{"crashed": true}'::jsonb ELSE '{}'::jsonb END;
-                IF in_server AND action = 'retry' THEN
-                    -- no crash loop: the third crash during the same task
-                    -- (in this attempt of the job) fails the task for good,
-                    -- without retry (then its fallback, onerror, failed)
-                    crashes := 1 + (SELECT count(*) FROM workflow.task_runs r
-                                     WHERE r.job_id = j.id AND r.job_attempt = j.attempt
-                                       AND r.phase = j.phase AND r.step = j.step
-                                       AND coalesce((r.error ->> 'crashed')::boolean, false));
-                    IF crashes >= 3 THEN
-                        PERFORM workflow._task_failed(j, err || jsonb_build_object('crashes', crashes),
-                                                      j.claimed_at, false);
-                        CONTINUE;
-                    END IF;
-                END IF;
-                -- the attempt that was interrupted
-                PERFORM workflow._record_run(j, (workflow._task_of(j)).name, 'failed', j.claimed_at, NULL, err);
-                IF action = 'retry' THEN
-                    PERFORM workflow._enqueue_task(j, j.phase, j.step, j.task_attempt + 1, now(), j.in_fallback);
-                ELSIF j.phase = 'oncancel' THEN
-                    PERFORM workflow._terminate(j, 'canceled', NULL, err);
-                ELSE
-                    PERFORM workflow._cancel(j, err);
-                END IF;
+                err := jsonb_build_object('message', format('runner "%s" stopped reporting', j.runner_id),
+                                          'stale', true);
+                PERFORM workflow._attempt_interrupted(j, action, err, j.claimed_at);
             EXCEPTION WHEN OTHERS THEN
                 failed := failed || stale.id;
                 PERFORM workflow._sweep_failed('handle stale', stale.id, SQLSTATE, SQLERRM);

@@ -282,6 +282,42 @@ sub sleeping_runner
 	return $self->q($q);
 }
 
+# kill -9 the runner that sleeps in the task of job $id and wait until the
+# server is back from the crash; asserts both, $what naming the tests.
+# With flush => 1, a synchronous commit first flushes the WAL, so that the
+# runner's claim (committed without waiting for its flush) survives.
+sub crash_in_task
+{
+	my ($self, $id, $what, %opts) = @_;
+	my $pid = $self->sleeping_runner($id);
+	ok($pid, "$what: the runner executes job $id");
+	$self->q('CREATE TABLE IF NOT EXISTS public.wal_flush (x int); INSERT INTO public.wal_flush VALUES (1)')
+	  if $opts{flush};
+	my $offset = -s $self->logfile;
+	kill 'KILL', $pid;
+	$self->wait_for_log(qr/all server processes terminated; reinitializing/, $offset);
+	ok($self->poll_for('SELECT 1', '1', 60), "$what: the server is back after the crash");
+	return;
+}
+
+# Create ten jobs of workflow $workflow in one transaction (its commit wakes
+# a runner, which claims them in one batch), the first with priority 1 and
+# params {"slow": true}, the others {"slow": false}; wait until a runner
+# sleeps in the first one's task.  Returns the first id and the nine others
+# joined by ','.
+sub batch_of_ten
+{
+	my ($self, $workflow) = @_;
+	my @ids = split /,/,
+	  $self->q(
+		"SELECT string_agg(id::text, ',' ORDER BY n) FROM (
+		   SELECT n, workflow.create_job('$workflow',
+		            jsonb_build_object('slow', n = 0), priority => CASE WHEN n = 0 THEN 1 ELSE 0 END) AS id
+		     FROM generate_series(0, 9) n) s");
+	$self->sleeping_runner($ids[0]);
+	return ($ids[0], join(',', @ids[ 1 .. 9 ]));
+}
+
 # Wait until backend $pid is no longer in pg_sleep; true if it is alive.
 sub left_sleep
 {

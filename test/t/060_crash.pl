@@ -49,8 +49,8 @@ is($node->q("SELECT string_agg(execution::text, ',' ORDER BY id) FROM workflow.j
 my $pids_before = $node->runner_pids();
 
 # the runners commit their claims asynchronously; a synchronous commit
-# flushes the WAL so that the claims survive the crash (a lost claim would
-# only leave the job queued and run it again)
+# flushes the WAL so that the claims survive the crash (lost claims are
+# test/t/270_claim_lost.pl's)
 $node->q('INSERT INTO flush VALUES (1)');
 
 my $offset = -s $node->logfile;

@@ -27,7 +27,6 @@ my $node = WorkflowNode->create('crash_batch',
 	settings => { restart_after_crash => 'on', 'workflow.runners' => '1', 'workflow.batch_size' => '10' });
 
 $node->q('CREATE TABLE public.fx (job_id bigint, attempt int)');
-$node->q('CREATE TABLE public.flush (x int)');
 ok($node->poll_for("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'workflow runner'", '1', 60),
 	'one runner is up');
 
@@ -38,41 +37,14 @@ $node->create_workflow(qq{{"name": "batchy", "chain": [{"name": "t", "sql": "$ta
 $node->create_workflow(qq{{"name": "batchy_retry", "on_stale": "retry", "chain": [{"name": "t", "sql": "$task"}]}});
 $node->create_workflow(q{{"name": "poison", "on_stale": "retry", "chain": [{"name": "t", "sql": "select pg_sleep(60)"}]}});
 
-# kill -9 the runner that sleeps in the task of job $id, and wait until the
-# server is back
-sub crash_in
-{
-	my ($id, $what) = @_;
-	my $pid = $node->sleeping_runner($id);
-	ok($pid, "$what: the runner executes job $id");
-	# claims are committed asynchronously: flush the WAL before the crash
-	$node->q('INSERT INTO flush VALUES (1)');
-	my $offset = -s $node->logfile;
-	kill 'KILL', $pid;
-	$node->wait_for_log(qr/all server processes terminated; reinitializing/, $offset);
-	ok($node->poll_for('SELECT 1', '1', 60), "$what: the server is back after the crash");
-}
-
 # crash at the first job of a batch of ten: the one executing is known
 sub crash_batch
 {
 	my ($workflow) = @_;
-
-	# one transaction: its commit wakes the runner, which claims all ten
-	my $ids = $node->q(
-		"SELECT string_agg(id::text, ',' ORDER BY n) FROM (
-		   SELECT n, workflow.create_job('$workflow',
-		            jsonb_build_object('slow', n = 0), priority => CASE WHEN n = 0 THEN 1 ELSE 0 END) AS id
-		     FROM generate_series(0, 9) n) s");
-	my @ids = split /,/, $ids;
-	my $slow = $ids[0];
-	my @rest = @ids[ 1 .. 9 ];
-	my $rest = join(',', @rest);
-
-	$node->sleeping_runner($slow);
+	my ($slow, $rest) = $node->batch_of_ten($workflow);
 	is($node->q("SELECT count(*) FROM workflow.jobs WHERE id IN ($rest) AND execution = 'running'"),
 		'9', "$workflow: the nine others are claimed by the same runner");
-	crash_in($slow, $workflow);
+	$node->crash_in_task($slow, $workflow, flush => 1);
 
 	ok($node->poll_for("SELECT count(*) FROM workflow.jobs WHERE id IN ($rest) AND execution = 'succeeded'",
 			'9', 60),
@@ -109,9 +81,9 @@ is($node->q("SELECT string_agg(attempt::text, ',') FROM fx WHERE job_id = $slow"
 
 # a task that crashes the server at each run
 my $poison = $node->q("SELECT workflow.create_job('poison')");
-crash_in($poison, 'poison, first run');
-crash_in($poison, 'poison, second run');
-crash_in($poison, 'poison, third run');
+$node->crash_in_task($poison, 'poison, first run', flush => 1);
+$node->crash_in_task($poison, 'poison, second run', flush => 1);
+$node->crash_in_task($poison, 'poison, third run', flush => 1);
 ok($node->poll_for("SELECT execution FROM workflow.jobs WHERE id = $poison", 'failed', 60),
 	'poison: after the third crash the job fails (no crash loop)');
 is($node->q("SELECT string_agg(status || ':' || attempt || ':' || (error->>'crashed'), ',' ORDER BY id)
