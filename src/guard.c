@@ -26,12 +26,15 @@
  * After a task succeeded, the row is locked by the task's subtransaction
  * only when another transaction holds or changes it (then the wait, and
  * its timeout, are that job's alone).  Otherwise the runner locks it just
- * after that subtransaction ends, in the batch's transaction, without
- * waiting (workflow_job_lock): the batch's record then updates a row its
- * own transaction locked, where a lock of the subtransaction would make the
- * row's xmax a MultiXact.  A transaction that locks or changes the row in
- * between, a few microseconds, makes that an error of the batch, which is
- * handed back and run again.
+ * after that subtransaction ends, in the batch's transaction
+ * (workflow_job_lock): the batch's record then updates a row its own
+ * transaction locked, where a lock of the subtransaction would make the
+ * row's xmax a MultiXact.  A lock another transaction took in between is
+ * waited for: another runner's claim that still saw the job queued locks
+ * the row until it commits (test/t/280_claim_contention.pl).  A
+ * transaction that changed the row in between, or a wait past the
+ * batch's lock_timeout, makes that an error of the batch, which is handed
+ * back and run again.
  *
  * The row is read at the address of the version the claim made, when the
  * runner has it: a job nothing changed since its claim is there, and the
@@ -162,12 +165,17 @@ workflow_job_is_ours(int64 job_id, int64 lease, ItemPointer hint, WorkflowGuardL
 }
 
 /*
- * Lock, in the current transaction and without waiting, the row of job
- * `job_id' that workflow_job_is_ours() found running under `lease' and
- * free, at `tid', in a subtransaction that has ended since.  An error when
- * another transaction changed or locked the row in between: the task's
- * effects are part of this transaction already, so only the whole
- * transaction can be undone.
+ * Lock, in the current transaction, the row of job `job_id' that
+ * workflow_job_is_ours() found running under `lease' and free, at `tid',
+ * in a subtransaction that has ended since.  The row is not locked while
+ * the task runs, and another transaction may have locked it meanwhile:
+ * most often a claim whose snapshot still saw the job queued, which locks
+ * the row's latest version before its recheck finds it running, and keeps
+ * that lock until it commits, a millisecond later.  Such a lock is waited
+ * for, within the batch's lock_timeout.  An error when the row is no
+ * longer the job running under `lease' (another transaction changed it in
+ * between) or the wait times out: the task's effects are part of this
+ * transaction already, so only the whole transaction can be undone.
  */
 void
 workflow_job_lock(int64 job_id, int64 lease, ItemPointer tid)
@@ -189,7 +197,7 @@ workflow_job_lock(int64 job_id, int64 lease, ItemPointer tid)
 
 		ours = table_tuple_lock(rel, &slot->tts_tid, snapshot, slot,
 								GetCurrentCommandId(true), LockTupleNoKeyExclusive,
-								LockWaitSkip, TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
+								LockWaitBlock, TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
 								&tmfd) == TM_Ok &&
 			row_is_ours(slot, lease);
 	}

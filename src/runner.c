@@ -45,9 +45,10 @@
  * GUARD_LOCK_TIMEOUT (bound_lock_waits): then the job's work is rolled
  * back and the job is handed back to the queue, untouched, once the row is
  * free (the deferred list).  Only an error of the batch as a whole undoes
- * the batch -- its commit, or a job's row changed in the microseconds
- * between the end of its task's subtransaction and the lock of its
- * success (lock_success) -- and its jobs are then handed back, not failed.
+ * the batch -- its commit, or a job's row changed (or locked for longer
+ * than GUARD_LOCK_TIMEOUT) between the end of its task's subtransaction
+ * and the lock of its success (lock_success) -- and its jobs are then
+ * handed back, not failed.
  *
  * Signals.  SIGTERM asks for a graceful stop: an idle runner exits; a busy
  * one cancels the statement of its task, and hands the job back to the
@@ -1089,8 +1090,10 @@ hold_success(ClaimedJob *job, WorkflowTaskDef *step, Datum output,
 /*
  * After a job's subtransaction ended: lock the row of the success
  * hold_success() kept for it, if that was left to the batch's transaction
- * (see src/guard.c: the record then makes no MultiXact).  Raises an error,
- * which undoes the batch, when the row changed in between.
+ * (see src/guard.c: the record then makes no MultiXact), waiting for a
+ * lock another transaction took meanwhile (a concurrent claim's, for a
+ * millisecond).  Raises an error, which undoes the batch, when the row
+ * changed in between or the wait exceeds GUARD_LOCK_TIMEOUT.
  */
 static void
 lock_success(ClaimedJob *job)
