@@ -30,10 +30,10 @@ COMMENT ON FUNCTION workflow._in_server_heartbeat(text[], integer[]) IS
 --
 -- Faults stay with their item: each of the five sections below handles
 -- every item (a crash record, a timer, a timeout, a stale job) in a
--- subtransaction of its
--- own (an exception block), so an item that fails is rolled back alone,
--- logged with its job id, and the pass goes on; each section is another
--- such block, so not even an error of its query stops the other sections.
+-- subtransaction of its own (an exception block), so an item that fails
+-- is rolled back alone, logged with its job id, and the pass goes on; each
+-- section is another such block, so not even an error of its query stops
+-- the other sections.
 -- Jobs that failed at an earlier pass come back in p_skip: src/sweeper.c
 -- leaves them alone for a while, so that they are neither retried at every
 -- pass nor keep the jobs behind them in the batch's order from being
