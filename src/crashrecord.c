@@ -86,8 +86,8 @@ static void settle_at_subcommit(SubXactEvent event, SubTransactionId mySubid,
  * `records' (WF_NUM_SLOTS entries, zeroed first), and empty the file.  Runs
  * in the postmaster when the shared memory is created, before any runner
  * starts; a file that cannot be read is reported and ignored, and so is a
- * record not of this layout (a file an older build wrote).  Returns how
- * many records name a job.
+ * record not of this layout (a file an older build wrote) or naming no
+ * job or task.  Returns how many records name a job.
  */
 uint32
 workflow_crash_records_load(WorkflowCrashRecord *records)
@@ -127,7 +127,8 @@ workflow_crash_records_load(WorkflowCrashRecord *records)
 	for (int i = 0; i < WF_NUM_SLOTS; i++)
 	{
 		if (records[i].magic != WF_CRASH_RECORD_MAGIC || records[i].job_id <= 0 ||
-			!OidIsValid(records[i].dboid))
+			!OidIsValid(records[i].dboid) ||
+			records[i].phase < 0 || records[i].phase >= WF_NUM_PHASES)
 			memset(&records[i], 0, sizeof(WorkflowCrashRecord));
 		else
 			n++;
@@ -243,8 +244,6 @@ workflow_crash_records(PG_FUNCTION_ARGS)
 
 		if (record->job_id == 0 || record->dboid != MyDatabaseId)
 			continue;
-		if (record->phase < 0 || record->phase >= WF_NUM_PHASES)
-			continue;			/* not written by this build: ignored */
 		workflow_runner_id(i, runner_id, sizeof(runner_id));
 		values[0] = Int64GetDatum(record->job_id);
 		values[1] = Int64GetDatum(record->lease);
