@@ -300,22 +300,34 @@ sub crash_in_task
 	return;
 }
 
-# Create ten jobs of workflow $workflow in one transaction (its commit wakes
-# a runner, which claims them in one batch), the first with priority 1 and
-# params {"slow": true}, the others {"slow": false}; wait until a runner
-# sleeps in the first one's task.  Returns the first id and the nine others
+# A crash in the middle of a batch of ten.  Creates ten jobs of workflow
+# $workflow in one transaction (its commit wakes a runner, which claims them
+# in one batch), the first with priority 1 and params {"slow": true}, the
+# others {"slow": false}; once a runner sleeps in the first one's task,
+# crashes the server in it (crash_in_task, with %opts).  Asserts that the
+# nine others were claimed by that runner, and that afterwards they succeed
+# at their first task attempt.  Returns the first id and the nine others
 # joined by ','.
-sub batch_of_ten
+sub crash_batch_of_ten
 {
-	my ($self, $workflow) = @_;
+	my ($self, $workflow, %opts) = @_;
 	my @ids = split /,/,
 	  $self->q(
 		"SELECT string_agg(id::text, ',' ORDER BY n) FROM (
 		   SELECT n, workflow.create_job('$workflow',
 		            jsonb_build_object('slow', n = 0), priority => CASE WHEN n = 0 THEN 1 ELSE 0 END) AS id
 		     FROM generate_series(0, 9) n) s");
-	$self->sleeping_runner($ids[0]);
-	return ($ids[0], join(',', @ids[ 1 .. 9 ]));
+	my ($slow, $rest) = ($ids[0], join(',', @ids[ 1 .. 9 ]));
+	$self->sleeping_runner($slow);
+	is($self->q("SELECT count(*) FROM workflow.jobs WHERE id IN ($rest) AND execution = 'running'"),
+		'9', "$workflow: the nine others are claimed by the same runner");
+	$self->crash_in_task($slow, $workflow, %opts);
+	ok($self->poll_for("SELECT count(*) FROM workflow.jobs WHERE id IN ($rest) AND execution = 'succeeded'",
+			'9', 60),
+		"$workflow: the nine jobs that had not started succeed");
+	is($self->q("SELECT count(*) FROM workflow.task_runs WHERE job_id IN ($rest) AND status = 'succeeded' AND attempt = 1"),
+		'9', "$workflow: each succeeded at its first task attempt");
+	return ($slow, $rest);
 }
 
 # Wait until backend $pid is no longer in pg_sleep; true if it is alive.
